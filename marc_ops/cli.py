@@ -1,0 +1,95 @@
+"""The ``marc`` command: thin wrappers over the same functions the Dagster assets call."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from marc_ops.config import ProjectPaths, load_params, profile_path
+from marc_ops.stage import stage_registry
+from marc_ops.tables import markdown_table
+
+
+def _cmd_stage(args: argparse.Namespace) -> int:
+    """Run one stage by asset name (this is what each DVC stage calls)."""
+    stages = stage_registry()
+    if args.name not in stages:
+        print(f"unknown stage {args.name!r}; known: {', '.join(stages)}", file=sys.stderr)
+        return 2
+    paths = ProjectPaths(args.project_dir, args.params)
+    result = stages[args.name](paths, paths.params())
+    print(f"[{args.name}] done")
+    for key, value in result.metadata.items():
+        print(f"  {key}: {value}")
+    for key, path in result.outputs.items():
+        print(f"  {key} -> {path}")
+    for key, table in result.tables.items():
+        if args.verbose or key == "categories":
+            print(f"\n{key}:\n{markdown_table(table, max_rows=12)}")
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    """Make a profile the active one: copy configs/<name>.yaml to params.yaml after validating it."""
+    paths = ProjectPaths(args.project_dir, args.params)
+    source = profile_path(args.name, paths.project_dir)
+    load_params(source)
+    shutil.copyfile(source, paths.params_file)
+    print(f"active profile: {args.name} ({source} -> {paths.params_file})")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """Validate profile files without activating them."""
+    project_dir = Path(args.project_dir).resolve()
+    for name in args.names:
+        params = load_params(profile_path(name, project_dir))
+        print(f"{name}: ok (data.source={params.data.source}, data_root={params.data.data_root})")
+    return 0
+
+
+def _cmd_where(args: argparse.Namespace) -> int:
+    """Print where each materialized asset's files are."""
+    paths = ProjectPaths(args.project_dir, args.params)
+    print(f"profile: {paths.params().profile}  (params: {paths.params_file})")
+    for name in stage_registry():
+        folder = paths.asset(name)
+        files = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+        state = ", ".join(p.name for p in files[:6]) if files else "not materialized"
+        print(f"  {name:<22} {folder}  [{state}]")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="marc", description=__doc__)
+    parser.add_argument("--project-dir", default=".", help="project root (holds params.yaml and assets/)")
+    parser.add_argument("--params", default="params.yaml", help="params file, relative to the project root")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stage = sub.add_parser("stage", help="run one pipeline stage by asset name (DVC's driver)")
+    stage.add_argument("name")
+    stage.add_argument("-v", "--verbose", action="store_true", help="print every table")
+    stage.set_defaults(func=_cmd_stage)
+
+    profile = sub.add_parser("profile", help="activate a profile from configs/ (writes params.yaml)")
+    profile.add_argument("name")
+    profile.set_defaults(func=_cmd_profile)
+
+    validate = sub.add_parser("validate-profile", help="validate profiles in configs/ without activating them")
+    validate.add_argument("names", nargs="+")
+    validate.set_defaults(func=_cmd_validate)
+
+    where = sub.add_parser("where", help="show where the materialized assets are")
+    where.set_defaults(func=_cmd_where)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

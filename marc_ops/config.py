@@ -1,0 +1,119 @@
+"""Typed, validated configuration: one model per stage, composed into a profile.
+
+A profile is data (``configs/<name>.yaml``); ``params.yaml`` holds the active profile's knobs
+and is what both DVC (as params) and Dagster (through the ``marc`` resource) read, so the two
+drivers never disagree. Every default lives in exactly one place: the field that owns it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from marc_ops.data.synthetic import SyntheticConfig
+from marc_ops.video import VideoConfig
+
+_ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def expand_env(value: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` (shell style) and a leading ``~``."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group("name"), match.group("default")
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            raise ConfigError(f"environment variable {name} is not set (used as ${{{name}}}); set it or give a default")
+        return default
+
+    return os.path.expanduser(_ENV_PATTERN.sub(substitute, value))
+
+
+class ConfigError(ValueError):
+    """A profile or params file that does not validate; the message says what to change."""
+
+
+class DataConfig(BaseModel):
+    """Where the Video-R1 data (or the synthetic corpus) lives and how the subset is drawn."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["synthetic", "videor1"] = Field(
+        description="'synthetic': generate the embedded corpus into data_root; 'videor1': use real files there"
+    )
+    data_root: str = Field(description="media root; relative paths in the annotation files resolve against it")
+    annotation_files: list[str] = Field(
+        default=["Video-R1-260k.json"], min_length=1, description="training annotation files, relative to data_root"
+    )
+    cot_file: str = Field(default="Video-R1-COT-165k.json", description="the CoT annotation file (SFT), in data_root")
+    eval_dir: str = Field(description="directory holding the benchmark files eval_<name>.json")
+    train_size: int = Field(ge=1, description="rows in the stratified training subset (paper: 5000)")
+    sample_seed: int = 42
+    check_media: bool = Field(default=True, description="quarantine rows whose media file is missing")
+
+    def root(self, project_dir: Path) -> Path:
+        return (project_dir / expand_env(self.data_root)).resolve()
+
+    def evals(self, project_dir: Path) -> Path:
+        return (project_dir / expand_env(self.eval_dir)).resolve()
+
+
+class Params(BaseModel):
+    """The active profile: every knob of every stage."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: str = Field(description="profile name, e.g. 'tiny' (embedded default) or 'paper'")
+    data: DataConfig
+    synthetic: SyntheticConfig = SyntheticConfig()
+    video: VideoConfig = VideoConfig()
+
+    @model_validator(mode="after")
+    def _synthetic_root_is_generated(self) -> Params:
+        if self.data.source == "synthetic" and "${" in self.data.data_root:
+            raise ValueError("data.data_root of a synthetic profile must be a plain path the corpus is generated into")
+        return self
+
+
+def load_params(path: Path | str) -> Params:
+    """Read and validate a params/profile YAML file; errors name the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path} (run `marc profile tiny` to write one)")
+    raw: Any = yaml.safe_load(path.read_text())
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"{path}: {problems}") from err
+
+
+def profile_path(name: str, project_dir: Path) -> Path:
+    path = project_dir / "configs" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (project_dir / "configs").glob("*.yaml") if p.stem not in ("dagster",))
+        raise ConfigError(f"unknown profile {name!r}: {path} does not exist (known: {', '.join(known)})")
+    return path
+
+
+class ProjectPaths:
+    """The project's fixed locations: params file and the artifact store ``assets/<asset_name>/``."""
+
+    def __init__(self, project_dir: Path | str, params_file: Path | str = "params.yaml") -> None:
+        self.project_dir = Path(project_dir).resolve()
+        self.params_file = (self.project_dir / params_file).resolve()
+        self.assets_dir = self.project_dir / "assets"
+
+    def asset(self, name: str) -> Path:
+        return self.assets_dir / name
+
+    def params(self) -> Params:
+        return load_params(self.params_file)

@@ -1,0 +1,19 @@
+"""Video-R1 data: schema, loader with quarantine, stratified sampler, synthetic corpus."""
+
+from marc_ops.data.sampling import allocate_largest_remainder, category_table, stratified_sample
+from marc_ops.data.schema import MANIFEST_SCHEMA, PROBLEM_TYPES, QUARANTINE_SCHEMA, category_of
+from marc_ops.data.videor1 import DataFileError, LoadedManifest, load_many, load_videor1
+
+__all__ = [
+    "MANIFEST_SCHEMA",
+    "PROBLEM_TYPES",
+    "QUARANTINE_SCHEMA",
+    "DataFileError",
+    "LoadedManifest",
+    "allocate_largest_remainder",
+    "category_of",
+    "category_table",
+    "load_many",
+    "load_videor1",
+    "stratified_sample",
+]

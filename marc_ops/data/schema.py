@@ -1,0 +1,120 @@
+"""The Video-R1 sample schema (SPEC section 3) and its validation rules.
+
+A raw record is a JSON object from ``Video-R1-260k.json``, ``Video-R1-COT-165k.json`` or an
+``eval_<name>.json`` benchmark file. :func:`validate_record` turns one into a normalised row
+or says, in one sentence, why it cannot be used; the loader quarantines the latter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+PROBLEM_TYPES = ("multiple choice", "numerical", "OCR", "free-form", "regression")
+DATA_TYPES = ("image", "video")
+REQUIRED_FIELDS = ("problem_id", "problem", "data_type", "problem_type", "solution", "path")
+ANSWER_PATTERN = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+# One normalised row per usable sample. `problem_id` is kept as text: the real files mix
+# integers and strings across sources, and a join key must have one type.
+MANIFEST_SCHEMA: dict[str, pl.DataType] = {
+    "problem_id": pl.String(),
+    "problem": pl.String(),
+    "data_type": pl.String(),
+    "problem_type": pl.String(),
+    "options": pl.List(pl.String()),
+    "solution": pl.String(),
+    "answer": pl.String(),
+    "path": pl.String(),
+    "data_source": pl.String(),
+    "process": pl.String(),
+    "category": pl.String(),
+    "media_path": pl.String(),
+    "evidence_shots": pl.List(pl.Int64()),
+    "source_file": pl.String(),
+    "source_row": pl.Int64(),
+}
+
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "source_file": pl.String(),
+    "source_row": pl.Int64(),
+    "problem_id": pl.String(),
+    "reason_code": pl.String(),
+    "reason": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a record cannot be used: a stable code plus a sentence for people."""
+
+    code: str
+    message: str
+
+
+def category_of(path: str) -> str:
+    """The first component of a Video-R1 relative path: ``./LLaVA-Video-178K/a/b.mp4`` → ``LLaVA-Video-178K``."""
+    parts = [p for p in Path(path).parts if p not in (".", "")]
+    return parts[0] if len(parts) > 1 else ""
+
+
+def extract_tagged_answer(text: str) -> str | None:
+    match = ANSWER_PATTERN.search(text)
+    return match.group(1).strip() if match else None
+
+
+def validate_record(raw: Any, data_root: Path, *, check_media: bool = True) -> dict[str, Any] | Rejection:
+    """Normalise one raw record into a manifest row, or return why it is rejected."""
+    if not isinstance(raw, dict):
+        return Rejection("not_an_object", f"expected a JSON object, got {type(raw).__name__}")
+    missing = [name for name in REQUIRED_FIELDS if raw.get(name) in (None, "")]
+    if missing:
+        return Rejection("missing_field", f"missing required field(s): {', '.join(missing)}")
+    for name in ("problem", "data_type", "problem_type", "solution", "path"):
+        if not isinstance(raw[name], str):
+            return Rejection("bad_type", f"field {name!r} must be a string, got {type(raw[name]).__name__}")
+    if not raw["problem"].strip():
+        return Rejection("empty_problem", "the question text ('problem') is empty")
+    if raw["data_type"] not in DATA_TYPES:
+        return Rejection("unknown_data_type", f"data_type {raw['data_type']!r} is not one of {list(DATA_TYPES)}")
+    if raw["problem_type"] not in PROBLEM_TYPES:
+        return Rejection(
+            "unknown_problem_type", f"problem_type {raw['problem_type']!r} is not one of {list(PROBLEM_TYPES)}"
+        )
+    options = raw.get("options") or []
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+        return Rejection("bad_type", "field 'options' must be a list of strings")
+    if raw["problem_type"] == "multiple choice" and not options:
+        return Rejection("mc_without_options", "a multiple-choice question has no options")
+    answer = extract_tagged_answer(raw["solution"])
+    if answer is None:
+        return Rejection("solution_without_answer", "solution has no <answer>...</answer> tag")
+    process = raw.get("process")
+    if process is not None and not isinstance(process, str):
+        return Rejection("bad_type", "field 'process' must be a string")
+    media_path = (Path(data_root) / raw["path"]).resolve()
+    if check_media and not media_path.is_file():
+        return Rejection("missing_media", f"media file not found: {media_path}")
+    evidence = raw.get("evidence")
+    evidence_shots = None
+    if isinstance(evidence, dict) and isinstance(evidence.get("shots"), list):
+        evidence_shots = [int(s) for s in evidence["shots"]]
+    return {
+        "problem_id": str(raw["problem_id"]),
+        "problem": raw["problem"],
+        "data_type": raw["data_type"],
+        "problem_type": raw["problem_type"],
+        "options": options,
+        "solution": raw["solution"],
+        "answer": answer,
+        "path": raw["path"],
+        "data_source": str(raw.get("data_source") or ""),
+        "process": process,
+        "category": category_of(raw["path"]),
+        "media_path": str(media_path),
+        "evidence_shots": evidence_shots,
+    }

@@ -1,0 +1,33 @@
+"""What a stage returns to its driver, and the registry the DVC driver looks stages up in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """Files written, scalar facts and tables worth showing (Dagster metadata, CLI summary)."""
+
+    outputs: dict[str, Path]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+
+StageFn = Callable[..., StageResult]
+
+
+def stage_registry() -> dict[str, StageFn]:
+    """Every stage by asset name: lookup by name is what ``marc stage NAME`` (DVC) needs."""
+    from marc_ops.data import stages as data_stages
+
+    return {
+        "videor1_source": data_stages.videor1_source,
+        "videor1_manifest": data_stages.videor1_manifest,
+        "train_subset": data_stages.train_subset,
+    }

@@ -1,0 +1,1 @@
+"""One module per lineage stage; each asset calls one marc_ops stage function."""

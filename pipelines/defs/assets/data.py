@@ -1,0 +1,24 @@
+"""Data assets: the Video-R1 source files, the validated manifest, the stratified subset."""
+
+import dagster as dg
+
+from pipelines.defs.metadata import materialize_stage
+from pipelines.defs.resources import MarcResource
+
+
+@dg.asset(group_name="data", kinds={"python", "json"})
+def videor1_source(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
+    """The raw Video-R1 files: the synthetic corpus (tiny profile) or a checked real data root."""
+    return materialize_stage("videor1_source", context, marc)
+
+
+@dg.asset(group_name="data", deps=[videor1_source], kinds={"polars", "parquet"})
+def videor1_manifest(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
+    """Every annotation row validated; unusable rows quarantined with their reason."""
+    return materialize_stage("videor1_manifest", context, marc)
+
+
+@dg.asset(group_name="data", deps=[videor1_manifest], kinds={"polars", "parquet"})
+def train_subset(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
+    """The category-stratified training subset (paper: 5K samples), seeded."""
+    return materialize_stage("train_subset", context, marc)

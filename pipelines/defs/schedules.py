@@ -1,0 +1,14 @@
+"""Schedules. Off by default: turn them on in the UI of a long-running deployment."""
+
+import dagster as dg
+
+from pipelines.defs.jobs import data_job
+
+nightly_data_schedule = dg.ScheduleDefinition(
+    name="nightly_data_schedule",
+    job=data_job,
+    cron_schedule="0 3 * * *",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+
+SCHEDULES = [nightly_data_schedule]
