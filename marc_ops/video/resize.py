@@ -1,0 +1,79 @@
+"""Qwen2.5-VL's frame-size rule (`smart_resize`) and the one resize used for frames and images."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Qwen2.5-VL: 14-px patches merged 2x2, so every side must be a multiple of 28.
+PATCH_FACTOR = 28
+# Qwen2.5-VL refuses images more elongated than this.
+MAX_ASPECT_RATIO = 200
+
+
+def smart_resize(
+    height: int, width: int, *, factor: int = PATCH_FACTOR, min_pixels: int, max_pixels: int
+) -> tuple[int, int]:
+    """Target (height, width) for a frame: both multiples of `factor`, area within the bounds.
+
+    The rule of Qwen2.5-VL (qwen-vl-utils / the Qwen2-VL image processor):
+    1. round each side to the nearest multiple of `factor` (Python's `round`, so exact ties
+       go to the even multiple, as in Qwen), at least `factor`;
+    2. if that area exceeds `max_pixels`, scale the *original* sides by
+       sqrt(max_pixels / (height*width)) and round each side *down* to a multiple of `factor`;
+    3. else if it is below `min_pixels`, scale by sqrt(min_pixels / (height*width)) and round
+       each side *up*.
+    The aspect ratio is kept up to the rounding. `H*W <= max_pixels` is a hard guarantee:
+    where flooring a very thin side to zero would be clamped back up to `factor` (aspect
+    ratios near 200, or `min_pixels` close to `max_pixels`), the longer side is cut to the
+    largest multiple of `factor` that fits. Qwen does not do this last step; it never changes
+    a result that already satisfies the bound.
+
+    Raises ValueError for non-positive sides or an aspect ratio above 200.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"frame size must be positive, got height={height}, width={width}")
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise ValueError(
+            f"aspect ratio of {height}x{width} is {max(height, width) / min(height, width):.1f}, "
+            f"Qwen2.5-VL accepts at most {MAX_ASPECT_RATIO}; crop or pad the frame first"
+        )
+    if min_pixels > max_pixels:
+        raise ValueError(f"min_pixels ({min_pixels}) must be <= max_pixels ({max_pixels})")
+    h = max(factor, round(height / factor) * factor)
+    w = max(factor, round(width / factor) * factor)
+    if h * w > max_pixels:
+        scale = math.sqrt(height * width / max_pixels)
+        h = max(factor, math.floor(height / scale / factor) * factor)
+        w = max(factor, math.floor(width / scale / factor) * factor)
+    elif h * w < min_pixels:
+        scale = math.sqrt(min_pixels / (height * width))
+        h = math.ceil(height * scale / factor) * factor
+        w = math.ceil(width * scale / factor) * factor
+    if h * w > max_pixels:
+        if h >= w:
+            h = max(factor, math.floor(max_pixels / w / factor) * factor)
+        else:
+            w = max(factor, math.floor(max_pixels / h / factor) * factor)
+    return h, w
+
+
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize RGB frames with antialiased bicubic interpolation.
+
+    frames: (T, H, W, 3) uint8  ->  (T, height, width, 3) uint8.
+
+    Antialiased bicubic in torch (Keys a=-0.5, kernel widened when shrinking), rounded and
+    clamped back to uint8: bit-identical to torchvision's `resize(..., BICUBIC, antialias=True)`
+    on uint8 tensors, which is what qwen-vl-utils (and so Video-R1) applies to video frames,
+    and within 2 levels of PIL's BICUBIC. Images go through the same filter. Frames already at
+    the target size are returned unchanged.
+    """
+    if frames.shape[1:3] == (height, width):
+        return frames
+    pixels = torch.from_numpy(frames.astype(np.float32)).permute(0, 3, 1, 2)
+    resized = F.interpolate(pixels, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+    return resized.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
