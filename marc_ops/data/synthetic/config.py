@@ -1,0 +1,118 @@
+"""The synthetic corpus's one config: sizes, frame geometry, shot timing, encoding."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from marc_ops.data.synthetic.scenes import BACKGROUNDS
+
+# The "bench" preset: ten times the default item counts, same frame geometry and timing.
+_BENCH_SIZES: dict[str, int] = {
+    "n_train_videos": 480,
+    "n_eval_videos": 240,
+    "n_train_images": 160,
+    "n_eval_images": 80,
+}
+
+
+class SyntheticConfig(BaseModel):
+    """What :func:`~marc_ops.data.synthetic.generate_corpus` writes; the same config gives the same corpus."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = Field(default=0, ge=0, description="seeds every scene, question, motion and noise draw")
+    n_train_videos: int = Field(default=48, ge=1, description="videos in Video-R1-260k.json")
+    n_eval_videos: int = Field(default=24, ge=0, description="held-out videos in eval/eval_synthetic.json")
+    n_train_images: int = Field(default=16, ge=0, description="single-image questions in the training set")
+    n_eval_images: int = Field(default=8, ge=0, description="single-image questions in the eval set")
+    questions_per_video: int = Field(
+        default=2,
+        ge=1,
+        le=2,
+        description="rows per video: each asks about a different shot (its category's families)",
+    )
+    width: int = Field(default=224, ge=64, le=1920, description="frame width in pixels (even)")
+    height: int = Field(default=128, ge=64, le=1080, description="frame height in pixels (even)")
+    fps: int = Field(default=8, ge=2, le=60, description="frames per second of every video")
+    shots_per_video_min: int = Field(default=3, ge=2, description="fewest shots in a video")
+    shots_per_video_max: int = Field(default=5, ge=2, description="most shots in a video")
+    shot_seconds_min: float = Field(default=2.0, gt=0, description="shortest shot, seconds")
+    shot_seconds_max: float = Field(default=4.0, gt=0, description="longest shot, seconds")
+    gradual_transition_prob: float = Field(
+        default=0.15,
+        ge=0.0,
+        le=1.0,
+        description="chance that a shot boundary is a cross-fade instead of a hard cut",
+    )
+    dissolve_frames: int = Field(default=6, ge=2, description="length of a cross-fade, frames")
+    text_prob: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=1.0,
+        description="chance that a shot (or image) shows a word; in SynthText videos every shot shows one",
+    )
+    noise_amplitude: int = Field(
+        default=3,
+        ge=0,
+        le=32,
+        description="per-frame pixel noise: uniform integers in [-a, a] on the 0-255 scale",
+    )
+    video_codec: Literal["auto", "libx264", "mpeg4"] = Field(
+        default="auto", description="'auto': H.264 (libx264) when PyAV's FFmpeg has it, else MPEG-4 Part 2"
+    )
+    crf: int = Field(
+        default=18, ge=0, le=51, description="libx264 constant rate factor (lower = better quality)"
+    )
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> SyntheticConfig:
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value % 2:
+                raise ValueError(
+                    f"{name} must be even (yuv420p halves chroma resolution): got {value}, use {value - 1}"
+                )
+        if self.shots_per_video_min > self.shots_per_video_max:
+            raise ValueError(
+                f"shots_per_video_min ({self.shots_per_video_min}) exceeds shots_per_video_max "
+                f"({self.shots_per_video_max}); lower the first or raise the second"
+            )
+        if self.shots_per_video_max > len(BACKGROUNDS):
+            raise ValueError(
+                f"shots_per_video_max must be at most {len(BACKGROUNDS)}: every shot of a video gets its own "
+                f"background colour and there are {len(BACKGROUNDS)}; got {self.shots_per_video_max}"
+            )
+        if self.questions_per_video > self.shots_per_video_min:
+            raise ValueError(
+                f"questions_per_video ({self.questions_per_video}) exceeds shots_per_video_min "
+                f"({self.shots_per_video_min}); each question needs its own evidence shot"
+            )
+        if self.shot_seconds_min > self.shot_seconds_max:
+            raise ValueError(
+                f"shot_seconds_min ({self.shot_seconds_min}) exceeds shot_seconds_max ({self.shot_seconds_max})"
+            )
+        low, high = self.shot_frames_range
+        if low < self.dissolve_frames:
+            raise ValueError(
+                f"shot_seconds_min * fps = {low} frames is shorter than dissolve_frames ({self.dissolve_frames}); "
+                "raise shot_seconds_min or fps, or lower dissolve_frames"
+            )
+        if high - low + 1 < self.shots_per_video_max:
+            raise ValueError(
+                f"shots of {low}..{high} frames allow only {high - low + 1} distinct durations, fewer than "
+                f"shots_per_video_max ({self.shots_per_video_max}); widen shot_seconds_min..shot_seconds_max "
+                "(duration questions need every shot of a video to last a different time)"
+            )
+        return self
+
+    @property
+    def shot_frames_range(self) -> tuple[int, int]:
+        """(shortest, longest) shot in frames, inclusive."""
+        return round(self.shot_seconds_min * self.fps), round(self.shot_seconds_max * self.fps)
+
+    @classmethod
+    def bench(cls, **overrides: Any) -> SyntheticConfig:
+        """The larger preset for benchmarks: 480/240 videos and 160/80 images; ``overrides`` win."""
+        return cls(**{**_BENCH_SIZES, **overrides})

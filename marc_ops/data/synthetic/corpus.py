@@ -1,0 +1,201 @@
+"""Write the whole synthetic corpus: media, the Video-R1 annotation files, the shot ground truth.
+
+Layout under ``out_dir`` (every relative path resolves against the folder of the file that holds
+it, as in Video-R1, whose eval files sit beside their media in ``Evaluation/``)::
+
+    Video-R1-260k.json          training rows, paths like ./SynthCount/train_00001.mp4
+    Video-R1-COT-165k.json      the same rows (all carry `process`)
+    SynthShapes/ SynthCount/ SynthText/ SynthImage/     training media
+    eval/eval_synthetic.json    held-out rows, paths like ./SynthText/eval_00002.mp4 (relative to eval/)
+    eval/SynthShapes/ ...       held-out media
+    shots.json                  per video (keys relative to out_dir: ./SynthShapes/..., ./eval/SynthShapes/...):
+                                spans, transitions, scene descriptions
+    synthetic_config.json       the config and codec that produced it
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from marc_ops.data.synthetic.config import SyntheticConfig
+from marc_ops.data.synthetic.questions import (
+    IMAGE_CATEGORY,
+    LetterBalancer,
+    Question,
+    plan_image,
+    plan_video,
+)
+from marc_ops.data.synthetic.render import (
+    add_noise,
+    draw_scene,
+    resolve_codec,
+    video_frames,
+    write_mp4,
+    write_png,
+)
+from marc_ops.io import atomic_dir
+
+TRAIN_FILE = "Video-R1-260k.json"
+COT_FILE = "Video-R1-COT-165k.json"
+EVAL_FILE = "eval/eval_synthetic.json"
+SHOTS_FILE = "shots.json"
+CONFIG_FILE = "synthetic_config.json"
+_SPLITS = {"train": 0, "eval": 1}
+_STREAMS = {"video": 0, "image": 1, "video_noise": 2, "image_noise": 3}
+
+
+@dataclass(frozen=True)
+class CorpusFiles:
+    """Where a generated corpus's files are. Media paths in ``eval_json`` resolve against ``eval_json.parent``."""
+
+    root: Path
+    train_json: Path
+    cot_json: Path
+    eval_json: Path
+    shots_json: Path
+    config_json: Path
+
+    @classmethod
+    def under(cls, root: Path | str) -> CorpusFiles:
+        root = Path(root)
+        return cls(
+            root=root,
+            train_json=root / TRAIN_FILE,
+            cot_json=root / COT_FILE,
+            eval_json=root / EVAL_FILE,
+            shots_json=root / SHOTS_FILE,
+            config_json=root / CONFIG_FILE,
+        )
+
+
+def generate_corpus(config: SyntheticConfig, out_dir: Path | str) -> CorpusFiles:
+    """Generate the corpus into ``out_dir``, replacing what is there only once everything is written.
+
+    The same config gives the same JSON files and the same media bytes.
+    """
+    codec = resolve_codec(config.video_codec)
+    problem_ids = itertools.count(1)
+    total = config.n_train_videos + config.n_eval_videos + config.n_train_images + config.n_eval_images
+    with (
+        atomic_dir(Path(out_dir)) as tmp,
+        tqdm(total=total, desc="synthetic corpus", unit="item") as progress,
+    ):
+        files = CorpusFiles.under(tmp)
+        train_rows, train_shots = _write_split(config, "train", tmp, problem_ids, codec, progress)
+        eval_rows, eval_shots = _write_split(
+            config, "eval", files.eval_json.parent, problem_ids, codec, progress
+        )
+        shots = {**train_shots, **{f"./eval/{key[2:]}": value for key, value in eval_shots.items()}}
+        _write_json(files.train_json, train_rows)
+        _write_json(files.cot_json, train_rows)
+        _write_json(files.eval_json, eval_rows)
+        _write_json(files.shots_json, shots)
+        _write_json(files.config_json, {"config": config.model_dump(), "codec": codec})
+    return CorpusFiles.under(out_dir)
+
+
+def _write_split(
+    config: SyntheticConfig,
+    split: str,
+    media_root: Path,
+    problem_ids: Iterator[int],
+    codec: str,
+    progress: tqdm,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Videos then images of one split: returns its rows and its shot ground truth (keys relative to media_root)."""
+    n_videos = config.n_train_videos if split == "train" else config.n_eval_videos
+    n_images = config.n_train_images if split == "train" else config.n_eval_images
+    video_letters, image_letters = LetterBalancer(), LetterBalancer()
+    rows: list[dict[str, Any]] = []
+    shots: dict[str, dict[str, Any]] = {}
+    for index in range(n_videos):
+        video = plan_video(config, index, _rng(config, split, "video", index), video_letters)
+        path = f"./{video.category}/{split}_{index:05d}.mp4"
+        frames = video_frames(
+            video.timeline,
+            config.width,
+            config.height,
+            _rng(config, split, "video_noise", index),
+            config.noise_amplitude,
+        )
+        written = write_mp4(
+            media_root / path,
+            frames,
+            width=config.width,
+            height=config.height,
+            fps=config.fps,
+            codec=codec,
+            crf=config.crf,
+        )
+        timeline = video.timeline
+        if written != timeline.n_frames:
+            raise RuntimeError(f"{path}: encoded {written} frames, the timeline has {timeline.n_frames}")
+        shots[path] = {
+            "fps": timeline.fps,
+            "n_frames": timeline.n_frames,
+            "width": config.width,
+            "height": config.height,
+            "spans": [list(span) for span in timeline.spans],
+            "transitions": list(timeline.transitions),
+            "descriptions": [scene.description() for scene in timeline.scenes],
+            "scenes": [scene.to_json() for scene in timeline.scenes],
+        }
+        for question in video.questions:
+            evidence = {
+                "shots": [question.evidence_shot],
+                "spans": [list(timeline.spans[question.evidence_shot])],
+            }
+            rows.append(_row(next(problem_ids), question, "video", path, video.category, evidence))
+        progress.update()
+    for index in range(n_images):
+        scene, question = plan_image(config, index, _rng(config, split, "image", index), image_letters)
+        path = f"./{IMAGE_CATEGORY}/{split}_image_{index:05d}.png"
+        pixels = draw_scene(scene, 0.0, config.width, config.height)
+        write_png(
+            media_root / path,
+            add_noise(pixels, _rng(config, split, "image_noise", index), config.noise_amplitude),
+        )
+        rows.append(_row(next(problem_ids), question, "image", path, IMAGE_CATEGORY, None))
+        progress.update()
+    return rows, shots
+
+
+def _rng(config: SyntheticConfig, split: str, stream: str, index: int) -> np.random.Generator:
+    """An independent random stream per item and purpose, so adding items leaves the others' content alone."""
+    return np.random.default_rng([config.seed, _SPLITS[split], _STREAMS[stream], index])
+
+
+def _row(
+    problem_id: int,
+    question: Question,
+    data_type: str,
+    path: str,
+    category: str,
+    evidence: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One record in the Video-R1 schema, plus ``evidence`` (the shots that hold the answer; null for images)."""
+    return {
+        "problem_id": problem_id,
+        "problem": question.problem,
+        "data_type": data_type,
+        "problem_type": question.problem_type,
+        "options": list(question.options),
+        "process": f"<think>{question.reasoning}</think>",
+        "solution": f"<answer>{question.answer}</answer>",
+        "path": path,
+        "data_source": category,
+        "evidence": evidence,
+    }
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

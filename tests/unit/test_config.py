@@ -1,0 +1,76 @@
+"""Every profile and params file loads; bad values fail with messages that say what to change."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from marc_ops.config import ConfigError, Params, expand_env, load_params, profile_path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROFILES = sorted(p for p in (REPO_ROOT / "configs").glob("*.yaml") if p.name != "dagster.yaml")
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_every_profile_validates(path: Path):
+    params = load_params(path)
+    assert params.profile == path.stem
+
+
+def test_params_yaml_is_the_tiny_profile():
+    # The committed params.yaml is the embedded default; `marc profile NAME` switches it.
+    assert load_params(REPO_ROOT / "params.yaml") == load_params(REPO_ROOT / "configs" / "tiny.yaml")
+
+
+def test_paper_profile_is_the_papers_setting(monkeypatch):
+    monkeypatch.delenv("MARC_VIDEOR1_ROOT", raising=False)
+    params = load_params(profile_path("paper", REPO_ROOT))
+    assert params.data.source == "videor1"
+    assert params.data.train_size == 5000
+    assert params.data.root(REPO_ROOT) == Path("/data/Video-R1")
+    assert params.video.max_frames == 64 and params.video.max_pixels == 128 * 28 * 28
+    monkeypatch.setenv("MARC_VIDEOR1_ROOT", "/mnt/vr1")
+    assert params.data.root(REPO_ROOT) == Path("/mnt/vr1")
+
+
+def test_env_expansion(monkeypatch):
+    monkeypatch.setenv("MARC_X", "/x")
+    monkeypatch.delenv("MARC_Y", raising=False)
+    assert expand_env("${MARC_X}/a") == "/x/a"
+    assert expand_env("${MARC_Y:-/d}/a") == "/d/a"
+    with pytest.raises(ConfigError, match="MARC_Y is not set"):
+        expand_env("${MARC_Y}/a")
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="known: paper, tiny"):
+        profile_path("huge", REPO_ROOT)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda p: p["data"].update(train_size=0), "data.train_size"),
+        (lambda p: p["data"].update(source="s3"), "data.source"),
+        (lambda p: p.update(extra_knob=1), "extra_knob"),
+        (lambda p: p["video"].update(max_frames=0), "video"),
+    ],
+)
+def test_bad_values_name_the_file_and_field(tmp_path: Path, edit, message):
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "tiny.yaml").read_text())
+    edit(raw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message) as info:
+        load_params(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_params_file_says_how_to_make_one(tmp_path: Path):
+    with pytest.raises(ConfigError, match="marc profile tiny"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_params_round_trip_through_yaml():
+    params = load_params(REPO_ROOT / "configs" / "tiny.yaml")
+    assert Params.model_validate(yaml.safe_load(yaml.safe_dump(params.model_dump(mode="json")))) == params
