@@ -1,0 +1,171 @@
+"""Scores from the per-sample records files: per benchmark × method figures and the Table-1-like frame.
+
+A records file (written by :mod:`marc_ops.eval.runner`) is JSON lines, one object per sample with
+the fields of :data:`RECORD_SCHEMA`. Only its last line can be torn (a run killed mid-write
+appends nothing after it); reading ignores such a line, and the runner removes it on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from marc_ops.eval.tasks import PAPER_BENCHMARKS, PAPER_ROWS, TASKS, resolve_task
+
+logger = logging.getLogger(__name__)
+
+RECORD_SCHEMA: dict[str, pl.DataType] = {
+    "problem_id": pl.String(),
+    "benchmark": pl.String(),
+    "method": pl.String(),
+    "prompt_hash": pl.String(),  # sha256 of the prompt and the method name
+    "problem_type": pl.String(),
+    "answer": pl.String(),  # the ground truth, extracted from the solution
+    "output": pl.String(),  # null when the sample failed
+    "extracted": pl.String(),  # the text in the output's first <answer>, null without tags
+    "reward": pl.Float64(),  # accuracy or MRA in [0, 1]; 0 for a failed sample
+    "correct": pl.Boolean(),
+    "visual_tokens": pl.Int64(),
+    "latency_s": pl.Float64(),
+    "status": pl.String(),  # "ok" | "failed"
+    "error": pl.String(),  # why it failed: exception type and message
+}
+STATUSES = ("ok", "failed")
+
+# One row per (benchmark, method); figures in percent except counts, tokens and seconds.
+SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "benchmark": pl.String(),
+    "method": pl.String(),
+    "score": pl.Float64(),
+    "accuracy": pl.Float64(),
+    "mra": pl.Float64(),
+    "n": pl.Int64(),
+    "n_failed": pl.Int64(),
+    "n_accuracy_items": pl.Int64(),
+    "n_mra_items": pl.Int64(),
+    "visual_tokens_mean": pl.Float64(),
+    "latency_s_mean": pl.Float64(),
+}
+
+
+class RecordsFileError(ValueError):
+    """A records file whose content is not what the runner writes (not a torn last line)."""
+
+
+def parse_records(data: bytes, path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The records in ``data`` and whether its last line was torn (no final newline).
+
+    Raises :class:`RecordsFileError`, naming the file and line, for a complete line that is not a
+    record: only the last line can be cut short by a crash, anything else is a damaged file.
+    """
+    *lines, tail = data.split(b"\n")
+    records = []
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RecordsFileError(
+                f"{path}:{line_no}: not a JSON record ({err}); delete the file to rerun"
+            ) from err
+        missing = set(RECORD_SCHEMA) - set(record) if isinstance(record, dict) else set(RECORD_SCHEMA)
+        if missing:
+            raise RecordsFileError(f"{path}:{line_no}: record lacks field(s) {sorted(missing)}")
+        if record["status"] not in STATUSES:
+            raise RecordsFileError(f"{path}:{line_no}: status {record['status']!r} is not one of {STATUSES}")
+        records.append(record)
+    return records, bool(tail)
+
+
+def records_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame([{k: r[k] for k in RECORD_SCHEMA} for r in records], schema=RECORD_SCHEMA)
+
+
+def read_records(path: Path | str) -> pl.DataFrame:
+    """One records file as a frame (:data:`RECORD_SCHEMA`); a torn last line is skipped with a warning."""
+    path = Path(path)
+    records, torn = parse_records(path.read_bytes(), path)
+    if torn:
+        logger.warning("%s: ignoring a torn last line (the run was interrupted; resuming repairs it)", path)
+    return records_frame(records)
+
+
+def read_records_dir(root: Path | str) -> pl.DataFrame:
+    """Every ``*.jsonl`` records file under ``root``, concatenated."""
+    frames = [read_records(path) for path in sorted(Path(root).rglob("*.jsonl"))]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=RECORD_SCHEMA)
+
+
+def summarize(records: pl.DataFrame) -> pl.DataFrame:
+    """One row per (benchmark, method): each benchmark's own aggregate (:meth:`BenchmarkTask.aggregate`)."""
+    rows = []
+    for (benchmark, method), group in records.group_by(["benchmark", "method"], maintain_order=True):
+        rows.append({"benchmark": benchmark, "method": method, **resolve_task(benchmark).aggregate(group)})
+    return pl.DataFrame([{k: r[k] for k in SUMMARY_SCHEMA} for r in rows], schema=SUMMARY_SCHEMA)
+
+
+def _wide(long: pl.DataFrame, value: str, benchmarks: Sequence[str], methods: Sequence[str]) -> pl.DataFrame:
+    """Methods as rows, benchmarks (display names, in ``benchmarks`` order) as columns, plus ``Mean``.
+
+    ``Mean`` is the mean over the benchmark columns and is null when any of them is missing, so a
+    method is never ranked on fewer benchmarks than another.
+    """
+    columns = [TASKS[name].display_name for name in benchmarks]
+    cells = {(r["method"], r["benchmark"]): r[value] for r in long.iter_rows(named=True)}
+    rows = []
+    for method in methods:
+        values = [cells.get((method, name)) for name in benchmarks]
+        mean = None if any(v is None for v in values) else sum(values) / len(values)
+        rows.append({"method": method, **dict(zip(columns, values, strict=True)), "Mean": mean})
+    schema = {"method": pl.String(), **{c: pl.Float64() for c in columns}, "Mean": pl.Float64()}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def score_table(
+    summary: pl.DataFrame,
+    *,
+    benchmarks: Sequence[str] = PAPER_BENCHMARKS,
+    methods: Sequence[str] | None = None,
+    value: str = "score",
+) -> pl.DataFrame:
+    """The Table-1-like frame of our runs: one row per method (``methods`` order, default: first seen).
+
+    ``summary`` is :func:`summarize`'s output; ``value`` picks the figure (``score``,
+    ``visual_tokens_mean``, ``latency_s_mean``, ...).
+    """
+    unknown = [name for name in benchmarks if name not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {unknown}; known: {', '.join(TASKS)}")
+    if methods is None:
+        methods = summary["method"].unique(maintain_order=True).to_list()
+    return _wide(summary, value, benchmarks, methods)
+
+
+def paper_table(*, table: str | None = None) -> pl.DataFrame:
+    """The paper's reported figures in the same layout, with ``label``/``frames``/``source`` columns.
+
+    ``Mean`` is the paper's printed mean; ``table`` (``"Table 1"``, ``"Table 2"``, ``"Table 3"``)
+    keeps one table's rows.
+    """
+    rows = [row for row in PAPER_ROWS if table is None or row.table == table]
+    long = pl.DataFrame(
+        [
+            {"method": row.key, "benchmark": name, "score": TASKS[name].paper_scores[row.key]}
+            for row in rows
+            for name in PAPER_BENCHMARKS
+        ],
+        schema={"method": pl.String(), "benchmark": pl.String(), "score": pl.Float64()},
+    )
+    wide = _wide(long, "score", PAPER_BENCHMARKS, [row.key for row in rows])
+    return wide.with_columns(
+        pl.Series("Mean", [row.reported_mean for row in rows], dtype=pl.Float64()),
+        pl.Series("label", [row.label for row in rows], dtype=pl.String()),
+        pl.Series("frames", [row.frames for row in rows], dtype=pl.Int64()),
+        pl.Series("source", [f"MARC paper {row.table}" for row in rows], dtype=pl.String()),
+    )
