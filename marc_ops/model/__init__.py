@@ -1,0 +1,55 @@
+"""Qwen2.5-VL for MARC: offline tiny builders, one loader, and the memory-aware compression patch.
+
+- ``builders``: the embedded default's tokenizer (trained here), processor and tiny model.
+- ``loading``: ``load_qwen2_5_vl`` / ``load_qwen2_5_vl_processor`` for the real or the tiny checkpoint.
+- ``patch``: ``apply_compression`` (model side: merge the vision tower's temporal groups, fix mRoPE).
+- ``processing``: ``prepare_model_inputs`` (processor side: count the compressed video placeholders).
+"""
+
+from marc_ops.model.builders import (
+    TinyQwen2_5_VLConfig,
+    build_tiny_checkpoint,
+    build_tiny_processor,
+    build_tiny_qwen2_5_vl,
+)
+from marc_ops.model.loading import (
+    ModelNotAvailableError,
+    default_attn_implementation,
+    load_qwen2_5_vl,
+    load_qwen2_5_vl_processor,
+    resolve_model_source,
+)
+from marc_ops.model.patch import (
+    CompressedVideoOutput,
+    apply_compression,
+    compression_of,
+    is_compression_patched,
+    merge_video_features,
+)
+from marc_ops.model.processing import (
+    compressed_video_token_count,
+    prepare_model_inputs,
+    temporal_group_clip_ids,
+)
+from marc_ops.model.tokenizer import build_tiny_tokenizer
+
+__all__ = [
+    "CompressedVideoOutput",
+    "ModelNotAvailableError",
+    "TinyQwen2_5_VLConfig",
+    "apply_compression",
+    "build_tiny_checkpoint",
+    "build_tiny_processor",
+    "build_tiny_qwen2_5_vl",
+    "build_tiny_tokenizer",
+    "compressed_video_token_count",
+    "compression_of",
+    "default_attn_implementation",
+    "is_compression_patched",
+    "load_qwen2_5_vl",
+    "load_qwen2_5_vl_processor",
+    "merge_video_features",
+    "prepare_model_inputs",
+    "resolve_model_source",
+    "temporal_group_clip_ids",
+]
