@@ -19,6 +19,13 @@ from typing import Any
 import polars as pl
 
 
+def _umask_mode(base: int) -> int:
+    """``base`` filtered by the process umask: what ``open()`` would have given the file."""
+    current = os.umask(0)
+    os.umask(current)
+    return base & ~current
+
+
 @contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces ``final`` on success.
@@ -28,6 +35,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    os.chmod(tmp, _umask_mode(0o777))  # mkdtemp makes 0700; the artifact should be shared like any dir
     try:
         yield tmp
     except BaseException:
@@ -58,6 +66,7 @@ def atomic_file(final: Path, mode: str = "w") -> Iterator[Any]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    os.chmod(tmp, _umask_mode(0o666))  # mkstemp makes 0600
     os.replace(tmp, final)
 
 
@@ -77,4 +86,5 @@ def write_parquet(path: Path, frame: pl.DataFrame) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    os.chmod(tmp_name, _umask_mode(0o666))
     os.replace(tmp_name, path)

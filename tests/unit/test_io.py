@@ -1,0 +1,48 @@
+"""Atomic writes: all or nothing, and files readable like any other."""
+
+import os
+import stat
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from marc_ops.io import atomic_dir, atomic_file, write_json, write_parquet
+
+
+def test_atomic_file_replaces_only_on_success(tmp_path: Path):
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_file(target) as handle:
+        handle.write("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+    with atomic_file(target) as handle:
+        handle.write("new")
+    assert target.read_text() == "new"
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path: Path):
+    final = tmp_path / "out"
+    with atomic_dir(final) as tmp:
+        (tmp / "x").write_text("1")
+    with pytest.raises(KeyboardInterrupt), atomic_dir(final) as tmp:
+        (tmp / "x").write_text("2")
+        raise KeyboardInterrupt
+    assert (final / "x").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_written_files_follow_the_umask(tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"k": 1})
+        write_parquet(tmp_path / "a.parquet", pl.DataFrame({"a": [1]}))
+        with atomic_dir(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "a.parquet").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
