@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from marc_ops.data.synthetic import SyntheticConfig
+from marc_ops.model.builders import TinyQwen2_5_VLConfig
 from marc_ops.video import VideoConfig
 
 _ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -64,6 +65,30 @@ class DataConfig(BaseModel):
         return (project_dir / expand_env(self.eval_dir)).resolve()
 
 
+class ModelConfig(BaseModel):
+    """The base model: the tiny one built from config, or a pretrained Qwen2.5-VL by id or path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["tiny", "pretrained"] = Field(
+        default="tiny", description="'tiny': build from `tiny`; 'pretrained': load `model_id` (HF cache or local dir)"
+    )
+    model_id: str = Field(
+        default="Qwen/Qwen2.5-VL-3B-Instruct", description="hub id or local directory (source: pretrained)"
+    )
+    tiny: TinyQwen2_5_VLConfig = TinyQwen2_5_VLConfig()
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    device: str = Field(default="cpu", description="'cpu', 'cuda', 'cuda:0', ...")
+    attn_implementation: str | None = Field(
+        default=None, description="None picks flash_attention_2 on CUDA when installed, else sdpa"
+    )
+
+    @model_validator(mode="after")
+    def _expand_path(self) -> ModelConfig:
+        object.__setattr__(self, "model_id", expand_env(self.model_id))
+        return self
+
+
 class Params(BaseModel):
     """The active profile: every knob of every stage."""
 
@@ -73,6 +98,7 @@ class Params(BaseModel):
     data: DataConfig
     synthetic: SyntheticConfig = SyntheticConfig()
     video: VideoConfig = VideoConfig()
+    model: ModelConfig = ModelConfig()
 
     @model_validator(mode="after")
     def _synthetic_root_is_generated(self) -> Params:

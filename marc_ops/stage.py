@@ -25,9 +25,11 @@ StageFn = Callable[..., StageResult]
 def stage_registry() -> dict[str, StageFn]:
     """Every stage by asset name: lookup by name is what ``marc stage NAME`` (DVC) needs."""
     from marc_ops.data import stages as data_stages
+    from marc_ops.model import stages as model_stages
 
     return {
         "videor1_source": data_stages.videor1_source,
         "videor1_manifest": data_stages.videor1_manifest,
         "train_subset": data_stages.train_subset,
+        "base_model": model_stages.base_model,
     }

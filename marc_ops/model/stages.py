@@ -1,0 +1,62 @@
+"""The ``base_model`` stage: the initial policy every training and evaluation stage starts from.
+
+Tiny profile: build the tiny Qwen2.5-VL (tokenizer trained here, processor, random-init model)
+into ``assets/base_model/checkpoint``. Paper profile: resolve ``Qwen/Qwen2.5-VL-3B-Instruct``
+(or a local path) in the HF cache, offline, and record where it is. Either way downstream stages
+read ``assets/base_model/model.json`` and load the model the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from marc_ops.config import ModelConfig, Params, ProjectPaths
+from marc_ops.io import atomic_dir, write_json
+from marc_ops.model.builders import build_tiny_checkpoint
+from marc_ops.model.loading import resolve_model_source
+from marc_ops.stage import StageResult
+
+
+def _tiny_stamp(model: ModelConfig) -> str:
+    return hashlib.sha256(model.tiny.model_dump_json().encode()).hexdigest()[:16]
+
+
+def base_model_path(paths: ProjectPaths) -> Path:
+    """Where the base model's files are, as recorded by the ``base_model`` stage."""
+    record = paths.asset("base_model") / "model.json"
+    if not record.is_file():
+        raise FileNotFoundError(f"{record} not found: materialize the base_model asset first")
+    return Path(json.loads(record.read_text())["path"])
+
+
+def base_model(paths: ProjectPaths, params: Params) -> StageResult:
+    out_dir = paths.asset("base_model")
+    model = params.model
+    built = False
+    if model.source == "tiny":
+        checkpoint = out_dir / "checkpoint"
+        stamp = checkpoint / "marc_tiny_stamp.txt"
+        if not (stamp.is_file() and stamp.read_text() == _tiny_stamp(model)):
+            if checkpoint.exists():
+                shutil.rmtree(checkpoint)
+            with atomic_dir(checkpoint) as tmp:
+                build_tiny_checkpoint(tmp, model.tiny)
+                (tmp / "marc_tiny_stamp.txt").write_text(_tiny_stamp(model))
+            built = True
+        location = checkpoint
+    else:
+        location = Path(resolve_model_source(model.model_id))
+    n_bytes = sum(p.stat().st_size for p in location.rglob("*.safetensors"))
+    write_json(out_dir / "model.json", {"source": model.source, "model_id": model.model_id, "path": str(location)})
+    return StageResult(
+        outputs={"model": out_dir / "model.json", "checkpoint": location},
+        metadata={
+            "source": model.source,
+            "model_id": model.model_id if model.source == "pretrained" else "tiny (built from config)",
+            "built_now": built,
+            "weights_mb": round(n_bytes / 2**20, 2),
+        },
+    )

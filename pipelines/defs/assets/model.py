@@ -1,0 +1,12 @@
+"""Model assets: the base Qwen2.5-VL every training and evaluation stage starts from."""
+
+import dagster as dg
+
+from pipelines.defs.metadata import materialize_stage
+from pipelines.defs.resources import MarcResource
+
+
+@dg.asset(group_name="model", kinds={"pytorch", "safetensors"})
+def base_model(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
+    """The initial policy: the tiny Qwen2.5-VL built from config, or Qwen2.5-VL-3B from the HF cache."""
+    return materialize_stage("base_model", context, marc)
