@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -62,6 +63,37 @@ def _cmd_where(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_vmr(args: argparse.Namespace) -> int:
+    """Segment one video, retrieve the top-k clips for a question, print them with times and scores."""
+    from marc_ops.vmr.embedding import ClipEmbedder, EmbedderConfig
+    from marc_ops.vmr.retrieval import plan_frames, retrieve_clips
+    from marc_ops.vmr.shots import segment_video
+
+    paths = ProjectPaths(args.project_dir, args.params)
+    params = paths.params()
+    record = paths.asset("retriever_checkpoint") / "retriever.json"
+    if record.is_file():
+        embedder_config = EmbedderConfig(**json.loads(record.read_text())["embedder"])
+    else:
+        embedder_config = params.vmr.resolved_embedder(paths.project_dir)
+    segmentation = segment_video(args.video, params.vmr.shots)
+    embedder = ClipEmbedder(embedder_config)
+    clips = embedder.embed_clips(args.video, segmentation.spans)
+    query = embedder.embed_query(args.question, args.option, sample_id="cli")
+    selected = retrieve_clips(query, clips, k=args.k or params.vmr.top_k)
+    frames, _ = plan_frames(selected, segmentation.fps, params.video, video=args.video)
+    print(f"{args.video}: {segmentation.num_frames} frames at {segmentation.fps:g} fps, "
+          f"{len(segmentation.spans)} shots; embedder {embedder.model_id}")
+    print(f"question: {args.question}")
+    print("| clip | frames | seconds | score |")
+    print("|---:|---|---|---:|")
+    for clip in selected:
+        print(f"| {clip.clip_index} | {clip.start_frame}-{clip.end_frame} | "
+              f"{clip.start_time:.2f}-{clip.end_time:.2f} | {clip.score:.4f} |")
+    print(f"frames fed to the model: {len(frames)} (1 fps, padded to whole temporal groups per clip)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marc", description=__doc__)
     parser.add_argument("--project-dir", default=".", help="project root (holds params.yaml and assets/)")
@@ -80,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate-profile", help="validate profiles in configs/ without activating them")
     validate.add_argument("names", nargs="+")
     validate.set_defaults(func=_cmd_validate)
+
+    vmr = sub.add_parser("vmr", help="segment a video and retrieve the top-k clips for a question")
+    vmr.add_argument("video")
+    vmr.add_argument("question")
+    vmr.add_argument("--option", action="append", default=[], help="an answer option (repeatable)")
+    vmr.add_argument("--k", type=int, default=None, help="clips to keep (default: the profile's vmr.top_k)")
+    vmr.set_defaults(func=_cmd_vmr)
 
     where = sub.add_parser("where", help="show where the materialized assets are")
     where.set_defaults(func=_cmd_where)

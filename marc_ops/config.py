@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from marc_ops.data.synthetic import SyntheticConfig
 from marc_ops.model.builders import TinyQwen2_5_VLConfig
 from marc_ops.video import VideoConfig
+from marc_ops.vmr.embedding import EmbedderConfig
+from marc_ops.vmr.index import ClipIndexConfig
+from marc_ops.vmr.retriever_training import RetrieverTrainingConfig
+from marc_ops.vmr.shots import ShotConfig
 
 _ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
@@ -89,6 +93,31 @@ class ModelConfig(BaseModel):
         return self
 
 
+class VMRConfig(BaseModel):
+    """The Visual Memory Retriever: shot detection, clip embedding, the index, top-k retrieval.
+
+    ``retriever_training`` set (tiny profile): the ``retriever_checkpoint`` asset trains the
+    embedder on the corpus and ``embedder.pretrained`` points at its folder. Unset (paper
+    profile): the embedder's weights come from the HF cache or a local path.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shots: ShotConfig = ShotConfig()
+    embedder: EmbedderConfig
+    retriever_training: RetrieverTrainingConfig | None = None
+    index: ClipIndexConfig = ClipIndexConfig()
+    top_k: int = Field(default=3, ge=1, description="clips kept per question (paper: 3)")
+
+    def resolved_embedder(self, project_dir: Path) -> EmbedderConfig:
+        """The embedder config with ``pretrained`` made absolute when it names a path in the project."""
+        pretrained = expand_env(self.embedder.pretrained)
+        candidate = project_dir / pretrained
+        if self.retriever_training is not None or candidate.exists():
+            pretrained = str(candidate.resolve())
+        return self.embedder.model_copy(update={"pretrained": pretrained})
+
+
 class Params(BaseModel):
     """The active profile: every knob of every stage."""
 
@@ -99,6 +128,7 @@ class Params(BaseModel):
     synthetic: SyntheticConfig = SyntheticConfig()
     video: VideoConfig = VideoConfig()
     model: ModelConfig = ModelConfig()
+    vmr: VMRConfig
 
     @model_validator(mode="after")
     def _synthetic_root_is_generated(self) -> Params:

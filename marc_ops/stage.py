@@ -26,10 +26,15 @@ def stage_registry() -> dict[str, StageFn]:
     """Every stage by asset name: lookup by name is what ``marc stage NAME`` (DVC) needs."""
     from marc_ops.data import stages as data_stages
     from marc_ops.model import stages as model_stages
+    from marc_ops.vmr import stages as vmr_stages
 
     return {
         "videor1_source": data_stages.videor1_source,
         "videor1_manifest": data_stages.videor1_manifest,
         "train_subset": data_stages.train_subset,
+        "shot_segments": vmr_stages.shot_segments,
+        "retriever_checkpoint": vmr_stages.retriever_checkpoint,
+        "clip_embeddings": vmr_stages.clip_embeddings,
+        "vmr_selection": vmr_stages.vmr_selection,
         "base_model": model_stages.base_model,
     }

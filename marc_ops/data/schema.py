@@ -35,6 +35,7 @@ MANIFEST_SCHEMA: dict[str, pl.DataType] = {
     "category": pl.String(),
     "media_path": pl.String(),
     "evidence_shots": pl.List(pl.Int64()),
+    "evidence_spans": pl.List(pl.List(pl.Int64())),
     "source_file": pl.String(),
     "source_row": pl.Int64(),
 }
@@ -100,9 +101,10 @@ def validate_record(raw: Any, data_root: Path, *, check_media: bool = True) -> d
     if check_media and not media_path.is_file():
         return Rejection("missing_media", f"media file not found: {media_path}")
     evidence = raw.get("evidence")
-    evidence_shots = None
+    evidence_shots = evidence_spans = None
     if isinstance(evidence, dict) and isinstance(evidence.get("shots"), list):
         evidence_shots = [int(s) for s in evidence["shots"]]
+        evidence_spans = [[int(a), int(b)] for a, b in evidence.get("spans") or []]
     return {
         "problem_id": str(raw["problem_id"]),
         "problem": raw["problem"],
@@ -117,4 +119,5 @@ def validate_record(raw: Any, data_root: Path, *, check_media: bool = True) -> d
         "category": category_of(raw["path"]),
         "media_path": str(media_path),
         "evidence_shots": evidence_shots,
+        "evidence_spans": evidence_spans,
     }

@@ -133,6 +133,20 @@ class ClipIndex:
         """The videos with clips in the table (each one complete: a video is written in one commit)."""
         return set(self.table.search().select(["video_id"]).to_arrow().column("video_id").to_pylist())
 
+    def indexed_spans(self) -> dict[str, list[tuple[int, int]]]:
+        """Each indexed video's clip spans, in ``clip_index`` order (to find videos re-cut since indexing)."""
+        table = self.table.search().select(["video_id", "clip_index", "start_frame", "end_frame"]).to_arrow()
+        spans: dict[str, list[tuple[int, int, int]]] = {}
+        for video_id, clip, first, last in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
+            spans.setdefault(video_id, []).append((clip, first, last))
+        return {video: [(first, last) for _, first, last in sorted(rows)] for video, rows in spans.items()}
+
+    def remove(self, video_ids: Iterable[str]) -> None:
+        """Delete every clip of these videos, in one commit."""
+        ids = sorted(set(video_ids))
+        if ids:
+            self.table.delete(f"video_id IN ({', '.join(map(_sql_string, ids))})")
+
     def count_rows(self) -> int:
         return self.table.count_rows()
 

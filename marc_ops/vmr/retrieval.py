@@ -107,19 +107,8 @@ def assemble_frames(
     """
     if not selected_clips:
         raise ValueError(f"{video_path}: no clips selected, nothing to assemble")
-    clips = sorted(selected_clips, key=lambda clip: clip.start_frame)
     reader = open_video(video_path, video_config.backend)
-    per_clip = [
-        clip_frame_indices(clip.start_frame, clip.end_frame, reader.fps, video_config.fps) for clip in clips
-    ]
-    groups = allocate_groups(
-        [len(indices) for indices in per_clip], video_config.max_frames // FRAMES_PER_GROUP
-    )
-    chosen = [
-        _thin_and_pad(indices, FRAMES_PER_GROUP * n) for indices, n in zip(per_clip, groups, strict=True)
-    ]
-    frame_indices = np.concatenate(chosen)
-    clip_ids = np.repeat([clip.clip_index for clip in clips], [len(indices) for indices in chosen])
+    frame_indices, clip_ids = plan_frames(selected_clips, reader.fps, video_config, video=str(video_path))
     wanted, where = np.unique(frame_indices, return_inverse=True)
     resized = []
     for chunk in reader.read(wanted, chunk_size=16):
@@ -134,8 +123,26 @@ def assemble_frames(
         frames=np.concatenate(resized)[where],
         timestamps=frame_indices / reader.fps,
         frame_indices=frame_indices,
-        clip_ids=clip_ids.astype(np.int64),
+        clip_ids=clip_ids,
     )
+
+
+def plan_frames(
+    selected_clips: Sequence[RetrievedClip], source_fps: float, video_config: VideoConfig, *, video: str = "video"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices and per-frame clip ids for ``selected_clips`` (steps 1-3 of :func:`assemble_frames`).
+
+    Needs only the clips and the source frame rate, so the ``vmr_selection`` stage can record the
+    exact frames of every sample without decoding them.
+    """
+    if not selected_clips:
+        raise ValueError(f"{video}: no clips selected, nothing to assemble")
+    clips = sorted(selected_clips, key=lambda clip: clip.start_frame)
+    per_clip = [clip_frame_indices(clip.start_frame, clip.end_frame, source_fps, video_config.fps) for clip in clips]
+    groups = allocate_groups([len(indices) for indices in per_clip], video_config.max_frames // FRAMES_PER_GROUP)
+    chosen = [_thin_and_pad(indices, FRAMES_PER_GROUP * n) for indices, n in zip(per_clip, groups, strict=True)]
+    clip_ids = np.repeat([clip.clip_index for clip in clips], [len(indices) for indices in chosen])
+    return np.concatenate(chosen), clip_ids.astype(np.int64)
 
 
 def allocate_groups(frame_counts: Sequence[int], budget: int) -> list[int]:
