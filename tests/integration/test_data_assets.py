@@ -1,4 +1,4 @@
-"""Materialize the data assets on a shrunk tiny profile, in process and through the CLIs."""
+"""Materialize the data assets on a shrunk tiny profile, in process and through the CLIs; `dvc repro`."""
 
 from __future__ import annotations
 
@@ -159,6 +159,7 @@ def test_dvc_repro_twice_changes_nothing_the_second_time(tmp_path: Path):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["synthetic"].update(n_train_videos=4, n_eval_videos=2, n_train_images=2, n_eval_images=2)
     params["data"]["train_size"] = 6
+    params["vmr"]["retriever_training"]["steps"] = 20
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = _env(project)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -169,7 +170,8 @@ def test_dvc_repro_twice_changes_nothing_the_second_time(tmp_path: Path):
 
     first = subprocess.run([dvc, "repro"], cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "Running stage 'train_subset'" in first.stdout
+    for stage in ("train_subset", "shot_segments", "clip_embeddings", "vmr_selection", "base_model"):
+        assert f"Running stage '{stage}'" in first.stdout
     assert pl.read_parquet(project / "assets/train_subset/train_subset.parquet").height == 6
 
     second = subprocess.run([dvc, "repro"], cwd=project, env=env, capture_output=True, text=True, timeout=600)

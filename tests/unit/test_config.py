@@ -74,3 +74,23 @@ def test_missing_params_file_says_how_to_make_one(tmp_path: Path):
 def test_params_round_trip_through_yaml():
     params = load_params(REPO_ROOT / "configs" / "tiny.yaml")
     assert Params.model_validate(yaml.safe_load(yaml.safe_dump(params.model_dump(mode="json")))) == params
+
+
+def _lookup(raw: dict, dotted: str):
+    node = raw
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_every_dvc_param_exists_in_every_profile(path: Path):
+    # `dvc repro` refuses to run a stage whose params key is absent from params.yaml.
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    raw = yaml.safe_load(path.read_text())
+    for name, stage in stages.items():
+        for key in stage.get("params", []):
+            try:
+                _lookup(raw, key)
+            except KeyError:
+                pytest.fail(f"{path.name} lacks {key!r}, which dvc.yaml stage {name!r} tracks")
