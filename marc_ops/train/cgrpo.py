@@ -1,0 +1,397 @@
+"""C-GRPO (paper 3.2.2, eqs 6-10; SPEC section 7) on TRL 1.16's ``GRPOTrainer``, with video inputs.
+
+The student is the patched Qwen2.5-VL at the one-frame budget (``config.compression``): it samples G
+completions per sample from the compressed input, each group is scored by ``make_cgrpo_reward``
+(accuracy + format + the correctness-gated retention bonus r_c, with a_full from
+``teacher_rewards``), advantages are normalised within the group (eq 9), and TRL optimises the
+clipped ratio with a KL anchor to the frozen initial model (eq 10, ``loss_type="grpo"``).
+
+What TRL does not do for us, and the overrides in :class:`CGRPOTrainer` that add it. TRL 1.16 wires
+only ``image``/``images`` dataset columns into generation and into the log-prob forward passes, so:
+
+- ``_generate_and_score_completions``: encode the batch's samples first (frames from the sample
+  builder, the compressed number of ``<|video_pad|>`` tokens, ``video_clip_ids``) and hold them
+  *in flight* while TRL generates, scores and computes the old / reference log-probs; then attach
+  them to the batch as the per-row list ``visual_inputs``, which TRL's shuffle and split keep
+  aligned with the rows.
+- ``_tokenize_prompts``: hand those prompt ids and visual tensors to ``generate`` (TRL's version
+  re-renders the chat template and extracts images only).
+- ``_get_per_token_logps_and_entropies``: TRL's slices image tensors per chunk; ours slices the
+  in-flight rows' video/image tensors and rebuilds ``mm_token_type_ids`` (prompt only).
+- ``_compute_loss``: hold the batch's ``visual_inputs`` in flight for the policy's forward pass.
+- ``__init__``: TRL reloads the reference model from ``config._name_or_path`` with plain
+  transformers; it gets the policy's compression patch, so it sees the same compressed input.
+
+A checkpoint (weights as safetensors, plus the optimizer, scheduler and RNG state needed to resume)
+is written every ``save_steps``; a rerun with a checkpoint in ``out_dir`` resumes from the last one. TensorBoard events go to
+``out_dir/runs/``: ``reward``, ``rewards/accuracy_reward/mean``, ``rewards/format_reward/mean``,
+``cgrpo/eta``, ``cgrpo/r_c``, ``cgrpo/a_comp``, ``kl``, ``completions/mean_length``,
+``cgrpo/visual_tokens``.
+
+Run it under accelerate (the same code, one process per device)::
+
+    accelerate launch --config_file configs/accelerate/zero3.yaml -m marc_ops.train.cgrpo --config run.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+import yaml
+from datasets import Dataset
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import Qwen2_5_VLForConditionalGeneration
+from transformers.trainer_utils import get_last_checkpoint
+from trl import GRPOTrainer
+
+from marc_ops.config import Params, ProjectPaths
+from marc_ops.model import (
+    apply_compression,
+    compression_of,
+    default_attn_implementation,
+    load_qwen2_5_vl,
+    load_qwen2_5_vl_processor,
+)
+from marc_ops.model.stages import base_model_path
+from marc_ops.rewards import accuracy_reward, format_reward, make_cgrpo_reward
+from marc_ops.stage import StageResult
+from marc_ops.train.config import CGRPOTrainConfig
+from marc_ops.train.dataset import SkippedSample, usable_rows, write_skipped
+from marc_ops.train.inputs import (
+    EncodedSample,
+    SampleBuilder,
+    collate_visual,
+    encode_prompt,
+    mm_token_type_ids,
+    prompt_messages,
+    whole_video_builder,
+)
+from marc_ops.train.teacher import TABLE_FILE, read_a_full
+from marc_ops.video import MediaError, VideoConfig
+
+logger = logging.getLogger(__name__)
+
+FINAL_MODEL_DIR = "model"
+STATE_FILE = "trainer_state.json"
+
+
+class CGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` whose rows carry video (or image) inputs for a compressing Qwen2.5-VL.
+
+    Each dataset row is a manifest row plus ``prompt`` (chat messages) and ``a_full``; the
+    ``sample_builder`` turns a row into its frames when the row is generated for. See the module
+    docstring for what each override adds.
+    """
+
+    def __init__(self, *args: Any, sample_builder: SampleBuilder, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sample_builder = sample_builder
+        self.compression = compression_of(self.model)
+        self._visual_rows: list[EncodedSample] | None = None
+        if self.ref_model is not None:
+            apply_compression(self.accelerator.unwrap_model(self.ref_model), self.compression)
+
+    # -- phases TRL calls --------------------------------------------------------------------
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        rows = self._encode_rows(inputs)
+        with self._visual_rows_in_flight(rows):
+            output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        visual_tokens = [
+            int(mm_token_type_ids(r.input_ids, self.processing_class).bool().sum()) for r in rows
+        ]
+        self._metrics[mode]["cgrpo/visual_tokens"].append(sum(visual_tokens) / len(visual_tokens))
+        output["visual_inputs"] = rows
+        return output
+
+    def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict[str, Any]]:
+        rows = self._rows_in_flight(len(prompts))
+        fields: dict[str, Any] = collate_visual(rows)
+        # a list of per-prompt lists: TRL left-pads it like the prompt ids
+        fields["mm_token_type_ids"] = [
+            mm_token_type_ids(r.input_ids, self.processing_class).tolist() for r in rows
+        ]
+        return [r.input_ids.tolist() for r in rows], None, fields
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model: torch.nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        compute_aux_loss: bool = False,
+        **image_inputs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Per-token log-probs (B, C) of the completions, chunked by ``batch_size``, with the rows' pixels."""
+        unexpected = sorted(key for key, value in image_inputs.items() if value is not None)
+        if unexpected:
+            raise RuntimeError(
+                f"TRL passed its own multimodal inputs {unexpected}; CGRPOTrainer builds them itself"
+            )
+        rows = self._rows_in_flight(input_ids.size(0))
+        batch_size = batch_size or input_ids.size(0)
+        all_logps, all_entropies, all_aux = [], [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            end = min(start + batch_size, input_ids.size(0))
+            ids, mask = input_ids[start:end], attention_mask[start:end]
+            token_types = mm_token_type_ids(ids, self.processing_class)
+            token_types[:, -logits_to_keep:] = 0  # completions are text, whatever they sampled
+            visual = {key: value.to(ids.device) for key, value in collate_visual(rows[start:end]).items()}
+            labels = ids.masked_fill(mask == 0, -100)
+            labels[:, :-logits_to_keep] = -100  # only the completion tokens are scored
+            extra = {"output_router_logits": True} if compute_aux_loss else {}
+            with self.accelerator.autocast():
+                outputs = model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    mm_token_type_ids=token_types,
+                    **visual,
+                    **extra,
+                    labels=labels,
+                    fused_lm_head=True,
+                )
+            all_logps.append(outputs.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                all_entropies.append(outputs.entropy[:, -logits_to_keep:])
+            if compute_aux_loss:
+                all_aux.append(outputs.aux_loss)
+        entropies = torch.cat(all_entropies) if compute_entropy else None
+        aux_loss = torch.stack(all_aux).mean() if compute_aux_loss else None
+        return torch.cat(all_logps), entropies, aux_loss
+
+    def _compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        with self._visual_rows_in_flight(inputs["visual_inputs"]):
+            return super()._compute_loss(model, inputs)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _encode_rows(self, inputs: Sequence[Mapping[str, Any]]) -> list[EncodedSample]:
+        """One encoded sample per row; the G consecutive copies of a sample share one encoding."""
+        encoded: dict[str, EncodedSample] = {}
+        rows = []
+        for row in inputs:
+            problem_id = str(row["problem_id"])
+            if problem_id not in encoded:
+                try:
+                    sample = self.sample_builder(row)
+                except MediaError as err:
+                    raise RuntimeError(
+                        f"sample {problem_id} passed the media check when the dataset was built but cannot be loaded "
+                        f"now ({err}); quarantine it (remove it from the training rows) and resume"
+                    ) from err
+                encoded[problem_id] = encode_prompt(
+                    self.processing_class, self.compression, sample, row["prompt"]
+                )
+            rows.append(encoded[problem_id])
+        return rows
+
+    def _rows_in_flight(self, expected: int) -> list[EncodedSample]:
+        if self._visual_rows is None or len(self._visual_rows) != expected:
+            held = None if self._visual_rows is None else len(self._visual_rows)
+            raise RuntimeError(
+                f"{expected} sequences reached the model but {held} encoded rows are in flight: the visual "
+                "inputs must be bound by _generate_and_score_completions or _compute_loss"
+            )
+        return self._visual_rows
+
+    @contextlib.contextmanager
+    def _visual_rows_in_flight(self, rows: Sequence[EncodedSample]) -> Iterator[None]:
+        previous = self._visual_rows
+        self._visual_rows = list(rows)
+        try:
+            yield
+        finally:
+            self._visual_rows = previous
+
+
+def cgrpo_dataset(
+    rows: pl.DataFrame | Iterable[Mapping[str, Any]], a_full_by_id: Mapping[str, float]
+) -> tuple[Dataset, list[SkippedSample]]:
+    """The trainer's rows: usable manifest rows plus ``prompt`` (chat messages) and ``a_full``.
+
+    A video row without an a_full (its teacher sample failed or was not run) or whose media
+    cannot be opened is skipped and logged; images need no a_full (no compression, r_c = 0).
+    """
+
+    def missing_input(row: Mapping[str, Any]) -> str | None:
+        if row["data_type"] == "video" and str(row["problem_id"]) not in a_full_by_id:
+            return "no teacher reward (a_full): teacher_rewards failed on it or did not cover it"
+        return None
+
+    kept, skipped = usable_rows(rows, missing_input=missing_input)
+    if not kept:
+        raise ValueError(f"no usable training rows: all {len(skipped)} were skipped (see the warnings above)")
+    records = [
+        {
+            **row,
+            "problem_id": str(row["problem_id"]),
+            "prompt": prompt_messages(row),
+            "a_full": a_full_by_id.get(str(row["problem_id"])) if row["data_type"] == "video" else None,
+        }
+        for row in kept
+    ]
+    return Dataset.from_list(records), skipped
+
+
+def build_cgrpo_trainer(
+    config: CGRPOTrainConfig,
+    dataset: Dataset,
+    model_path: str | Path,
+    out_dir: Path,
+    *,
+    sample_builder: SampleBuilder,
+) -> CGRPOTrainer:
+    """The trainer, ready to ``train()``: arguments first (so ZeRO-3 can partition the load), then the models."""
+    processor = load_qwen2_5_vl_processor(model_path)
+    args = config.to_grpo_config(
+        out_dir, suppress_token_ids=[processor.image_token_id, processor.video_token_id]
+    )
+    # float32 master weights: bf16 autocast (or DeepSpeed's bf16) does the low-precision math. TRL loads
+    # the reference copy from the same path (config._name_or_path), with this dtype and attention.
+    model: Qwen2_5_VLForConditionalGeneration = load_qwen2_5_vl(
+        model_path,
+        compression=config.compression,
+        dtype=torch.float32,
+        device=None,  # the Trainer (or DeepSpeed) places it
+        attn_implementation=default_attn_implementation(args.device),
+    )
+    return CGRPOTrainer(
+        model=model,
+        reward_funcs=[
+            make_cgrpo_reward(config.tau, config.alpha, config.eta_cap, config.num_generations),
+            accuracy_reward,
+            format_reward,
+        ],
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+        sample_builder=sample_builder,
+    )
+
+
+def train_cgrpo(
+    config: CGRPOTrainConfig,
+    train_rows: pl.DataFrame | Iterable[Mapping[str, Any]],
+    a_full_by_id: Mapping[str, float],
+    model_path: str | Path,
+    out_dir: Path | str,
+    *,
+    sample_builder: SampleBuilder | None = None,
+) -> Path:
+    """Train the C-GRPO student; returns the directory of the final model (``out_dir/model``).
+
+    Args:
+        config: the run's ``CGRPOTrainConfig`` (tau, G, eps, beta, schedule, compression).
+        train_rows: manifest-schema rows (video and image samples).
+        a_full_by_id: the teacher's mean accuracy per video ``problem_id`` (``read_a_full``).
+        model_path: the initial policy (hub id or directory); also the reference model.
+        out_dir: checkpoints (``checkpoint-N/``), TensorBoard (``runs/``), ``skipped_samples.json``,
+            ``trainer_state.json`` and the final model. A checkpoint already there is resumed.
+        sample_builder: the frames each row shows (default: the whole video at 1 fps, <= 64 frames).
+    """
+    out_dir = Path(out_dir)
+    dataset, skipped = cgrpo_dataset(train_rows, a_full_by_id)
+    trainer = build_cgrpo_trainer(
+        config, dataset, model_path, out_dir, sample_builder=sample_builder or whole_video_builder()
+    )
+    if trainer.accelerator.is_main_process:
+        write_skipped(out_dir, skipped)
+    last_checkpoint = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
+    if last_checkpoint is not None:
+        logger.info("resuming C-GRPO from %s", last_checkpoint)
+    trainer.train(resume_from_checkpoint=last_checkpoint)
+    final = out_dir / FINAL_MODEL_DIR
+    trainer.save_model(str(final))
+    if trainer.accelerator.is_main_process:
+        trainer.state.save_to_json(str(out_dir / STATE_FILE))
+    return final
+
+
+class CGRPORun(BaseModel):
+    """Everything one C-GRPO run needs, as a file: what ``python -m marc_ops.train.cgrpo --config`` reads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_path: str = Field(description="initial policy: a hub id or a directory")
+    train_rows: Path = Field(description="parquet of manifest-schema rows (train_subset)")
+    teacher_rewards: Path = Field(description="teacher_rewards.parquet (a_full per video sample)")
+    output_dir: Path
+    video: VideoConfig = VideoConfig()
+    cgrpo: CGRPOTrainConfig
+
+
+def run_cgrpo(run: CGRPORun) -> Path:
+    """``train_cgrpo`` on the files a ``CGRPORun`` names."""
+    return train_cgrpo(
+        run.cgrpo,
+        pl.read_parquet(run.train_rows),
+        read_a_full(run.teacher_rewards),
+        run.model_path,
+        run.output_dir,
+        sample_builder=whole_video_builder(run.video),
+    )
+
+
+def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> StageResult:
+    """The ``cgrpo_checkpoint`` asset, one partition per tau: train (or resume) and record the run."""
+    started = time.perf_counter()
+    out_dir = paths.asset("cgrpo_checkpoint") / f"tau_{tau:g}"
+    run = CGRPORun(
+        model_path=str(base_model_path(paths)),
+        train_rows=paths.asset("train_subset") / "train_subset.parquet",
+        teacher_rewards=paths.asset("teacher_rewards") / TABLE_FILE,
+        output_dir=out_dir,
+        video=params.video,
+        cgrpo=params.train.cgrpo_for(tau),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The same run under accelerate: accelerate launch ... -m marc_ops.train.cgrpo --config <this file>
+    (out_dir / "run.yaml").write_text(yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
+    final = run_cgrpo(run)
+    history = json.loads((out_dir / STATE_FILE).read_text())["log_history"]
+    steps = pl.DataFrame([entry for entry in history if "reward" in entry])
+    skipped = json.loads((out_dir / "skipped_samples.json").read_text())
+    return StageResult(
+        outputs={"model": final, "run": out_dir / "run.yaml", "tensorboard": out_dir / "runs"},
+        metadata={
+            "tau": tau,
+            "global_step": int(history[-1]["step"]) if history else 0,
+            "skipped_samples": len(skipped),
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+        tables={
+            "steps": steps,
+            "skipped": pl.DataFrame(skipped, schema={"problem_id": pl.String, "reason": pl.String}),
+        },
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m marc_ops.train.cgrpo", description="Train a C-GRPO student."
+    )
+    parser.add_argument(
+        "--config", required=True, type=Path, help="a CGRPORun YAML file (see run.yaml of a stage)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run = CGRPORun.model_validate(yaml.safe_load(args.config.read_text()))
+    final = run_cgrpo(run)
+    logger.info("final model: %s", final)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,258 @@
+"""The SFT baseline (paper App. B.2, Table 2): TRL's ``SFTTrainer`` on Video-R1-COT rows with video inputs.
+
+Each row's assistant target is ``process + "\\n" + solution`` (``<think>...</think>\\n<answer>X</answer>``,
+what the format reward accepts) followed by the end-of-turn token, after the same Video-R1 prompt
+and the same visual input as C-GRPO (the sample builder's frames, compressed to the model's budget).
+
+TRL's SFT collators handle images only, so :class:`SFTCollator` builds the batches itself: it loads
+each row's frames, encodes the prompt through ``prepare_model_inputs`` (compressed placeholder count,
+``video_clip_ids``), appends the target tokens, and masks the prompt and padding out of the loss
+(labels ``-100``). ``SFTTrainer`` is used as is, with its dataset preparation skipped.
+
+Run it under accelerate (paper: ZeRO-2)::
+
+    accelerate launch --config_file configs/accelerate/zero2.yaml -m marc_ops.train.sft --config run.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+import yaml
+from datasets import Dataset
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import Qwen2_5_VLProcessor
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTTrainer
+
+from marc_ops.compression import CompressionConfig
+from marc_ops.config import Params, ProjectPaths
+from marc_ops.data import load_videor1, stratified_sample
+from marc_ops.io import write_parquet
+from marc_ops.model import (
+    compression_of,
+    default_attn_implementation,
+    load_qwen2_5_vl,
+    load_qwen2_5_vl_processor,
+)
+from marc_ops.model.stages import base_model_path
+from marc_ops.stage import StageResult
+from marc_ops.train.config import SFTTrainConfig
+from marc_ops.train.dataset import SkippedSample, usable_rows, write_skipped
+from marc_ops.train.inputs import (
+    SampleBuilder,
+    collate_visual,
+    encode_prompt,
+    mm_token_type_ids,
+    prompt_messages,
+    sft_target,
+    whole_video_builder,
+)
+from marc_ops.video import VideoConfig
+
+logger = logging.getLogger(__name__)
+
+FINAL_MODEL_DIR = "model"
+STATE_FILE = "trainer_state.json"
+IGNORE_INDEX = -100
+
+
+class SFTCollator:
+    """Batches of SFT rows: ``input_ids``/``labels`` (B, L), right-padded, plus the visual tensors.
+
+    ``labels`` is ``-100`` on the prompt (system, user turn, visual placeholders, the assistant
+    header) and on padding, so only the target and its end-of-turn token are learnt.
+    """
+
+    def __init__(
+        self, processor: Qwen2_5_VLProcessor, compression: CompressionConfig, sample_builder: SampleBuilder
+    ) -> None:
+        self.processor = processor
+        self.compression = compression
+        self.sample_builder = sample_builder
+
+    def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        tokenizer = self.processor.tokenizer
+        encoded, sequences, labels = [], [], []
+        for row in examples:
+            prompt = encode_prompt(self.processor, self.compression, self.sample_builder(row), row["prompt"])
+            target = tokenizer(
+                row["target"] + tokenizer.eos_token, add_special_tokens=False, return_tensors="pt"
+            )
+            target_ids = target["input_ids"][0]
+            encoded.append(prompt)
+            sequences.append(torch.cat([prompt.input_ids, target_ids]))
+            labels.append(torch.cat([torch.full_like(prompt.input_ids, IGNORE_INDEX), target_ids]))
+        length = max(len(s) for s in sequences)
+        input_ids = torch.full((len(sequences), length), tokenizer.pad_token_id, dtype=torch.long)
+        label_ids = torch.full((len(sequences), length), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+        for i, (sequence, label) in enumerate(zip(sequences, labels, strict=True)):
+            input_ids[i, : len(sequence)] = sequence
+            label_ids[i, : len(label)] = label
+            attention_mask[i, : len(sequence)] = 1
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": label_ids,
+            "mm_token_type_ids": mm_token_type_ids(input_ids, self.processor),
+            **collate_visual(encoded),
+        }
+
+
+def sft_dataset(rows: pl.DataFrame | Iterable[Mapping[str, Any]]) -> tuple[Dataset, list[SkippedSample]]:
+    """Usable CoT rows plus ``prompt`` (chat messages) and ``target``; rows without CoT or readable media are skipped."""
+    kept, skipped = usable_rows(
+        rows, missing_input=lambda row: None if row.get("process") else "no CoT 'process' to learn from"
+    )
+    if not kept:
+        raise ValueError(f"no usable SFT rows: all {len(skipped)} were skipped (see the warnings above)")
+    records = [
+        {
+            **row,
+            "problem_id": str(row["problem_id"]),
+            "prompt": prompt_messages(row),
+            "target": sft_target(row),
+        }
+        for row in kept
+    ]
+    return Dataset.from_list(records), skipped
+
+
+def build_sft_trainer(
+    config: SFTTrainConfig,
+    dataset: Dataset,
+    model_path: str | Path,
+    out_dir: Path,
+    *,
+    sample_builder: SampleBuilder,
+) -> SFTTrainer:
+    """The trainer, ready to ``train()``: arguments first (so DeepSpeed sees them), then the model."""
+    args = config.to_sft_config(out_dir)
+    processor = load_qwen2_5_vl_processor(model_path)
+    # float32 master weights (bf16 autocast or DeepSpeed's bf16 does the low-precision math); the Trainer places it
+    model = load_qwen2_5_vl(
+        model_path,
+        compression=config.compression,
+        dtype=torch.float32,
+        device=None,
+        attn_implementation=default_attn_implementation(args.device),
+    )
+    return SFTTrainer(
+        model=model,
+        args=args,
+        data_collator=SFTCollator(processor, compression_of(model), sample_builder),
+        train_dataset=dataset,
+        processing_class=processor,
+    )
+
+
+def train_sft(
+    config: SFTTrainConfig,
+    cot_rows: pl.DataFrame | Iterable[Mapping[str, Any]],
+    model_path: str | Path,
+    out_dir: Path | str,
+    *,
+    sample_builder: SampleBuilder | None = None,
+) -> Path:
+    """Fine-tune on CoT rows; returns the final model's directory (``out_dir/model``). Resumes a checkpoint in ``out_dir``."""
+    out_dir = Path(out_dir)
+    dataset, skipped = sft_dataset(cot_rows)
+    trainer = build_sft_trainer(
+        config, dataset, model_path, out_dir, sample_builder=sample_builder or whole_video_builder()
+    )
+    if trainer.accelerator.is_main_process:
+        write_skipped(out_dir, skipped)
+    last_checkpoint = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
+    if last_checkpoint is not None:
+        logger.info("resuming SFT from %s", last_checkpoint)
+    trainer.train(resume_from_checkpoint=last_checkpoint)
+    final = out_dir / FINAL_MODEL_DIR
+    trainer.save_model(str(final))
+    if trainer.accelerator.is_main_process:
+        trainer.state.save_to_json(str(out_dir / STATE_FILE))
+    return final
+
+
+class SFTRun(BaseModel):
+    """Everything one SFT run needs, as a file: what ``python -m marc_ops.train.sft --config`` reads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_path: str = Field(description="initial model: a hub id or a directory")
+    cot_rows: Path = Field(description="parquet of manifest-schema CoT rows (with 'process')")
+    output_dir: Path
+    video: VideoConfig = VideoConfig()
+    sft: SFTTrainConfig
+
+
+def run_sft(run: SFTRun) -> Path:
+    return train_sft(
+        run.sft,
+        pl.read_parquet(run.cot_rows),
+        run.model_path,
+        run.output_dir,
+        sample_builder=whole_video_builder(run.video),
+    )
+
+
+def sft_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
+    """The ``sft_checkpoint`` asset: a stratified sample of the CoT file, then SFT (or its resumption)."""
+    started = time.perf_counter()
+    config = params.train.sft
+    root = params.data.root(paths.project_dir)
+    manifest = load_videor1(root / params.data.cot_file, root, check_media=params.data.check_media).rows
+    rows = stratified_sample(manifest, min(config.train_size, manifest.height), seed=config.sample_seed)
+    out_dir = paths.asset("sft_checkpoint")
+    write_parquet(out_dir / "sft_rows.parquet", rows)
+    run = SFTRun(
+        model_path=str(base_model_path(paths)),
+        cot_rows=out_dir / "sft_rows.parquet",
+        output_dir=out_dir,
+        video=params.video,
+        sft=config,
+    )
+    # The same run under accelerate: accelerate launch ... -m marc_ops.train.sft --config <this file>
+    (out_dir / "run.yaml").write_text(yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
+    final = run_sft(run)
+    history = json.loads((out_dir / STATE_FILE).read_text())["log_history"]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    skipped = json.loads((out_dir / "skipped_samples.json").read_text())
+    return StageResult(
+        outputs={"model": final, "run": out_dir / "run.yaml", "tensorboard": out_dir / "runs"},
+        metadata={
+            "rows": rows.height,
+            "skipped_samples": len(skipped),
+            "global_step": int(history[-1]["step"]) if history else 0,
+            "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None,
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+        tables={"steps": pl.DataFrame([entry for entry in history if "loss" in entry])},
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m marc_ops.train.sft", description="Train the SFT baseline."
+    )
+    parser.add_argument(
+        "--config", required=True, type=Path, help="an SFTRun YAML file (see run.yaml of the stage)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    final = run_sft(SFTRun.model_validate(yaml.safe_load(args.config.read_text())))
+    logger.info("final model: %s", final)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""SFT on CoT rows with video inputs: the collator's labels and a loss that falls on a repeated batch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from marc_ops.data import load_videor1
+from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
+from marc_ops.eval.methods import one_frame_compression
+from marc_ops.model import build_tiny_checkpoint, load_qwen2_5_vl_processor
+from marc_ops.train.config import SFTTrainConfig
+from marc_ops.train.inputs import whole_video_builder
+from marc_ops.train.sft import IGNORE_INDEX, SFTCollator, sft_dataset, train_sft
+from marc_ops.video import VideoConfig
+
+SMALL_CORPUS = SyntheticConfig(n_train_videos=4, n_eval_videos=0, n_train_images=2, n_eval_images=0)
+VIDEO = VideoConfig(max_frames=8)
+
+
+def cached_dir(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """Built once per test session, shared by every test_train_* module."""
+    path, done = factory.getbasetemp() / name, factory.getbasetemp() / f"{name}.done"
+    if not done.exists():
+        build(path)
+        done.touch()
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    # Tiny tensors: a second OpenMP thread only adds synchronisation (and stalls when the cores are shared).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_dir(tmp_path_factory, "train_tiny_qwen2_5_vl", build_tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def cot_rows(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
+    corpus = cached_dir(tmp_path_factory, "train_corpus", lambda path: generate_corpus(SMALL_CORPUS, path))
+    return load_videor1(corpus / "Video-R1-COT-165k.json", corpus).rows
+
+
+def test_collator_learns_only_the_target_and_its_end_of_turn(
+    tiny_model: Path, cot_rows: pl.DataFrame
+) -> None:
+    processor = load_qwen2_5_vl_processor(tiny_model)
+    dataset, skipped = sft_dataset(
+        pl.concat([cot_rows.filter(pl.col("data_type") == t).head(1) for t in ("video", "image")])
+    )
+    assert not skipped
+    batch = SFTCollator(processor, one_frame_compression(), whole_video_builder(VIDEO))(list(dataset))
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
+    assert {"pixel_values", "pixel_values_videos", "video_clip_ids", "mm_token_type_ids"} <= set(batch)
+    for i, row in enumerate(dataset):
+        learnt = batch["labels"][i][batch["labels"][i] != IGNORE_INDEX]
+        assert processor.tokenizer.decode(learnt) == row["target"] + processor.tokenizer.eos_token
+        # the prompt (visual placeholders included) and the padding are masked
+        visual = batch["mm_token_type_ids"][i] > 0
+        assert visual.any() and (batch["labels"][i][visual] == IGNORE_INDEX).all()
+        assert (batch["labels"][i][batch["attention_mask"][i] == 0] == IGNORE_INDEX).all()
+    assert (batch["input_ids"][0] == processor.video_token_id).sum() > 0  # the video row comes first
+
+
+def test_sft_loss_falls_on_a_repeated_batch(tiny_model: Path, cot_rows: pl.DataFrame, tmp_path: Path) -> None:
+    config = SFTTrainConfig(
+        learning_rate=1e-2,
+        per_device_train_batch_size=1,
+        max_steps=6,
+        num_train_epochs=100,
+        logging_steps=1,
+        save_steps=100,
+        bf16=False,
+        gradient_checkpointing=False,
+    )
+    one_row = cot_rows.filter(pl.col("data_type") == "video").head(1)
+    final = train_sft(config, one_row, tiny_model, tmp_path, sample_builder=whole_video_builder(VIDEO))
+    assert (final / "model.safetensors").is_file()
+    assert json.loads((final / "config.json").read_text())["marc_compression"]["target_blocks"] == 1
+    losses = [
+        e["loss"]
+        for e in json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
+        if "loss" in e
+    ]
+    assert len(losses) == 6 and losses[-1] < 0.8 * losses[0]
