@@ -20,8 +20,8 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         print(f"unknown stage {args.name!r}; known: {', '.join(stages)}", file=sys.stderr)
         return 2
     paths = ProjectPaths(args.project_dir, args.params)
-    result = stages[args.name](paths, paths.params())
-    print(f"[{args.name}] done")
+    result = stages[args.name](paths, paths.params(), args.partition)
+    print(f"[{args.name}{'' if args.partition is None else '[' + args.partition + ']'}] done")
     for key, value in result.metadata.items():
         print(f"  {key}: {value}")
     for key, path in result.outputs.items():
@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stage = sub.add_parser("stage", help="run one pipeline stage by asset name (DVC's driver)")
     stage.add_argument("name")
+    stage.add_argument("--partition", default=None, help="partition key of a partitioned stage (e.g. a tau: 0.6)")
     stage.add_argument("-v", "--verbose", action="store_true", help="print every table")
     stage.set_defaults(func=_cmd_stage)
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from marc_ops.data.synthetic import SyntheticConfig
 from marc_ops.model.builders import TinyQwen2_5_VLConfig
+from marc_ops.train.config import TrainParams
 from marc_ops.video import VideoConfig
 from marc_ops.vmr.embedding import EmbedderConfig
 from marc_ops.vmr.index import ClipIndexConfig
@@ -129,6 +130,7 @@ class Params(BaseModel):
     video: VideoConfig = VideoConfig()
     model: ModelConfig = ModelConfig()
     vmr: VMRConfig
+    train: TrainParams = TrainParams()
 
     @model_validator(mode="after")
     def _synthetic_root_is_generated(self) -> Params:

@@ -47,7 +47,6 @@ import gc
 import json
 import logging
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -78,7 +77,6 @@ from marc_ops.io import write_json
 from marc_ops.model import (
     TinyQwen2_5_VLConfig,
     apply_compression,
-    build_tiny_checkpoint,
     build_tiny_processor,
     build_tiny_tokenizer,
     compression_of,
@@ -86,6 +84,7 @@ from marc_ops.model import (
     load_qwen2_5_vl_processor,
     prepare_model_inputs,
 )
+from marc_ops.model.stages import base_model_path
 from marc_ops.stage import StageResult
 from marc_ops.tables import markdown_table
 from marc_ops.video import VideoConfig, probe_video, sample_frame_indices, sample_frames
@@ -707,39 +706,40 @@ def synthetic_video_frames(
 # --- the stage ----------------------------------------------------------------------------------------------
 
 
-def efficiency_profile_stage(
-    paths: ProjectPaths, params: Params, *, model_path: Path | None = None
-) -> StageResult:
-    """Profile the methods on one synthetic eval video; write ``assets/efficiency_profile/profile.json``.
+def efficiency_profile_stage(paths: ProjectPaths, params: Params) -> StageResult:
+    """Profile the methods with the pipeline's base model; write ``assets/efficiency_profile/profile.json``.
 
-    The model is ``model_path`` when given, else a freshly built tiny checkpoint (random weights:
-    the costs do not depend on them). The video is the eval set's longest, sampled at its own frame
-    rate up to 64 frames (the synthetic videos last 6-20 s, so 1 fps would give the 64- and the
-    16-frame rows the same few frames); frames are sized by ``params.video``. Its first question,
-    with the answer-only prompt, is the text.
+    The model is the ``base_model`` asset (tiny profile: the tiny Qwen2.5-VL; paper profile:
+    Qwen2.5-VL-3B on ``params.model.device``), in ``params.model.dtype``. Costs do not depend on
+    the weights. The video is the eval set's longest, sampled at its own frame rate up to 64
+    frames (the synthetic videos last 6-20 s, so 1 fps would give the 64- and the 16-frame rows
+    the same few frames); frames are sized by ``params.video``. Its first question, with the
+    answer-only prompt, is the text.
     """
     row, video_path = _longest_eval_video(params.data.evals(paths.project_dir))
     info = probe_video(video_path)
     sampling = VideoConfig(**{**params.video.model_dump(), "fps": info.fps, "max_frames": 64})
     sampled = sample_frames(video_path, sampling)
     started = time.perf_counter()
-    built_here = model_path is None
-    with contextlib.ExitStack() as stack:
-        if built_here:
-            model_path = build_tiny_checkpoint(stack.enter_context(tempfile.TemporaryDirectory()))
-        model = load_qwen2_5_vl(model_path, dtype="auto", device="cpu")
-        processor = load_qwen2_5_vl_processor(model_path)
-        profile = profile_efficiency(
-            model,
-            processor,
-            sampled.frames,
-            methods=DEFAULT_METHODS,
-            device="cpu",
-            question=question_text(row["problem"], row["problem_type"], row.get("options")),
-            fps=info.fps,
-            model_name="tiny Qwen2.5-VL (built here, random weights)" if built_here else str(model_path),
-            input_name=f"synthetic eval video {row['path']} (problem {row['problem_id']})",
-        )
+    model_path = base_model_path(paths)
+    model = load_qwen2_5_vl(
+        model_path,
+        dtype=params.model.dtype,
+        device=params.model.device,
+        attn_implementation=params.model.attn_implementation,
+    )
+    processor = load_qwen2_5_vl_processor(model_path)
+    profile = profile_efficiency(
+        model,
+        processor,
+        sampled.frames,
+        methods=DEFAULT_METHODS,
+        device=params.model.device,
+        question=question_text(row["problem"], row["problem_type"], row.get("options")),
+        fps=info.fps,
+        model_name=f"{params.model.source} base model ({model_path})",
+        input_name=f"eval video {row['path']} (problem {row['problem_id']})",
+    )
     out = paths.asset("efficiency_profile") / "profile.json"
     write_json(out, profile)
     table = format_table(profile)

@@ -73,6 +73,7 @@ from marc_ops.train.inputs import (
     encode_prompt,
     mm_token_type_ids,
     prompt_messages,
+    vmr_builder,
     whole_video_builder,
 )
 from marc_ops.train.teacher import TABLE_FILE, read_a_full
@@ -329,6 +330,9 @@ class CGRPORun(BaseModel):
     teacher_rewards: Path = Field(description="teacher_rewards.parquet (a_full per video sample)")
     output_dir: Path
     video: VideoConfig = VideoConfig()
+    vmr_selection: Path | None = Field(
+        default=None, description="vmr_selection.parquet: train on the VMR input (None: the whole video)"
+    )
     cgrpo: CGRPOTrainConfig
 
 
@@ -340,12 +344,16 @@ def run_cgrpo(run: CGRPORun) -> Path:
         read_a_full(run.teacher_rewards),
         run.model_path,
         run.output_dir,
-        sample_builder=whole_video_builder(run.video),
+        sample_builder=(
+            vmr_builder(run.vmr_selection, run.video) if run.vmr_selection else whole_video_builder(run.video)
+        ),
     )
 
 
 def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> StageResult:
     """The ``cgrpo_checkpoint`` asset, one partition per tau: train (or resume) and record the run."""
+    if tau not in params.train.taus:
+        raise ValueError(f"tau {tau} is not one of the profile's train.taus {list(params.train.taus)}; add it there")
     started = time.perf_counter()
     out_dir = paths.asset("cgrpo_checkpoint") / f"tau_{tau:g}"
     run = CGRPORun(
@@ -354,6 +362,7 @@ def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> S
         teacher_rewards=paths.asset("teacher_rewards") / TABLE_FILE,
         output_dir=out_dir,
         video=params.video,
+        vmr_selection=paths.asset("vmr_selection") / "selection.parquet",
         cgrpo=params.train.cgrpo_for(tau),
     )
     out_dir.mkdir(parents=True, exist_ok=True)

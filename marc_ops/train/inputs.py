@@ -2,9 +2,9 @@
 
 The seam for the Visual Memory Retriever. Every trainer here asks a ``SampleBuilder`` (a function
 ``row -> TrainingSample``) for a sample's pixels and never decodes media itself. Until the VMR
-selection lands, :func:`whole_video_builder` gives the evidence-free input: the whole video at
-``video.fps`` (1 fps), thinned to ``video.max_frames`` (64), one clip. The VMR builder will return
-the top-k clips' frames with their per-frame clip ids instead; nothing else changes.
+selection is used, :func:`vmr_builder` returns the top-k clips' frames with their per-frame clip ids
+(what ``vmr_selection`` recorded); :func:`whole_video_builder` gives the evidence-free input: the
+whole video at ``video.fps`` (1 fps), thinned to ``video.max_frames`` (64), one clip.
 
 Encoding (:func:`encode_prompt`) renders the Video-R1 prompt with the chat template, then runs the
 processor through ``prepare_model_inputs`` so a compressing model gets exactly its merged number
@@ -16,16 +16,26 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 from transformers import Qwen2_5_VLProcessor
 
 from marc_ops.compression import CompressionConfig
 from marc_ops.eval.prompts import build_prompt
 from marc_ops.model import prepare_model_inputs
-from marc_ops.video import DEFAULT_VIDEO_CONFIG, VideoConfig, load_image, probe_video, sample_frames
+from marc_ops.video import (
+    DEFAULT_VIDEO_CONFIG,
+    VideoConfig,
+    load_image,
+    open_video,
+    probe_video,
+    sample_frames,
+)
+from marc_ops.vmr.retrieval import decode_frames
 
 # The processor outputs that belong to one visual input, per kind, in the packing Qwen2.5-VL uses
 # (rows of all images, then all videos, each in order of appearance).
@@ -79,6 +89,35 @@ def whole_video_sample(row: Mapping[str, Any], video: VideoConfig = DEFAULT_VIDE
 def whole_video_builder(video: VideoConfig = DEFAULT_VIDEO_CONFIG) -> SampleBuilder:
     """:func:`whole_video_sample` with ``video`` bound: the default ``SampleBuilder``."""
     return functools.partial(whole_video_sample, video=video)
+
+
+def vmr_builder(selection_path: Path, video: VideoConfig = DEFAULT_VIDEO_CONFIG, *, split: str = "train") -> SampleBuilder:
+    """The VMR input (SPEC 4.5): each video row's top-k clips, at the exact frames ``vmr_selection``
+    recorded, with their per-frame clip ids. Image rows (and video rows without a selection, which
+    ``vmr_selection`` quarantined) fall back to :func:`whole_video_sample` / the image itself.
+
+    selection_path: ``assets/vmr_selection/selection.parquet``; ``split``: which of its splits
+    (``train``, ``eval:<benchmark>``) the rows come from.
+    """
+    table = pl.read_parquet(selection_path).filter(
+        (pl.col("split") == split) & (pl.col("data_type") == "video") & pl.col("frame_indices").is_not_null()
+    )
+    plans = {
+        pid: (np.asarray(frames, dtype=np.int64), np.asarray(clips, dtype=np.int64))
+        for pid, frames, clips in table.select("problem_id", "frame_indices", "frame_clip_ids").iter_rows()
+    }
+
+    def build(row: Mapping[str, Any]) -> TrainingSample:
+        plan = plans.get(str(row["problem_id"]))
+        if row["data_type"] == "image" or plan is None:
+            return whole_video_sample(row, video)
+        frame_indices, clip_ids = plan
+        reader = open_video(row["media_path"], video.backend)
+        return TrainingSample(
+            row=row, frames=decode_frames(reader, frame_indices, video), clip_ids=clip_ids, fps=video.fps
+        )
+
+    return build
 
 
 def check_media(row: Mapping[str, Any]) -> None:

@@ -41,7 +41,7 @@ from marc_ops.rewards import score_answer
 from marc_ops.stage import StageResult
 from marc_ops.train.config import TeacherConfig
 from marc_ops.train.dataset import as_rows
-from marc_ops.train.inputs import SampleBuilder, encode_prompt, model_inputs, whole_video_builder
+from marc_ops.train.inputs import SampleBuilder, encode_prompt, model_inputs, vmr_builder, whole_video_builder
 from marc_ops.video import MediaError
 
 logger = logging.getLogger(__name__)
@@ -274,7 +274,8 @@ def teacher_rewards_stage(paths: ProjectPaths, params: Params) -> StageResult:
         paths.asset("teacher_rewards"),
         dtype=params.model.dtype,
         device=params.model.device,
-        sample_builder=whole_video_builder(params.video),
+        # The 64-frame teacher sees the uncompressed VMR input (SPEC 7).
+        sample_builder=vmr_builder(paths.asset("vmr_selection") / "selection.parquet", params.video),
     )
     table = pl.read_parquet(summary.table_path)
     return StageResult(

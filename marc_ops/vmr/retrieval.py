@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from marc_ops.video import DEFAULT_VIDEO_CONFIG, VideoConfig, open_video, resize_frames, smart_resize
+from marc_ops.video.decode import VideoReader
 from marc_ops.vmr.embedding import VideoClips, clip_frame_indices
 
 # Qwen2.5-VL's temporal patch: 2 consecutive frames form one temporal group.
@@ -109,22 +110,28 @@ def assemble_frames(
         raise ValueError(f"{video_path}: no clips selected, nothing to assemble")
     reader = open_video(video_path, video_config.backend)
     frame_indices, clip_ids = plan_frames(selected_clips, reader.fps, video_config, video=str(video_path))
-    wanted, where = np.unique(frame_indices, return_inverse=True)
-    resized = []
-    for chunk in reader.read(wanted, chunk_size=16):
-        height, width = smart_resize(
-            chunk.shape[1],
-            chunk.shape[2],
-            min_pixels=video_config.min_pixels,
-            max_pixels=video_config.max_pixels,
-        )
-        resized.append(resize_frames(chunk, height, width))
     return VMRInput(
-        frames=np.concatenate(resized)[where],
+        frames=decode_frames(reader, frame_indices, video_config),
         timestamps=frame_indices / reader.fps,
         frame_indices=frame_indices,
         clip_ids=clip_ids,
     )
+
+
+def decode_frames(reader: VideoReader, frame_indices: np.ndarray, video_config: VideoConfig) -> np.ndarray:
+    """The frames at ``frame_indices`` (repeats allowed), resized as ``sample_frames`` resizes them.
+
+    frame_indices: (T,) int64 → (T, H, W, 3) uint8, H and W multiples of 28 within the config's
+    pixel bounds. Each distinct frame is decoded once.
+    """
+    wanted, where = np.unique(frame_indices, return_inverse=True)
+    resized = []
+    for chunk in reader.read(wanted, chunk_size=16):
+        height, width = smart_resize(
+            chunk.shape[1], chunk.shape[2], min_pixels=video_config.min_pixels, max_pixels=video_config.max_pixels
+        )
+        resized.append(resize_frames(chunk, height, width))
+    return np.concatenate(resized)[where]
 
 
 def plan_frames(

@@ -34,5 +34,6 @@ def materialize_stage(name: str, context: dg.AssetExecutionContext, marc: MarcRe
     paths = marc.paths()
     params = paths.params()
     context.log.info(f"stage {name}: profile {params.profile}, project {paths.project_dir}")
-    result = stage_registry()[name](paths, params)
+    partition = context.partition_key if context.has_partition_key else None
+    result = stage_registry()[name](paths, params, partition)
     return dg.MaterializeResult(metadata={"profile": dg.MetadataValue.text(params.profile), **to_metadata(result)})

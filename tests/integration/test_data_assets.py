@@ -168,14 +168,24 @@ def test_dvc_repro_twice_changes_nothing_the_second_time(tmp_path: Path):
     subprocess.run([*git, "commit", "-qm", "copy"], cwd=project, check=True)
     dvc = str(Path(sys.executable).parent / "dvc")
 
-    first = subprocess.run([dvc, "repro"], cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    listed = subprocess.run([dvc, "stage", "list"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    assert "cgrpo_checkpoint@0.6" in listed.stdout and "efficiency_profile" in listed.stdout
+    # Reproduce the data and VMR lineage (training and evaluation have their own tests).
+    first = subprocess.run(
+        [dvc, "repro", "vmr_selection", "base_model"], cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for stage in ("train_subset", "shot_segments", "clip_embeddings", "vmr_selection", "base_model"):
         assert f"Running stage '{stage}'" in first.stdout
     assert pl.read_parquet(project / "assets/train_subset/train_subset.parquet").height == 6
 
-    second = subprocess.run([dvc, "repro"], cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(
+        [dvc, "repro", "vmr_selection", "base_model"], cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Running stage" not in second.stdout
-    status = subprocess.run([dvc, "status"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    status = subprocess.run(
+        [dvc, "status", "vmr_selection", "base_model"], cwd=project, env=env, capture_output=True, text=True, timeout=300
+    )
     assert "Data and pipelines are up to date" in status.stdout

@@ -24,6 +24,7 @@ from marc_ops.eval.efficiency import (
     synthetic_video_frames,
 )
 from marc_ops.eval.report import EfficiencyProfile
+from marc_ops.io import write_json
 from marc_ops.model import (
     apply_compression,
     build_tiny_checkpoint,
@@ -275,11 +276,12 @@ def test_efficiency_profile_stage_writes_the_profile(small_project: Path, tiny_d
     params_file.write_text(yaml.safe_dump(params))
     paths = ProjectPaths(small_project)
     videor1_source(paths, paths.params())
-    result = efficiency_profile_stage(paths, paths.params(), model_path=tiny_dir)
+    write_json(paths.asset("base_model") / "model.json", {"source": "tiny", "model_id": "", "path": str(tiny_dir)})
+    result = efficiency_profile_stage(paths, paths.params())
     out = small_project / "assets/efficiency_profile/profile.json"
     assert result.outputs == {"profile": out}
     profile = EfficiencyProfile.model_validate(json.loads(out.read_text()))
     assert [m.method for m in profile.methods] == ["baseline-64f", "baseline-16f", "marc@0.6"]
-    assert "synthetic eval video" in profile.input
+    assert "eval video" in profile.input and str(tiny_dir) in profile.model
     assert result.metadata["table"] == format_table(profile.model_dump())
     assert result.tables["methods"].height == 3

@@ -19,9 +19,12 @@ from marc_ops.io import write_json
 from marc_ops.model import build_tiny_checkpoint
 from marc_ops.train.cgrpo import CGRPORun, cgrpo_checkpoint_stage
 from marc_ops.train.config import CGRPOTrainConfig, SFTTrainConfig, TeacherConfig, TrainParams
+from marc_ops.train.inputs import vmr_builder
 from marc_ops.train.sft import SFTRun, sft_checkpoint_stage
 from marc_ops.train.teacher import teacher_rewards_stage
 from marc_ops.video import VideoConfig
+from marc_ops.vmr.retrieval import RetrievedClip, plan_frames
+from marc_ops.vmr.stages import SELECTION_SCHEMA
 
 SMALL_CORPUS = SyntheticConfig(n_train_videos=4, n_eval_videos=0, n_train_images=2, n_eval_images=0)
 CPU = {"bf16": False, "gradient_checkpointing": False, "max_steps": 1, "save_steps": 1}
@@ -60,7 +63,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> tuple[P
     write_json(
         paths.asset("base_model") / "model.json", {"source": "tiny", "model_id": "", "path": str(model)}
     )
-    # Params gains `train: TrainParams` in marc_ops.config; until then the stages read this stand-in.
+    _write_vmr_selection(paths, subset, VideoConfig(max_frames=8))
+    # The fields of Params the training stages read (a full Params would also need the VMR sections).
     params = SimpleNamespace(
         data=DataConfig(
             source="synthetic",
@@ -81,6 +85,40 @@ def project(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> tuple[P
         ),
     )
     return paths, params
+
+
+def _write_vmr_selection(paths: ProjectPaths, rows: pl.DataFrame, video: VideoConfig) -> None:
+    """A vmr_selection table that keeps each video's evidence shot plus shot 0 (a two-clip input)."""
+    records = []
+    for row in rows.iter_rows(named=True):
+        record = {"problem_id": row["problem_id"], "split": "train", "data_type": row["data_type"]}
+        if row["data_type"] == "video":
+            spans = [[0, 7], *row["evidence_spans"]] if row["evidence_spans"][0][0] > 7 else row["evidence_spans"]
+            clips = [
+                RetrievedClip(i, first, last, first / 8, (last + 1) / 8, 1.0) for i, (first, last) in enumerate(spans)
+            ]
+            frames, clip_ids = plan_frames(clips, 8.0, video)
+            record |= {"frame_indices": frames.tolist(), "frame_clip_ids": clip_ids.tolist()}
+        records.append(record)
+    schema = {k: SELECTION_SCHEMA[k] for k in ("problem_id", "split", "data_type", "frame_indices", "frame_clip_ids")}
+    paths.asset("vmr_selection").mkdir(parents=True)
+    pl.DataFrame(records, schema=schema).write_parquet(paths.asset("vmr_selection") / "selection.parquet")
+
+
+def test_vmr_builder_gives_the_recorded_frames_and_clip_ids(project: tuple[ProjectPaths, SimpleNamespace]) -> None:
+    paths, params = project
+    table = pl.read_parquet(paths.asset("vmr_selection") / "selection.parquet")
+    rows = pl.read_parquet(paths.asset("train_subset") / "train_subset.parquet")
+    build = vmr_builder(paths.asset("vmr_selection") / "selection.parquet", params.video)
+    for row in rows.iter_rows(named=True):
+        sample = build(row)
+        if row["data_type"] == "image":
+            assert sample.clip_ids is None
+            continue
+        plan = table.filter(pl.col("problem_id") == row["problem_id"]).row(0, named=True)
+        assert sample.clip_ids.tolist() == plan["frame_clip_ids"]
+        assert len(sample.frames) == len(plan["frame_indices"]) and len(sample.frames) % 2 == 0
+        assert sample.frames.shape[1] % 28 == 0 and sample.frames.shape[2] % 28 == 0
 
 
 def test_teacher_then_cgrpo_stage(project: tuple[ProjectPaths, SimpleNamespace]) -> None:
