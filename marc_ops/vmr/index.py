@@ -173,12 +173,15 @@ class ClipIndex:
     def search(self, query_embedding: np.ndarray, k: int) -> list[ClipHit]:
         """The ``k`` clips of the whole corpus nearest to the query by cosine distance.
 
-        Exact (a flat scan) below ``vector_index_min_rows``; approximate (IVF-PQ) once
+        Exact (a flat scan) below ``vector_index_min_rows``; approximate (IVF-PQ, 32 partitions
+        probed, the best ``10 k`` candidates re-ranked by exact distance) once
         :meth:`build_indexes` has built the vector index.
         """
         found = (
             self.table.search(np.asarray(query_embedding, dtype=np.float32), vector_column_name="embedding")
             .distance_type("cosine")
+            .nprobes(32)
+            .refine_factor(10)  # re-rank PQ candidates with exact distances: quantisation must not reorder
             .select(["video_id", "clip_index", "_distance"])
             .limit(k)
             .to_arrow()

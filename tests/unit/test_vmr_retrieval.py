@@ -239,7 +239,9 @@ def test_vector_index_only_above_the_threshold(tmp_path: Path) -> None:
     assert sorted(index.build_indexes()) == ["embedding_idx", "video_id_idx"]
     assert index.count_rows() == 300
     assert index.clips_of_video("v25").embeddings.shape == (10, DIM)
-    assert [(hit.video_id, hit.clip_index) for hit in index.search(target, 1)] == [("v3", 4)]
+    # Approximate now: the exact match must still be found (IVF-PQ candidates are re-ranked exactly).
+    hits = [(hit.video_id, hit.clip_index) for hit in index.search(target, 5)]
+    assert ("v3", 4) in hits
 
 
 def test_a_table_with_another_dimension_is_refused(tmp_path: Path) -> None:
