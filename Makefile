@@ -31,12 +31,8 @@ $(DAGSTER_HOME)/dagster.yaml: configs/dagster.yaml
 	cp configs/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 ## demo: materialize every asset on the active profile (params.yaml; embedded default = tiny)
-TAUS := 0.4 0.6 0.8
 demo: install
-	$(BIN)/dagster asset materialize -m pipelines.definitions --select 'not key:cgrpo_checkpoint'
-	@for tau in $(TAUS); do \
-	  $(BIN)/dagster asset materialize -m pipelines.definitions --select cgrpo_checkpoint --partition $$tau || exit 1; \
-	done
+	$(BIN)/python -m pipelines.demo
 	@echo
 	$(BIN)/marc where
 	@echo

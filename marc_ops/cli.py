@@ -57,6 +57,10 @@ def _cmd_where(args: argparse.Namespace) -> int:
     print(f"profile: {paths.params().profile}  (params: {paths.params_file})")
     for name in stage_registry():
         folder = paths.asset(name)
+        if name in ("benchmark_scores", "cgrpo_checkpoint") and folder.is_dir():
+            parts = sorted(p.name for p in folder.iterdir() if p.is_dir())
+            print(f"  {name:<22} {folder}  [{', '.join(parts) or 'not materialized'}]")
+            continue
         files = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
         state = ", ".join(p.name for p in files[:6]) if files else "not materialized"
         print(f"  {name:<22} {folder}  [{state}]")
@@ -94,6 +98,26 @@ def _cmd_vmr(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate one method on one benchmark (resumable; records under assets/benchmark_scores)."""
+    from marc_ops.eval.stages import eval_command
+
+    paths = ProjectPaths(args.project_dir, args.params)
+    return eval_command(paths, paths.params(), args.benchmark, args.method, args.limit)
+
+
+def _cmd_eval_suite(args: argparse.Namespace) -> int:
+    """Every method of the profile's eval.methods on one benchmark (the DVC stage per benchmark)."""
+    paths = ProjectPaths(args.project_dir, args.params)
+    params = paths.params()
+    stage = stage_registry()["benchmark_scores"]
+    for method in params.eval.methods:
+        result = stage(paths, params, f"{args.benchmark}|{method}")
+        print(f"[{args.benchmark} | {method}] score {result.metadata.get('score')} "
+              f"(n={result.metadata.get('n')}, failed={result.metadata.get('failed')})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marc", description=__doc__)
     parser.add_argument("--project-dir", default=".", help="project root (holds params.yaml and assets/)")
@@ -120,6 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     vmr.add_argument("--option", action="append", default=[], help="an answer option (repeatable)")
     vmr.add_argument("--k", type=int, default=None, help="clips to keep (default: the profile's vmr.top_k)")
     vmr.set_defaults(func=_cmd_vmr)
+
+    evaluate = sub.add_parser("eval", help="evaluate a method on a benchmark (greedy, resumable)")
+    evaluate.add_argument("--benchmark", required=True, help="e.g. synthetic, mvbench, vsibench")
+    evaluate.add_argument("--method", required=True, help="e.g. baseline-64f, vmr-64f, marc@0.6, sft-1f")
+    evaluate.add_argument("--limit", type=int, default=None, help="only the first N samples of the benchmark file")
+    evaluate.set_defaults(func=_cmd_eval)
+
+    suite = sub.add_parser("eval-suite", help="every method of the profile's eval.methods on one benchmark")
+    suite.add_argument("--benchmark", required=True)
+    suite.set_defaults(func=_cmd_eval_suite)
 
     where = sub.add_parser("where", help="show where the materialized assets are")
     where.set_defaults(func=_cmd_where)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from marc_ops.data.synthetic import SyntheticConfig
+from marc_ops.eval.config import EvalConfig
 from marc_ops.model.builders import TinyQwen2_5_VLConfig
 from marc_ops.train.config import TrainParams
 from marc_ops.video import VideoConfig
@@ -131,11 +132,19 @@ class Params(BaseModel):
     model: ModelConfig = ModelConfig()
     vmr: VMRConfig
     train: TrainParams = TrainParams()
+    eval: EvalConfig = EvalConfig()
 
     @model_validator(mode="after")
     def _synthetic_root_is_generated(self) -> Params:
         if self.data.source == "synthetic" and "${" in self.data.data_root:
             raise ValueError("data.data_root of a synthetic profile must be a plain path the corpus is generated into")
+        return self
+
+    @model_validator(mode="after")
+    def _evaluated_taus_are_trained(self) -> Params:
+        for method in self.eval.methods:
+            if method.startswith("marc@") and float(method.removeprefix("marc@")) not in self.train.taus:
+                raise ValueError(f"eval.methods has {method}, but {method.removeprefix('marc@')} is not in train.taus")
         return self
 
 

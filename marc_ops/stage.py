@@ -25,12 +25,12 @@ StageFn = Callable[..., StageResult]
 
 @dataclass(frozen=True)
 class Stage:
-    """One asset's implementation. ``partition`` names the keyword a partitioned stage takes
-    (``tau`` for ``cgrpo_checkpoint``) and ``parse`` turns a partition key into its value."""
+    """One asset's implementation. A partitioned stage has ``partition``: it turns a partition key
+    (``0.6`` for ``cgrpo_checkpoint``, ``synthetic|marc@0.6`` for ``benchmark_scores``) into the
+    keyword arguments the stage function takes."""
 
     run: StageFn
-    partition: str | None = None
-    parse: Callable[[str], Any] = str
+    partition: Callable[[str], dict[str, Any]] | None = None
 
     def __call__(self, paths: Any, params: Any, partition_key: str | None = None) -> StageResult:
         if self.partition is None:
@@ -38,8 +38,20 @@ class Stage:
                 raise ValueError(f"stage {self.run.__name__} is not partitioned; drop the partition {partition_key!r}")
             return self.run(paths, params)
         if partition_key is None:
-            raise ValueError(f"stage {self.run.__name__} is partitioned by {self.partition}: give a partition key")
-        return self.run(paths, params, **{self.partition: self.parse(partition_key)})
+            raise ValueError(f"stage {self.run.__name__} is partitioned: give a partition key")
+        return self.run(paths, params, **self.partition(partition_key))
+
+
+def tau_partition(key: str) -> dict[str, Any]:
+    return {"tau": float(key)}
+
+
+def benchmark_method_partition(key: str) -> dict[str, Any]:
+    """``"synthetic|marc@0.6"`` (Dagster's multi-partition key) → benchmark and method."""
+    benchmark, sep, method = key.partition("|")
+    if not sep:
+        raise ValueError(f"partition key {key!r} must be '<benchmark>|<method>', e.g. 'synthetic|marc@0.6'")
+    return {"benchmark": benchmark, "method": method}
 
 
 @functools.cache
@@ -47,6 +59,7 @@ def stage_registry() -> dict[str, Stage]:
     """Every stage by asset name: lookup by name is what ``marc stage NAME`` (DVC) needs."""
     from marc_ops.data import stages as data_stages
     from marc_ops.eval import efficiency
+    from marc_ops.eval import stages as eval_stages
     from marc_ops.model import stages as model_stages
     from marc_ops.train import cgrpo, sft, teacher
     from marc_ops.vmr import stages as vmr_stages
@@ -62,6 +75,8 @@ def stage_registry() -> dict[str, Stage]:
         "base_model": Stage(model_stages.base_model),
         "teacher_rewards": Stage(teacher.teacher_rewards_stage),
         "sft_checkpoint": Stage(sft.sft_checkpoint_stage),
-        "cgrpo_checkpoint": Stage(cgrpo.cgrpo_checkpoint_stage, partition="tau", parse=float),
+        "cgrpo_checkpoint": Stage(cgrpo.cgrpo_checkpoint_stage, partition=tau_partition),
         "efficiency_profile": Stage(efficiency.efficiency_profile_stage),
+        "benchmark_scores": Stage(eval_stages.benchmark_scores_stage, partition=benchmark_method_partition),
+        "report": Stage(eval_stages.report_stage),
     }

@@ -14,7 +14,9 @@ from pipelines.defs.resources import MarcResource
 def to_metadata(result: StageResult) -> dict[str, dg.MetadataValue]:
     metadata: dict[str, dg.MetadataValue] = {}
     for key, value in result.metadata.items():
-        if isinstance(value, bool):
+        if value is None:
+            metadata[key] = dg.MetadataValue.null()
+        elif isinstance(value, bool):
             metadata[key] = dg.MetadataValue.bool(value)
         elif isinstance(value, int):
             metadata[key] = dg.MetadataValue.int(value)
@@ -34,6 +36,7 @@ def materialize_stage(name: str, context: dg.AssetExecutionContext, marc: MarcRe
     paths = marc.paths()
     params = paths.params()
     context.log.info(f"stage {name}: profile {params.profile}, project {paths.project_dir}")
-    partition = context.partition_key if context.has_partition_key else None
+    # A multi-partition key renders as "synthetic|marc@0.6", what the stage registry parses.
+    partition = str(context.partition_key) if context.has_partition_key else None
     result = stage_registry()[name](paths, params, partition)
     return dg.MaterializeResult(metadata={"profile": dg.MetadataValue.text(params.profile), **to_metadata(result)})

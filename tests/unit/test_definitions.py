@@ -28,6 +28,6 @@ def test_data_lineage():
 
 
 def test_jobs_schedules_sensors_are_named_by_convention():
-    assert {job.name for job in defs.jobs} >= {"data_job", "everything_job"}
+    assert {job.name for job in defs.jobs} >= {"data_job", "vmr_job", "lineage_job", "cgrpo_job", "benchmark_job"}
     assert all(s.name.endswith("_schedule") for s in defs.schedules)
     assert all(s.name.endswith("_sensor") for s in defs.sensors)

@@ -1,0 +1,243 @@
+"""The evaluation stages on the tiny model: benchmark_scores (records, resume, failures), report, marc eval."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import polars as pl
+import pytest
+import torch
+import yaml
+from pydantic import ValidationError
+
+from marc_ops.config import Params, ProjectPaths
+from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
+from marc_ops.eval import read_records, records_path
+from marc_ops.eval.config import EvalConfig
+from marc_ops.eval.stages import benchmark_scores_stage, eval_command, report_stage, summary_path
+from marc_ops.io import write_json
+from marc_ops.model import build_tiny_checkpoint
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CORPUS = SyntheticConfig(n_train_videos=2, n_eval_videos=2, n_train_images=1, n_eval_images=1)
+N_ROWS = 2 * 2 + 1  # two questions per video, one image question
+TINY_EVAL = {
+    "benchmarks": ["synthetic"],
+    "methods": [
+        "baseline-64f",
+        "baseline-16f",
+        "vmr-64f",
+        "marc@0.4",
+        "marc@0.6",
+        "marc@0.8",
+        "sft-1f",
+        "sft-vmr-1f",
+    ],
+    "batch_size": 2,
+    "max_new_tokens": 4,
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    # OpenMP contention on the shared cores makes two threads far slower than one for the tiny model.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny checkpoint and the small corpus, made once; each test copies what it changes."""
+    root = tmp_path_factory.mktemp("built")
+    build_tiny_checkpoint(root / "tiny")
+    generate_corpus(CORPUS, root / "corpus")
+    return {"tiny": root / "tiny", "corpus": root / "corpus"}
+
+
+def make_params(corpus: Path, **eval_fields) -> Params:
+    """The tiny profile with its eval files in ``corpus`` and the test's ``eval`` section."""
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "tiny.yaml").read_text())
+    raw["data"]["eval_dir"] = str(corpus / "eval")
+    raw["eval"] = EvalConfig(**{**TINY_EVAL, **eval_fields}).model_dump()
+    return Params.model_validate(raw)
+
+
+@pytest.fixture()
+def project(tmp_path: Path, built: dict[str, Path]) -> ProjectPaths:
+    """A project whose base model is the tiny one and whose C-GRPO τ=0.6 checkpoint is a copy of it."""
+    paths = ProjectPaths(tmp_path)
+    shutil.copytree(built["corpus"], tmp_path / "corpus")
+    write_json(paths.asset("base_model") / "model.json", {"path": str(built["tiny"])})
+    shutil.copytree(built["tiny"], paths.asset("cgrpo_checkpoint") / "tau_0.6" / "model")
+    rows = json.loads((tmp_path / "corpus" / "eval" / "eval_synthetic.json").read_text())
+    videos = [str(row["problem_id"]) for row in rows if row["data_type"] == "video"]
+    selection = paths.asset("vmr_selection") / "selection.parquet"
+    selection.parent.mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "problem_id": videos,
+            "split": ["eval:synthetic"] * len(videos),
+            "data_type": ["video"] * len(videos),
+            "frame_indices": [[0, 8, 16, 24, 32, 40]] * len(videos),
+            "frame_clip_ids": [[0, 0, 0, 0, 2, 2]] * len(videos),
+        }
+    ).write_parquet(selection)
+    return paths
+
+
+@pytest.fixture()
+def params(project: ProjectPaths) -> SimpleNamespace:
+    return make_params(project.project_dir / "corpus")
+
+
+def test_benchmark_scores_records_every_row_then_resumes_without_generating(
+    project: ProjectPaths, params: SimpleNamespace
+) -> None:
+    result = benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-16f")
+    path = records_path(project.asset("benchmark_scores"), "synthetic", "baseline-16f")
+    assert result.outputs["records"] == path
+    assert (result.metadata["n"], result.metadata["generated_now"], result.metadata["failed"]) == (
+        N_ROWS,
+        N_ROWS,
+        0,
+    )
+    assert result.metadata["visual_tokens_mean"] > 0 and result.metadata["latency_s_mean"] > 0
+    assert result.tables["preview"].height == N_ROWS
+    written = path.read_bytes()
+    summary = json.loads(summary_path(project, "synthetic", "baseline-16f").read_text())
+    assert summary["n_generated"] == N_ROWS and summary["scores"]["n"] == N_ROWS
+
+    again = benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-16f")
+    assert (again.metadata["generated_now"], again.metadata["resumed"]) == (0, N_ROWS)
+    assert path.read_bytes() == written
+    assert again.metadata["score"] == result.metadata["score"]
+
+
+def test_outputs_without_answer_tags_score_zero(project: ProjectPaths, params: SimpleNamespace) -> None:
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-16f")
+    records = read_records(records_path(project.asset("benchmark_scores"), "synthetic", "baseline-16f"))
+    untagged = records.filter(~pl.col("output").str.contains("<answer>"))
+    assert untagged.height > 0  # the untrained tiny model never writes the tags
+    assert untagged["extracted"].is_null().all() and (untagged["reward"] == 0.0).all()
+
+
+def test_a_corrupt_video_fails_its_samples_and_the_rest_complete(
+    project: ProjectPaths, params: SimpleNamespace
+) -> None:
+    rows = json.loads((project.project_dir / "corpus" / "eval" / "eval_synthetic.json").read_text())
+    video = next(row["path"] for row in rows if row["data_type"] == "video")
+    broken = project.project_dir / "corpus" / "eval" / video
+    broken.write_bytes(b"\x00 truncated download" * 32)
+    n_broken = sum(row["path"] == video for row in rows)
+
+    result = benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-16f")
+    assert n_broken == 2  # both questions on that video
+    assert (result.metadata["n"], result.metadata["failed"]) == (N_ROWS, n_broken)
+    records = read_records(result.outputs["records"])
+    failed = records.filter(pl.col("status") == "failed")
+    assert failed.height == n_broken and (failed["reward"] == 0.0).all()
+    assert all(str(broken.name) in error and "VideoDecodeError" in error for error in failed["error"])
+    assert records.filter(pl.col("status") == "ok").height == N_ROWS - n_broken
+    assert result.tables["failed"].height == n_broken
+
+
+def test_missing_checkpoint_names_the_asset(project: ProjectPaths, params: SimpleNamespace) -> None:
+    with pytest.raises(FileNotFoundError, match="materialize the sft_checkpoint asset"):
+        benchmark_scores_stage(project, params, benchmark="synthetic", method="sft-1f")
+    with pytest.raises(FileNotFoundError, match="cgrpo_checkpoint partition 0.4"):
+        benchmark_scores_stage(project, params, benchmark="synthetic", method="marc@0.4")
+    assert not project.asset("benchmark_scores").exists()
+
+
+def test_report_renders_the_recorded_runs(project: ProjectPaths, params: SimpleNamespace) -> None:
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-64f")
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="marc@0.6")
+    write_json(project.asset("efficiency_profile") / "profile.json", _efficiency_profile())
+
+    result = report_stage(project, params)
+    out = project.asset("report")
+    for name in ("report.md", "report.html", "accuracy_vs_tokens.png", "efficiency.png", "metrics.json"):
+        assert (out / name).is_file(), name
+    assert result.outputs["markdown"] == out / "report.md"
+    assert (result.metadata["pairs"], result.metadata["samples"], result.metadata["failed"]) == (
+        2,
+        2 * N_ROWS,
+        0,
+    )
+    assert "synthetic × sft-1f" in result.metadata["missing_pairs"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == result.metadata["metrics"]
+    assert (
+        metrics["synthetic/marc@0.6/visual_tokens_mean"]
+        < metrics["synthetic/baseline-64f/visual_tokens_mean"]
+    )
+    assert "synthetic/marc@0.6/mc_chance" in metrics  # chance from the benchmark's options
+    scores = result.tables["scores"]
+    assert scores["method"].to_list() == ["baseline-64f", "marc@0.6"] and "Synthetic" in scores.columns
+
+
+def test_report_ignores_records_of_another_prompt(project: ProjectPaths, params: SimpleNamespace) -> None:
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-16f")
+    with pytest.raises(ValueError, match="rerun the benchmark_scores partitions"):
+        report_stage(project, make_params(project.project_dir / "corpus", prompt_template="marc-paper"))
+
+
+def test_report_without_records_says_what_to_run(project: ProjectPaths, params: SimpleNamespace) -> None:
+    with pytest.raises(FileNotFoundError, match="materialize benchmark_scores"):
+        report_stage(project, params)
+
+
+def test_eval_command_prints_the_summary(
+    project: ProjectPaths, params: SimpleNamespace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert eval_command(project, params, "synthetic", "marc", 2) == 0
+    printed = capsys.readouterr().out
+    assert "eval synthetic × marc@0.6" in printed and "first 2 rows" in printed
+    assert "2 selected, 2 generated now, 0 already recorded, 0 failed" in printed
+    assert "| score | accuracy | mra | n | failed | visual_tokens_mean | latency_s_mean |" in printed
+    assert records_path(project.asset("benchmark_scores"), "synthetic", "marc@0.6").is_file()
+
+
+def test_eval_config_names_known_benchmarks_and_methods_once() -> None:
+    assert EvalConfig(methods=["marc", "baseline-64f"]).methods == ["marc@0.6", "baseline-64f"]
+    with pytest.raises(ValidationError, match="unknown benchmark"):
+        EvalConfig(benchmarks=["mmlu"])
+    with pytest.raises(ValidationError, match="unknown method"):
+        EvalConfig(methods=["vidcom2"])
+    with pytest.raises(ValidationError, match="more than once"):
+        EvalConfig(methods=["marc", "marc@0.6"])
+    with pytest.raises(ValidationError, match="unknown prompt_template"):
+        EvalConfig(prompt_template="mine")
+    with pytest.raises(ValidationError, match="batch_size"):
+        EvalConfig(batch_size=0)
+
+
+def _efficiency_profile() -> dict:
+    def cost(method: str, frames: int, tokens: float, seconds: float) -> dict:
+        return {
+            "method": method,
+            "frames": frames,
+            "visual_tokens": tokens,
+            "vision_s": seconds / 4,
+            "prefill_s": seconds / 4,
+            "generate_s": seconds / 4,
+            "end_to_end_s": seconds,
+            "merge_s": 0.0,
+            "peak_memory_gb": 0.5,
+            "memory_kind": "rss",
+        }
+
+    return {
+        "device": "cpu (2 cores)",
+        "model": "tiny",
+        "dtype": "float32",
+        "batch_size": 1,
+        "input": "synthetic",
+        "methods": [cost("baseline-64f", 64, 240.0, 1.0), cost("marc@0.6", 1, 40.0, 0.6)],
+    }
