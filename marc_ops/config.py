@@ -106,6 +106,7 @@ class VMRConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     shots: ShotConfig = ShotConfig()
+    shot_workers: int = Field(default=1, ge=1, description="processes segmenting videos in parallel")
     embedder: EmbedderConfig
     retriever_training: RetrieverTrainingConfig | None = None
     index: ClipIndexConfig = ClipIndexConfig()

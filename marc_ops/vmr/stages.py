@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+import torch
 from tqdm import tqdm
 
 from marc_ops.config import Params, ProjectPaths
@@ -26,7 +29,7 @@ from marc_ops.vmr.embedding import ClipEmbedder, EmbedderConfig, EmptyQueryError
 from marc_ops.vmr.index import ClipIndex, VideoToIndex, fill_index
 from marc_ops.vmr.retrieval import RetrievedClip, plan_frames, retrieve_clips
 from marc_ops.vmr.retriever_training import ground_truth_recall, train_retriever
-from marc_ops.vmr.shots import segment_video
+from marc_ops.vmr.shots import ShotConfig, segment_video
 
 SAMPLE_COLUMNS = ["problem_id", "problem", "options", "data_type", "media_path", "evidence_spans"]
 
@@ -75,37 +78,60 @@ def _segment_file(cache_dir: Path, video_id: str, media_path: str, params: Param
     return cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _segment_one(video_id: str, media_path: str, cached: Path, config: ShotConfig) -> None:
+    """Segment one video and write its record (or its decode error) to ``cached`` atomically."""
+    try:
+        seg = segment_video(media_path, config)
+        record = {
+            "video_id": video_id,
+            "fps": seg.fps,
+            "num_frames": seg.num_frames,
+            "spans": [list(span) for span in seg.spans],
+            "scores": [round(float(s), 5) for s in seg.scores],
+        }
+    except VideoDecodeError as error:
+        record = {"video_id": video_id, "error": str(error)}
+    write_json(cached, record)
+
+
 def shot_segments(paths: ProjectPaths, params: Params) -> StageResult:
     """TransNetV2 shots of every video: spans, start/end times and boundary scores.
 
-    Each finished video is written to ``videos/<key>.json`` at once, so a killed run resumes with
-    the next video; the tables ``shots.parquet`` (one row per shot), ``videos.parquet`` (one row
-    per video) and ``quarantine.parquet`` (undecodable videos, with the reason) are rebuilt at the end.
+    Videos fan out over ``vmr.shot_workers`` processes. Each finished video is written to
+    ``videos/<key>.json`` at once, so a killed run resumes with the videos not yet done; the
+    tables ``shots.parquet`` (one row per shot), ``videos.parquet`` (one row per video) and
+    ``quarantine.parquet`` (undecodable videos, with the reason) are rebuilt at the end.
     """
     out_dir = paths.asset("shot_segments")
     cache_dir = out_dir / "videos"
     cache_dir.mkdir(parents=True, exist_ok=True)
     videos = _videos(vmr_samples(paths, params))
-    started, segmented_now = time.perf_counter(), 0
+    started = time.perf_counter()
     shot_rows: list[dict[str, Any]] = []
     video_rows: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
-    for video_id, media_path in tqdm(videos.iter_rows(), total=videos.height, desc="shot segments", unit="video"):
-        cached = _segment_file(cache_dir, video_id, media_path, params)
-        if not cached.is_file():
-            try:
-                seg = segment_video(media_path, params.vmr.shots)
-                record = {
-                    "video_id": video_id,
-                    "fps": seg.fps,
-                    "num_frames": seg.num_frames,
-                    "spans": [list(span) for span in seg.spans],
-                    "scores": [round(float(s), 5) for s in seg.scores],
-                }
-            except VideoDecodeError as error:
-                record = {"video_id": video_id, "error": str(error)}
-            write_json(cached, record)
-            segmented_now += 1
+    jobs = [
+        (video_id, media_path, _segment_file(cache_dir, video_id, media_path, params))
+        for video_id, media_path in videos.iter_rows()
+    ]
+    pending = [job for job in jobs if not job[2].is_file()]
+    segmented_now = len(pending)
+    if params.vmr.shot_workers > 1 and len(pending) > 1:
+        # Fan out over processes (one TransNetV2 each, one torch thread each); results land per video.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(params.vmr.shot_workers, mp_context=context, initializer=_one_thread) as pool:
+            work = [pool.submit(_segment_one, video_id, media_path, cached, params.vmr.shots)
+                    for video_id, media_path, cached in pending]
+            for future in tqdm(as_completed(work), total=len(work), desc="shot segments", unit="video"):
+                future.result()
+    else:
+        for video_id, media_path, cached in tqdm(pending, desc="shot segments", unit="video"):
+            _segment_one(video_id, media_path, cached, params.vmr.shots)
+    for video_id, media_path, cached in jobs:
         record = json.loads(cached.read_text())
         if "error" in record:
             failed.append({"video_id": video_id, "media_path": media_path, "reason": record["error"]})

@@ -10,8 +10,10 @@ import dagster as dg
 import lancedb
 import polars as pl
 import pytest
+import yaml
 from tests_support import small_tiny_params, write_params
 
+from marc_ops.cli import main
 from pipelines.defs.assets import data as data_assets
 from pipelines.defs.assets import vmr as vmr_assets
 from pipelines.defs.resources import MarcResource
@@ -100,6 +102,29 @@ def test_shot_segmentation_resumes_where_it_stopped(vmr_project: Path):
         path.unlink()
     result = _materialize(vmr_project, selection=["shot_segments"])
     assert _metadata(result, "shot_segments")["segmented_now"] == len(cache) // 2
+
+
+def test_worker_processes_give_the_same_shots(vmr_project: Path):
+    before = pl.read_parquet(vmr_project / "assets/shot_segments/shots.parquet")
+    for path in (vmr_project / "assets/shot_segments/videos").glob("*.json"):
+        path.unlink()
+    params = yaml.safe_load((vmr_project / "params.yaml").read_text())
+    params["vmr"]["shot_workers"] = 2
+    write_params(vmr_project, params)
+    result = _materialize(vmr_project, selection=["shot_segments"])
+    assert _metadata(result, "shot_segments")["segmented_now"] == before["video_id"].n_unique()
+    assert pl.read_parquet(vmr_project / "assets/shot_segments/shots.parquet").equals(before)
+
+
+def test_marc_vmr_cli_prints_the_top_clips(vmr_project: Path, capsys: pytest.CaptureFixture[str]):
+    rows = json.loads((vmr_project / "assets/videor1_source/corpus/Video-R1-260k.json").read_text())
+    row = next(r for r in rows if r["data_type"] == "video")
+    video = vmr_project / "assets/videor1_source/corpus" / row["path"]
+    assert main(["--project-dir", str(vmr_project), "vmr", str(video), row["problem"], "--k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"question: {row['problem']}" in out
+    clip_lines = [line for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(clip_lines) == 2
 
 
 def test_a_corrupt_video_is_quarantined_and_the_rest_proceed(vmr_project: Path):

@@ -22,6 +22,7 @@ from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
 from marc_ops.video import VideoDecodeError, iter_frames
 from marc_ops.vmr import (
     ShotConfig,
+    ShotSegmentation,
     detect_shots,
     load_transnetv2,
     resolve_precision,
@@ -251,11 +252,23 @@ def synthetic_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
     return files.root, json.loads(files.shots_json.read_text())
 
 
-def test_synthetic_hard_cuts_are_exact(model: torch.nn.Module, synthetic_corpus: tuple[Path, dict]) -> None:
+@pytest.fixture(scope="module")
+def synthetic_segmentations(
+    model: torch.nn.Module, synthetic_corpus: tuple[Path, dict]
+) -> dict[str, ShotSegmentation]:
+    """Every synthetic video segmented with the default config (each decoded in one chunk)."""
     root, truth = synthetic_corpus
+    assert all(video["n_frames"] <= ShotConfig().decode_chunk for video in truth.values())
+    return {key: segment_video(root / key, model=model) for key in truth}
+
+
+def test_synthetic_hard_cuts_are_exact(
+    synthetic_corpus: tuple[Path, dict], synthetic_segmentations: dict[str, ShotSegmentation]
+) -> None:
+    _, truth = synthetic_corpus
     cuts = 0
     for key, video in truth.items():
-        segmentation = segment_video(root / key, model=model)
+        segmentation = synthetic_segmentations[key]
         assert segmentation.num_frames == video["n_frames"]
         assert segmentation.scores.shape == (video["n_frames"],)
         _assert_partition(segmentation.spans, segmentation.num_frames)
@@ -273,12 +286,14 @@ def test_synthetic_hard_cuts_are_exact(model: torch.nn.Module, synthetic_corpus:
 
 
 def test_streaming_in_tiny_chunks_gives_the_same_scores(
-    model: torch.nn.Module, synthetic_corpus: tuple[Path, dict]
+    model: torch.nn.Module,
+    synthetic_corpus: tuple[Path, dict],
+    synthetic_segmentations: dict[str, ShotSegmentation],
 ) -> None:
     root, truth = synthetic_corpus
-    shortest = root / min(truth, key=lambda key: truth[key]["n_frames"])
-    whole = segment_video(shortest, ShotConfig(decode_chunk=1000), model=model)
-    streamed = segment_video(shortest, ShotConfig(decode_chunk=7), model=model)
+    shortest = min(truth, key=lambda key: truth[key]["n_frames"])
+    whole = synthetic_segmentations[shortest]
+    streamed = segment_video(root / shortest, ShotConfig(decode_chunk=7), model=model)
     np.testing.assert_array_equal(streamed.scores, whole.scores)
     assert streamed.spans == whole.spans
 
