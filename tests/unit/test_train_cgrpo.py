@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from marc_ops.compression import merged_block_count
 from marc_ops.data import load_videor1
-from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
-from marc_ops.model import build_tiny_checkpoint, load_qwen2_5_vl, load_qwen2_5_vl_processor
+from marc_ops.model import load_qwen2_5_vl, load_qwen2_5_vl_processor
 from marc_ops.rewards import completion_text, make_cgrpo_reward
 from marc_ops.train.cgrpo import CGRPOTrainer, cgrpo_dataset, train_cgrpo
 from marc_ops.train.config import CGRPOTrainConfig
 from marc_ops.train.inputs import whole_video_builder
 from marc_ops.video import VideoConfig
 
-SMALL_CORPUS = SyntheticConfig(n_train_videos=4, n_eval_videos=0, n_train_images=2, n_eval_images=0)
 VIDEO = VideoConfig(max_frames=8)
 TINY = CGRPOTrainConfig(
     num_generations=4,
@@ -37,34 +34,18 @@ TINY = CGRPOTrainConfig(
     gradient_checkpointing=False,
 )
 
-
-def cached_dir(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
-    """Built once per test session, shared by every test_train_* module."""
-    path, done = factory.getbasetemp() / name, factory.getbasetemp() / f"{name}.done"
-    if not done.exists():
-        build(path)
-        done.touch()
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny tensors: a second OpenMP thread only adds synchronisation (and stalls when the cores are shared).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
+
+
+
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cached_dir(tmp_path_factory, "train_tiny_qwen2_5_vl", build_tiny_checkpoint)
-
-
-@pytest.fixture(scope="module")
-def rows(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
-    corpus = cached_dir(tmp_path_factory, "train_corpus", lambda path: generate_corpus(SMALL_CORPUS, path))
-    return load_videor1(corpus / "Video-R1-260k.json", corpus).rows
+def rows(train_corpus: Path) -> pl.DataFrame:
+    return load_videor1(train_corpus / "Video-R1-260k.json", train_corpus).rows
 
 
 def videos(rows: pl.DataFrame, n: int) -> pl.DataFrame:

@@ -3,53 +3,33 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
-import torch
 
 from marc_ops.data import load_videor1
-from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
 from marc_ops.eval.methods import one_frame_compression
-from marc_ops.model import build_tiny_checkpoint, load_qwen2_5_vl_processor
+from marc_ops.model import load_qwen2_5_vl_processor
 from marc_ops.train.config import SFTTrainConfig
 from marc_ops.train.inputs import whole_video_builder
 from marc_ops.train.sft import IGNORE_INDEX, SFTCollator, sft_dataset, train_sft
 from marc_ops.video import VideoConfig
 
-SMALL_CORPUS = SyntheticConfig(n_train_videos=4, n_eval_videos=0, n_train_images=2, n_eval_images=0)
 VIDEO = VideoConfig(max_frames=8)
 
-
-def cached_dir(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
-    """Built once per test session, shared by every test_train_* module."""
-    path, done = factory.getbasetemp() / name, factory.getbasetemp() / f"{name}.done"
-    if not done.exists():
-        build(path)
-        done.touch()
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny tensors: a second OpenMP thread only adds synchronisation (and stalls when the cores are shared).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
+
+
+
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cached_dir(tmp_path_factory, "train_tiny_qwen2_5_vl", build_tiny_checkpoint)
-
-
-@pytest.fixture(scope="module")
-def cot_rows(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
-    corpus = cached_dir(tmp_path_factory, "train_corpus", lambda path: generate_corpus(SMALL_CORPUS, path))
-    return load_videor1(corpus / "Video-R1-COT-165k.json", corpus).rows
+def cot_rows(train_corpus: Path) -> pl.DataFrame:
+    return load_videor1(train_corpus / "Video-R1-COT-165k.json", train_corpus).rows
 
 
 def test_collator_learns_only_the_target_and_its_end_of_turn(

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import polars as pl
 import pytest
-import torch
 import yaml
 
 from marc_ops.config import DataConfig, ModelConfig, ProjectPaths
 from marc_ops.data import load_videor1
-from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
 from marc_ops.io import write_json
-from marc_ops.model import build_tiny_checkpoint
 from marc_ops.train.cgrpo import CGRPORun, cgrpo_checkpoint_stage
 from marc_ops.train.config import CGRPOTrainConfig, SFTTrainConfig, TeacherConfig, TrainParams
 from marc_ops.train.inputs import vmr_builder
@@ -26,33 +22,19 @@ from marc_ops.video import VideoConfig
 from marc_ops.vmr.retrieval import RetrievedClip, plan_frames
 from marc_ops.vmr.stages import SELECTION_SCHEMA
 
-SMALL_CORPUS = SyntheticConfig(n_train_videos=4, n_eval_videos=0, n_train_images=2, n_eval_images=0)
 CPU = {"bf16": False, "gradient_checkpointing": False, "max_steps": 1, "save_steps": 1}
 
-
-def cached_dir(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
-    """Built once per test session, shared by every test_train_* module."""
-    path, done = factory.getbasetemp() / name, factory.getbasetemp() / f"{name}.done"
-    if not done.exists():
-        build(path)
-        done.touch()
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny tensors: a second OpenMP thread only adds synchronisation (and stalls when the cores are shared).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
+
 
 
 @pytest.fixture()
-def project(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> tuple[ProjectPaths, SimpleNamespace]:
+def project(tiny_model: Path, train_corpus: Path, tmp_path: Path) -> tuple[ProjectPaths, SimpleNamespace]:
     """A project whose train_subset and base_model assets exist, and the params the stages read."""
-    model = cached_dir(tmp_path_factory, "train_tiny_qwen2_5_vl", build_tiny_checkpoint)
-    corpus = cached_dir(tmp_path_factory, "train_corpus", lambda path: generate_corpus(SMALL_CORPUS, path))
+    model, corpus = tiny_model, train_corpus
     paths = ProjectPaths(tmp_path)
     subset = load_videor1(corpus / "Video-R1-260k.json", corpus).rows
     subset = pl.concat(
