@@ -50,7 +50,6 @@ import yaml
 from datasets import Dataset
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import Qwen2_5_VLForConditionalGeneration
-from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOTrainer
 
 from marc_ops.config import Params, ProjectPaths
@@ -65,7 +64,12 @@ from marc_ops.model.stages import base_model_path
 from marc_ops.rewards import accuracy_reward, format_reward, make_cgrpo_reward
 from marc_ops.stage import StageResult
 from marc_ops.train.config import CGRPOTrainConfig
-from marc_ops.train.dataset import SkippedSample, usable_rows, write_skipped
+from marc_ops.train.dataset import (
+    STATE_FILE,
+    SkippedSample,
+    train_and_save,
+    usable_rows,
+)
 from marc_ops.train.inputs import (
     EncodedSample,
     SampleBuilder,
@@ -81,8 +85,6 @@ from marc_ops.video import MediaError, VideoConfig
 
 logger = logging.getLogger(__name__)
 
-FINAL_MODEL_DIR = "model"
-STATE_FILE = "trainer_state.json"
 
 
 class CGRPOTrainer(GRPOTrainer):
@@ -307,17 +309,7 @@ def train_cgrpo(
     trainer = build_cgrpo_trainer(
         config, dataset, model_path, out_dir, sample_builder=sample_builder or whole_video_builder()
     )
-    if trainer.accelerator.is_main_process:
-        write_skipped(out_dir, skipped)
-    last_checkpoint = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
-    if last_checkpoint is not None:
-        logger.info("resuming C-GRPO from %s", last_checkpoint)
-    trainer.train(resume_from_checkpoint=last_checkpoint)
-    final = out_dir / FINAL_MODEL_DIR
-    trainer.save_model(str(final))
-    if trainer.accelerator.is_main_process:
-        trainer.state.save_to_json(str(out_dir / STATE_FILE))
-    return final
+    return train_and_save(trainer, out_dir, skipped, label="C-GRPO")
 
 
 class CGRPORun(BaseModel):

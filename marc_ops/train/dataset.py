@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from transformers.trainer_utils import get_last_checkpoint
 
 from marc_ops.io import write_json
 from marc_ops.train.inputs import check_media
 from marc_ops.video import MediaError
 
 logger = logging.getLogger(__name__)
+
+FINAL_MODEL_DIR = "model"
+STATE_FILE = "trainer_state.json"
 
 SKIPPED_FILE = "skipped_samples.json"
 
@@ -74,3 +78,22 @@ def write_skipped(out_dir: Path, skipped: list[SkippedSample]) -> Path:
     path = Path(out_dir) / SKIPPED_FILE
     write_json(path, [asdict(s) for s in skipped])
     return path
+
+
+def train_and_save(trainer: Any, out_dir: Path, skipped: list[SkippedSample], *, label: str) -> Path:
+    """Run ``trainer`` to the end, resuming from the last ``checkpoint-N`` in ``out_dir`` if there is
+    one; save the final model to ``out_dir/model`` and the trainer state; record the skipped samples.
+
+    Shared by C-GRPO and SFT: both are TRL trainers that resume and finish the same way.
+    """
+    if trainer.accelerator.is_main_process:
+        write_skipped(out_dir, skipped)
+    last_checkpoint = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
+    if last_checkpoint is not None:
+        logger.info("resuming %s from %s", label, last_checkpoint)
+    trainer.train(resume_from_checkpoint=last_checkpoint)
+    final = out_dir / FINAL_MODEL_DIR
+    trainer.save_model(str(final))
+    if trainer.accelerator.is_main_process:
+        trainer.state.save_to_json(str(out_dir / STATE_FILE))
+    return final

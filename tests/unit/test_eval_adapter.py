@@ -171,6 +171,6 @@ def test_checkpoints_resolve_or_name_the_asset_to_materialize(tmp_path: Path, ti
 
 
 def test_final_model_dir_is_the_trainers() -> None:
-    from marc_ops.train import cgrpo, sft
+    from marc_ops.train import dataset as train_dataset
 
-    assert FINAL_MODEL_DIR == cgrpo.FINAL_MODEL_DIR == sft.FINAL_MODEL_DIR
+    assert FINAL_MODEL_DIR == train_dataset.FINAL_MODEL_DIR

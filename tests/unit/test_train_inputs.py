@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,8 @@ import torch
 
 from marc_ops.compression import CompressionConfig
 from marc_ops.data import load_videor1
-from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
 from marc_ops.eval.methods import one_frame_compression
-from marc_ops.model import build_tiny_checkpoint, load_qwen2_5_vl_processor
+from marc_ops.model import load_qwen2_5_vl_processor
 from marc_ops.rewards import format_score
 from marc_ops.train.dataset import usable_rows, write_skipped
 from marc_ops.train.inputs import (
@@ -29,26 +27,10 @@ from marc_ops.train.inputs import (
 )
 from marc_ops.video import VideoConfig
 
-SMALL_CORPUS = SyntheticConfig(n_train_videos=4, n_eval_videos=0, n_train_images=2, n_eval_images=0)
-
-
-def cached_dir(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
-    """Built once per test session, shared by every test_train_* module."""
-    path, done = factory.getbasetemp() / name, factory.getbasetemp() / f"{name}.done"
-    if not done.exists():
-        build(path)
-        done.touch()
-    return path
-
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cached_dir(tmp_path_factory, "train_tiny_qwen2_5_vl", build_tiny_checkpoint)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cached_dir(tmp_path_factory, "train_corpus", lambda path: generate_corpus(SMALL_CORPUS, path))
+def corpus(train_corpus: Path) -> Path:
+    return train_corpus
 
 
 @pytest.fixture(scope="module")
