@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 import torch
@@ -33,7 +34,7 @@ from marc_ops.config import ProjectPaths
 from marc_ops.eval.methods import MethodSpec
 from marc_ops.eval.runner import EvalInput, GenerationOutput
 from marc_ops.model import compression_of, load_qwen2_5_vl, load_qwen2_5_vl_processor
-from marc_ops.model.stages import base_model_path
+from marc_ops.model.stages import FINAL_MODEL_DIR, base_model_path
 from marc_ops.train.inputs import (
     EncodedSample,
     SampleBuilder,
@@ -46,10 +47,6 @@ from marc_ops.video import DEFAULT_VIDEO_CONFIG, VideoConfig
 
 logger = logging.getLogger(__name__)
 
-# The trainers save their final weights in ``<asset>/model`` (FINAL_MODEL_DIR of marc_ops.train.sft and
-# marc_ops.train.cgrpo; a test checks the three agree). Not imported: that would import TRL to evaluate.
-FINAL_MODEL_DIR = "model"
-
 
 class CheckpointNotFoundError(FileNotFoundError):
     """A method's weights are not materialized; the message names the asset that makes them."""
@@ -59,18 +56,20 @@ class SelectionNotFoundError(FileNotFoundError):
     """A VMR method's clips are not in ``vmr_selection``; the message says how to produce them."""
 
 
-def resolve_checkpoint(paths: ProjectPaths, method: MethodSpec) -> Path:
+def resolve_checkpoint(paths: ProjectPaths, method: MethodSpec, *, init: Literal["base", "sft"] = "base") -> Path:
     """The directory holding ``method``'s weights.
 
-    ``base``: the ``base_model`` asset's recorded path; ``sft``: ``assets/sft_checkpoint/model``;
-    ``cgrpo:<tau>``: ``assets/cgrpo_checkpoint/tau_<tau:g>/model``.
+    ``base``: the initial policy (``train.init``, passed as ``init``): the ``base_model`` asset's
+    recorded path, or with ``init="sft"`` (tiny profile) the SFT warm-up the teacher and C-GRPO start
+    from; ``sft``: ``assets/sft_checkpoint/model``; ``cgrpo:<tau>``:
+    ``assets/cgrpo_checkpoint/tau_<tau:g>/model``.
 
     Raises:
         FileNotFoundError: the weights are not there; the message names the asset to materialize.
     """
-    if method.checkpoint == "base":
+    if method.checkpoint == "base" and init == "base":
         return base_model_path(paths)
-    if method.checkpoint == "sft":
+    if method.checkpoint in ("sft", "base"):
         path, asset = paths.asset("sft_checkpoint") / FINAL_MODEL_DIR, "sft_checkpoint"
     else:
         tau = method.tau

@@ -106,7 +106,7 @@ def _evaluate(
     spec = resolve_method(method)
     config = params.eval
     rows = load_task_rows(task, params.data.evals(paths.project_dir)).rows
-    checkpoint = resolve_checkpoint(paths, spec)
+    checkpoint = resolve_checkpoint(paths, spec, init=params.train.init)
     adapter = QwenAdapter(
         checkpoint,
         spec,

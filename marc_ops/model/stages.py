@@ -32,6 +32,25 @@ def base_model_path(paths: ProjectPaths) -> Path:
     return Path(json.loads(record.read_text())["path"])
 
 
+# The trainers (SFT, C-GRPO) save their final weights in ``<asset dir>/model``.
+FINAL_MODEL_DIR = "model"
+
+
+def initial_policy_path(paths: ProjectPaths, params: Params) -> Path:
+    """The weights the teacher, C-GRPO and the ``base`` methods start from (``train.init``).
+
+    ``base``: the ``base_model`` asset; ``sft``: the ``sft_checkpoint`` asset's final model.
+    """
+    if params.train.init == "base":
+        return base_model_path(paths)
+    path = paths.asset("sft_checkpoint") / FINAL_MODEL_DIR
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"train.init is 'sft' but {path} holds no config.json: materialize the sft_checkpoint asset first"
+        )
+    return path
+
+
 def base_model(paths: ProjectPaths, params: Params) -> StageResult:
     out_dir = paths.asset("base_model")
     model = params.model

@@ -60,7 +60,7 @@ from marc_ops.model import (
     load_qwen2_5_vl,
     load_qwen2_5_vl_processor,
 )
-from marc_ops.model.stages import base_model_path
+from marc_ops.model.stages import initial_policy_path
 from marc_ops.rewards import accuracy_reward, format_reward, make_cgrpo_reward
 from marc_ops.stage import StageResult
 from marc_ops.train.config import CGRPOTrainConfig
@@ -349,7 +349,7 @@ def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> S
     started = time.perf_counter()
     out_dir = paths.asset("cgrpo_checkpoint") / f"tau_{tau:g}"
     run = CGRPORun(
-        model_path=str(base_model_path(paths)),
+        model_path=str(initial_policy_path(paths, params)),
         train_rows=paths.asset("train_subset") / "train_subset.parquet",
         teacher_rewards=paths.asset("teacher_rewards") / TABLE_FILE,
         output_dir=out_dir,

@@ -207,6 +207,14 @@ class TrainParams(BaseModel):
     taus: tuple[float, ...] = Field(
         default=(0.4, 0.6, 0.8), min_length=1, description="cgrpo_checkpoint partitions"
     )
+    init: Literal["base", "sft"] = Field(
+        default="base",
+        description=(
+            "the initial policy: what the teacher, C-GRPO and the `base` methods start from. 'base': the "
+            "base_model asset (the paper: Qwen2.5-VL-3B); 'sft': the sft_checkpoint asset (tiny profile: a "
+            "random tiny model cannot answer, so the SFT warm-up teaches it the format first)"
+        ),
+    )
     teacher: TeacherConfig = TeacherConfig()
     cgrpo: CGRPOTrainConfig = CGRPOTrainConfig()
     sft: SFTTrainConfig = SFTTrainConfig()

@@ -16,12 +16,12 @@ import polars as pl
 from transformers.trainer_utils import get_last_checkpoint
 
 from marc_ops.io import write_json
+from marc_ops.model.stages import FINAL_MODEL_DIR
 from marc_ops.train.inputs import check_media
 from marc_ops.video import MediaError
 
 logger = logging.getLogger(__name__)
 
-FINAL_MODEL_DIR = "model"
 STATE_FILE = "trainer_state.json"
 
 SKIPPED_FILE = "skipped_samples.json"

@@ -36,7 +36,7 @@ from marc_ops.compression import CompressionConfig
 from marc_ops.config import Params, ProjectPaths
 from marc_ops.io import atomic_file, write_parquet
 from marc_ops.model import compression_of, load_qwen2_5_vl, load_qwen2_5_vl_processor
-from marc_ops.model.stages import base_model_path
+from marc_ops.model.stages import initial_policy_path
 from marc_ops.rewards import score_answer
 from marc_ops.stage import StageResult
 from marc_ops.train.config import TeacherConfig
@@ -269,7 +269,7 @@ def teacher_rewards_stage(paths: ProjectPaths, params: Params) -> StageResult:
     rows = pl.read_parquet(paths.asset("train_subset") / "train_subset.parquet")
     summary = compute_teacher_rewards(
         rows,
-        base_model_path(paths),
+        initial_policy_path(paths, params),
         params.train.teacher,
         paths.asset("teacher_rewards"),
         dtype=params.model.dtype,

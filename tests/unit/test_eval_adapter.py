@@ -170,7 +170,15 @@ def test_checkpoints_resolve_or_name_the_asset_to_materialize(tmp_path: Path, ti
     assert resolve_checkpoint(paths, resolve_method("marc")) == cgrpo
 
 
-def test_final_model_dir_is_the_trainers() -> None:
-    from marc_ops.train import dataset as train_dataset
-
-    assert FINAL_MODEL_DIR == train_dataset.FINAL_MODEL_DIR
+def test_base_methods_answer_with_the_sft_warm_up_when_it_is_the_initial_policy(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    paths = ProjectPaths(tmp_path)
+    write_json(paths.asset("base_model") / "model.json", {"path": str(tiny_model)})
+    with pytest.raises(CheckpointNotFoundError, match="materialize the sft_checkpoint asset"):
+        resolve_checkpoint(paths, resolve_method("baseline-64f"), init="sft")
+    sft = paths.asset("sft_checkpoint") / FINAL_MODEL_DIR
+    shutil.copytree(tiny_model, sft)
+    assert resolve_checkpoint(paths, resolve_method("baseline-64f"), init="sft") == sft
+    assert resolve_checkpoint(paths, resolve_method("vmr-64f"), init="sft") == sft
+    assert resolve_checkpoint(paths, resolve_method("baseline-64f")) == tiny_model  # init="base"

@@ -64,6 +64,7 @@ def make_params(corpus: Path, **eval_fields) -> Params:
     """The tiny profile with its eval files in ``corpus`` and the test's ``eval`` section."""
     raw = yaml.safe_load((REPO_ROOT / "configs" / "tiny.yaml").read_text())
     raw["data"]["eval_dir"] = str(corpus / "eval")
+    raw["train"]["init"] = "base"  # the project below has a base model and no SFT warm-up
     raw["eval"] = EvalConfig(**{**TINY_EVAL, **eval_fields}).model_dump()
     return Params.model_validate(raw)
 

@@ -13,6 +13,7 @@ import yaml
 from marc_ops.config import DataConfig, ModelConfig, ProjectPaths
 from marc_ops.data import load_videor1
 from marc_ops.io import write_json
+from marc_ops.model.stages import initial_policy_path
 from marc_ops.train.cgrpo import CGRPORun, cgrpo_checkpoint_stage
 from marc_ops.train.config import CGRPOTrainConfig, SFTTrainConfig, TeacherConfig, TrainParams
 from marc_ops.train.inputs import vmr_builder
@@ -117,6 +118,25 @@ def test_teacher_then_cgrpo_stage(project: tuple[ProjectPaths, SimpleNamespace])
     # the recorded run reloads, for `accelerate launch -m marc_ops.train.cgrpo --config run.yaml`
     run = CGRPORun.model_validate(yaml.safe_load(result.outputs["run"].read_text()))
     assert run.cgrpo == params.train.cgrpo_for(0.6) and run.video == params.video
+
+
+def test_teacher_and_cgrpo_start_from_the_sft_warm_up_when_init_is_sft(
+    project: tuple[ProjectPaths, SimpleNamespace], tiny_model: Path
+) -> None:
+    paths, params = project
+    params.train = params.train.model_copy(update={"init": "sft"})
+    assert initial_policy_path(paths, SimpleNamespace(train=params.train.model_copy(update={"init": "base"}))) == tiny_model
+    with pytest.raises(FileNotFoundError, match="materialize the sft_checkpoint asset"):
+        teacher_rewards_stage(paths, params)
+    sft_checkpoint_stage(paths, params)
+    warm = paths.asset("sft_checkpoint") / "model"
+    assert initial_policy_path(paths, params) == warm
+    teacher_rewards_stage(paths, params)
+    result = cgrpo_checkpoint_stage(paths, params, tau=0.6)
+    run = CGRPORun.model_validate(yaml.safe_load(result.outputs["run"].read_text()))
+    assert run.model_path == str(warm)
+    records = [json.loads(line) for line in (paths.asset("teacher_rewards") / "teacher_rewards.jsonl").open()]
+    assert {r["status"] for r in records} == {"ok"} and len(records) == 2
 
 
 def test_sft_stage(project: tuple[ProjectPaths, SimpleNamespace]) -> None:

@@ -6,7 +6,7 @@ dagster-k8s runs them on GPU nodes one at a time per GPU slot; locally they run 
 
 import dagster as dg
 
-from pipelines.defs.assets.data import train_subset
+from pipelines.defs.assets.data import train_subset, videor1_source
 from pipelines.defs.assets.model import base_model
 from pipelines.defs.assets.vmr import vmr_selection
 from pipelines.defs.metadata import materialize_stage
@@ -21,17 +21,21 @@ GPU_TAGS = {
 }
 
 
-@dg.asset(group_name="train", deps=[base_model, vmr_selection, train_subset], pool="gpu", op_tags=GPU_TAGS,
-          kinds={"pytorch", "parquet"})
-def teacher_rewards(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
-    """The frozen initial model on the uncompressed 64-frame VMR input: G rewards and a_full per sample."""
-    return materialize_stage("teacher_rewards", context, marc)
-
-
-@dg.asset(group_name="train", deps=[base_model], pool="gpu", op_tags=GPU_TAGS, kinds={"pytorch", "safetensors"})
+@dg.asset(group_name="train", deps=[base_model, videor1_source], pool="gpu", op_tags=GPU_TAGS, kinds={"pytorch", "safetensors"})
 def sft_checkpoint(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
     """The SFT baseline (paper Table 2): TRL's SFT on the CoT `process` plus the solution."""
     return materialize_stage("sft_checkpoint", context, marc)
+
+
+@dg.asset(group_name="train", deps=[base_model, sft_checkpoint, vmr_selection, train_subset], pool="gpu", op_tags=GPU_TAGS,
+          kinds={"pytorch", "parquet"})
+def teacher_rewards(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
+    """The frozen initial model on the uncompressed 64-frame VMR input: G rewards and a_full per sample.
+
+    The initial model is `train.init`: the base model (paper) or the SFT warm-up (tiny profile), hence
+    the dependency on `sft_checkpoint` (which the paper profile trains anyway, as its SFT baseline).
+    """
+    return materialize_stage("teacher_rewards", context, marc)
 
 
 @dg.asset(group_name="train", deps=[teacher_rewards, vmr_selection], partitions_def=tau_partitions, pool="gpu",
