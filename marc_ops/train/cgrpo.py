@@ -67,6 +67,7 @@ from marc_ops.train.config import CGRPOTrainConfig
 from marc_ops.train.dataset import (
     STATE_FILE,
     SkippedSample,
+    run_fingerprint,
     train_and_save,
     usable_rows,
 )
@@ -309,7 +310,8 @@ def train_cgrpo(
     trainer = build_cgrpo_trainer(
         config, dataset, model_path, out_dir, sample_builder=sample_builder or whole_video_builder()
     )
-    return train_and_save(trainer, out_dir, skipped, label="C-GRPO")
+    fingerprint = run_fingerprint(config, model_path, dataset["problem_id"])
+    return train_and_save(trainer, out_dir, skipped, label="C-GRPO", fingerprint=fingerprint)
 
 
 class CGRPORun(BaseModel):

@@ -6,7 +6,10 @@ in ``skipped_samples.json`` next to the run's outputs, so the skip is visible in
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +26,7 @@ from marc_ops.video import MediaError
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
+FINGERPRINT_FILE = "run_fingerprint.txt"
 
 SKIPPED_FILE = "skipped_samples.json"
 
@@ -80,14 +84,61 @@ def write_skipped(out_dir: Path, skipped: list[SkippedSample]) -> Path:
     return path
 
 
-def train_and_save(trainer: Any, out_dir: Path, skipped: list[SkippedSample], *, label: str) -> Path:
+def weights_stamp(model_path: str | Path) -> str:
+    """A model's identity for caches: its path plus each weights file's size and mtime (a retrained
+    checkpoint at the same path gets a new stamp); a hub id is its own stamp."""
+    path = Path(model_path)
+    weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+    return json.dumps([str(model_path), *[[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in weights]])
+
+
+# How long a run goes and how often it saves or logs: extending a run resumes it, not restarts it.
+_BUDGET_FIELDS = frozenset({"max_steps", "num_train_epochs", "save_steps", "save_total_limit", "logging_steps"})
+
+
+def run_fingerprint(config: Any, model_path: str | Path, problem_ids: Iterable[str]) -> str:
+    """What a run's checkpoints depend on: its config (less its step budget), its initial weights
+    (:func:`weights_stamp`) and its rows."""
+    payload = {
+        "config": config.model_dump(mode="json", exclude=set(_BUDGET_FIELDS)),
+        "model": weights_stamp(model_path),
+        "rows": sorted(problem_ids),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _forget_other_runs(out_dir: Path, fingerprint: str, label: str) -> None:
+    """Remove checkpoints (and the final model) that a run with other settings left in ``out_dir``.
+
+    Resuming them would continue another run (or fail on other shapes): changing a profile's
+    training settings and materializing again must start over, as DVC would.
+    """
+    stamp = out_dir / FINGERPRINT_FILE
+    previous = stamp.read_text() if stamp.is_file() else None
+    stale = [p for p in out_dir.glob("checkpoint-*") if p.is_dir()] + [out_dir / FINAL_MODEL_DIR]
+    stale = [p for p in stale if p.exists()]
+    if previous != fingerprint and stale:
+        logger.warning("%s: %s holds a run with other settings; starting over", label, out_dir)
+        for path in stale:
+            shutil.rmtree(path)
+
+
+def train_and_save(
+    trainer: Any, out_dir: Path, skipped: list[SkippedSample], *, label: str, fingerprint: str | None = None
+) -> Path:
     """Run ``trainer`` to the end, resuming from the last ``checkpoint-N`` in ``out_dir`` if there is
     one; save the final model to ``out_dir/model`` and the trainer state; record the skipped samples.
 
-    Shared by C-GRPO and SFT: both are TRL trainers that resume and finish the same way.
+    With a ``fingerprint`` (:func:`run_fingerprint`), checkpoints of a run with another fingerprint
+    are removed first instead of resumed. Shared by C-GRPO and SFT: both are TRL trainers that resume
+    and finish the same way.
     """
     if trainer.accelerator.is_main_process:
         write_skipped(out_dir, skipped)
+        if fingerprint is not None:
+            _forget_other_runs(out_dir, fingerprint, label)
+            (out_dir / FINGERPRINT_FILE).write_text(fingerprint)
+    trainer.accelerator.wait_for_everyone()
     last_checkpoint = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
     if last_checkpoint is not None:
         logger.info("resuming %s from %s", label, last_checkpoint)

@@ -48,6 +48,7 @@ from marc_ops.train.config import SFTTrainConfig
 from marc_ops.train.dataset import (
     STATE_FILE,
     SkippedSample,
+    run_fingerprint,
     train_and_save,
     usable_rows,
 )
@@ -171,7 +172,8 @@ def train_sft(
     trainer = build_sft_trainer(
         config, dataset, model_path, out_dir, sample_builder=sample_builder or whole_video_builder()
     )
-    return train_and_save(trainer, out_dir, skipped, label="SFT")
+    fingerprint = run_fingerprint(config, model_path, dataset["problem_id"])
+    return train_and_save(trainer, out_dir, skipped, label="SFT", fingerprint=fingerprint)
 
 
 class SFTRun(BaseModel):

@@ -40,7 +40,7 @@ from marc_ops.model.stages import initial_policy_path
 from marc_ops.rewards import score_answer
 from marc_ops.stage import StageResult
 from marc_ops.train.config import TeacherConfig
-from marc_ops.train.dataset import as_rows
+from marc_ops.train.dataset import as_rows, weights_stamp
 from marc_ops.train.inputs import SampleBuilder, encode_prompt, model_inputs, vmr_builder, whole_video_builder
 from marc_ops.video import MediaError
 
@@ -110,7 +110,7 @@ def compute_teacher_rewards(
     out_dir = Path(out_dir)
     records_path = out_dir / RECORDS_FILE
     builder = sample_builder or whole_video_builder()
-    settings = settings_hash(config, str(model_path), dtype)
+    settings = settings_hash(config, weights_stamp(model_path), dtype)  # retrained weights: new records
     videos = [row for row in as_rows(rows) if row["data_type"] == "video"]
     done = _open_records(records_path, settings)
     pending = [row for row in videos if str(row["problem_id"]) not in done]

@@ -148,3 +148,17 @@ def test_sft_stage(project: tuple[ProjectPaths, SimpleNamespace]) -> None:
     run = SFTRun.model_validate(yaml.safe_load(result.outputs["run"].read_text()))
     assert run.sft == params.train.sft
     assert json.loads((paths.asset("sft_checkpoint") / "skipped_samples.json").read_text()) == []
+
+
+def test_changed_settings_start_over_instead_of_resuming(project: tuple[ProjectPaths, SimpleNamespace]) -> None:
+    paths, params = project
+    sft_checkpoint_stage(paths, params)  # lr 1e-3, one step, checkpoint-1 left behind
+    assert (paths.asset("sft_checkpoint") / "checkpoint-1").is_dir()
+    sft = params.train.sft.model_copy(update={"learning_rate": 5e-4, "max_steps": 2, "save_steps": 2})
+    params.train = params.train.model_copy(update={"sft": sft})
+
+    result = sft_checkpoint_stage(paths, params)
+
+    # resumed, step 1 would be the first run's (lr 1e-3); started over, both steps ran at 5e-4
+    assert result.tables["steps"]["learning_rate"].to_list() == [5e-4, 5e-4]
+    assert not (paths.asset("sft_checkpoint") / "checkpoint-1").exists()
