@@ -23,34 +23,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import yaml  # noqa: E402
 
-from marc_ops.config import Params  # noqa: E402
-from marc_ops.data.synthetic import SyntheticConfig  # noqa: E402
 from marc_ops.io import write_json  # noqa: E402
-from marc_ops.train.learning import LearningConfig, LearningResult, run_learning_check  # noqa: E402
+from marc_ops.train.learning import LearningResult, profile_learning_config, run_learning_check  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def learning_config(*, quick: bool, params_file: Path = ROOT / "configs" / "tiny.yaml") -> LearningConfig:
-    """The tiny profile's settings; the corpus is the profile's (``--quick``) or four times its eval set."""
-    params = Params.model_validate(yaml.safe_load(params_file.read_text()))
-    synthetic = params.synthetic
-    if not quick:
-        synthetic = SyntheticConfig(
-            **{**synthetic.model_dump(), "n_train_videos": 96, "n_eval_videos": 96, "n_eval_images": 32}
-        )
-    return LearningConfig(
-        synthetic=synthetic,
-        model=params.model.tiny,
-        video=params.video,
-        sft=params.train.sft.model_copy(update={"train_size": 10**6}),
-        teacher=params.train.teacher,
-        cgrpo=params.train.cgrpo_for(params.train.cgrpo.tau),
-        eval_max_new_tokens=params.eval.max_new_tokens,
-        eval_every=params.train.cgrpo.save_steps,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "learning.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "learning_curve.png")
     args = parser.parse_args(argv)
-    config = learning_config(quick=args.quick)
+    config = profile_learning_config(ROOT / "configs" / "tiny.yaml", larger_corpus=not args.quick)
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         result = run_learning_check(config, args.work or Path(scratch), log=print)

@@ -86,6 +86,40 @@ class LearningResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def profile_learning_config(params_file: Path | str, *, larger_corpus: bool = True) -> LearningConfig:
+    """The check with a profile's model, video and training settings (the C-GRPO run at the profile's τ).
+
+    ``larger_corpus``: twice the profile's training videos and four times its held-out videos and
+    images, so the paired comparison has a few hundred items; else the profile's own corpus.
+    """
+    import yaml
+
+    from marc_ops.config import Params
+
+    params = Params.model_validate(yaml.safe_load(Path(params_file).read_text()))
+    synthetic = params.synthetic
+    if larger_corpus:
+        synthetic = SyntheticConfig(
+            **{
+                **synthetic.model_dump(),
+                "n_train_videos": 2 * synthetic.n_train_videos,
+                "n_eval_videos": 4 * synthetic.n_eval_videos,
+                "n_eval_images": 4 * synthetic.n_eval_images,
+            }
+        )
+    cgrpo = params.train.cgrpo_for(params.train.cgrpo.tau)
+    return LearningConfig(
+        synthetic=synthetic,
+        model=params.model.tiny,
+        video=params.video,
+        sft=params.train.sft,
+        teacher=params.train.teacher,
+        cgrpo=cgrpo.model_copy(update={"save_total_limit": None}),  # keep every checkpoint for the curve
+        eval_every=cgrpo.save_steps,
+        eval_max_new_tokens=params.eval.max_new_tokens,
+    )
+
+
 def heldout_score(records: pl.DataFrame) -> float:
     """The synthetic benchmark's score in percent: its own aggregate (accuracy and MRA, averaged)."""
     return float(resolve_task("synthetic").aggregate(records)["score"])
