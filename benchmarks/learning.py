@@ -28,16 +28,23 @@ from marc_ops.io import write_json  # noqa: E402
 from marc_ops.train.learning import LearningResult, profile_learning_config, run_learning_check  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# Three times the tiny profile's 40 (what `make demo` affords per τ): the curve is noisy early on.
+CGRPO_STEPS = 120
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the demo-sized corpus")
+    parser.add_argument(
+        "--cgrpo-steps", type=int, default=CGRPO_STEPS, help=f"C-GRPO steps (default {CGRPO_STEPS})"
+    )
     parser.add_argument("--work", type=Path, default=None, help="keep the run here (default: a temporary dir)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "learning.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "learning_curve.png")
     args = parser.parse_args(argv)
-    config = profile_learning_config(ROOT / "configs" / "tiny.yaml", larger_corpus=not args.quick)
+    config = profile_learning_config(
+        ROOT / "configs" / "tiny.yaml", larger_corpus=not args.quick, cgrpo_steps=args.cgrpo_steps
+    )
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         result = run_learning_check(config, args.work or Path(scratch), log=print)

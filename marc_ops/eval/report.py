@@ -40,7 +40,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from marc_ops.eval.methods import METHODS, resolve_method
-from marc_ops.eval.scoring import SUMMARY_SCHEMA, paper_table, score_table
+from marc_ops.eval.scoring import PRIOR_METHOD, SUMMARY_SCHEMA, paper_table, score_table
 from marc_ops.eval.tasks import PAPER_BENCHMARKS, PAPER_ROWS, TASKS, resolve_task
 from marc_ops.io import atomic_file, write_json
 from marc_ops.tables import markdown_table
@@ -468,6 +468,18 @@ def _other_benchmark(summary: pl.DataFrame, name: str, methods: list[str], chanc
         "scores are not comparable to the paper's real-benchmark numbers.",
         _Table(tuple(columns), tuple(table_rows)),
     ]
+    if PRIOR_METHOD in rows_by_method:
+        blocks.append(
+            f"`{PRIOR_METHOD}` is no model: each item gets the most common training answer of its problem type. "
+            "It is the suite's chance level across all problem types; a model below it has learnt the "
+            f"answer format but not what the video shows. Score above `{PRIOR_METHOD}`, in points: "
+            + ", ".join(
+                f"`{m}` {rows_by_method[m]['score'] - rows_by_method[PRIOR_METHOD]['score']:+.2f}"
+                for m in methods
+                if m in rows_by_method and m != PRIOR_METHOD
+            )
+            + "."
+        )
     if mc:
         levels = sorted({round(c["chance"], 2) for c in mc.values()})
         blocks.append(
@@ -728,8 +740,8 @@ _POINTS_SCHEMA: dict[str, pl.DataType] = {
 def _plot_points(summary: pl.DataFrame) -> pl.DataFrame:
     """Our (visual tokens, score) points per benchmark, plus ``mean`` where all six paper benchmarks ran."""
     methods = _method_order(summary["method"].to_list())
-    points = summary.filter(
-        pl.col("score").is_not_null() & pl.col("visual_tokens_mean").is_not_null()
+    points = summary.filter(  # no visual tokens (the prior answer) has no place on a log axis: a line instead
+        pl.col("score").is_not_null() & (pl.col("visual_tokens_mean") > 0)
     ).select("benchmark", "method", visual_tokens="visual_tokens_mean", score="score")
     score = score_table(summary, methods=methods)
     tokens = score_table(summary, methods=methods, value="visual_tokens_mean")
@@ -782,6 +794,11 @@ def _accuracy_vs_tokens_png(summary: pl.DataFrame, colours: Mapping[str, Any]) -
     panel_points = []
     for ax, panel in zip(axes, panels, strict=False):
         ours = points.filter(pl.col("benchmark") == panel)
+        prior = summary.filter((pl.col("benchmark") == panel) & (pl.col("method") == PRIOR_METHOD))
+        if prior.height and prior["score"][0] is not None:
+            ax.axhline(prior["score"][0], color="grey", linestyle="--", linewidth=1)
+            ax.text(0.02, prior["score"][0], f" {PRIOR_METHOD} (no model: chance level)", color="grey", fontsize=8,
+                    va="bottom", transform=ax.get_yaxis_transform())  # fmt: skip
         labelled = [
             (r["visual_tokens"], r["score"], r["method"], colours[r["method"]], False)
             for r in ours.iter_rows(named=True)
@@ -881,7 +898,8 @@ def _scatter_panel(ax: Any, points: list[tuple[float, float, str, Any, bool]], t
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlim(min(xs) / 2.5, max(xs) * 2.5)
-    low, high = min(ys), max(ys)
+    references = [line.get_ydata()[0] for line in ax.get_lines()]  # the prior answer's level, if drawn
+    low, high = min([*ys, *references]), max([*ys, *references])
     pad = max((high - low) * 0.25, 5.0)
     ax.set_ylim(max(low - pad, 0.0), min(high + pad, 100.0))
     ax.set_xlabel("mean visual tokens per sample (log scale)")

@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from marc_ops.eval.tasks import PAPER_BENCHMARKS, PAPER_ROWS, TASKS, resolve_task
+from marc_ops.rewards.accuracy import extract_answer
 
 logger = logging.getLogger(__name__)
 
@@ -169,3 +170,39 @@ def paper_table(*, table: str | None = None) -> pl.DataFrame:
         pl.Series("frames", [row.frames for row in rows], dtype=pl.Int64()),
         pl.Series("source", [f"MARC paper {row.table}" for row in rows], dtype=pl.String()),
     )
+
+
+PRIOR_METHOD = "prior-answer"
+
+
+def prior_answer_records(
+    task: Any, train_rows: pl.DataFrame, eval_rows: pl.DataFrame, *, method: str = PRIOR_METHOD
+) -> pl.DataFrame:
+    """Records of a reference that looks at nothing: each item answered with the most common training
+    answer of its problem type (ties: the answer seen first), scored as a model's output would be.
+
+    It is the suite's chance level for every problem type at once (multiple choice, counts,
+    durations, words, descriptions): a model that scores below it has learnt the answer format
+    but not what the video shows. Items whose type never occurs in training score 0.
+    """
+    prior: dict[str, str] = {}
+    for problem_type, group in train_rows.group_by("problem_type", maintain_order=True):
+        answers = [extract_answer(solution) or "" for solution in group["solution"].to_list()]
+        counts: dict[str, int] = {}
+        for answer in answers:
+            counts[answer] = counts.get(answer, 0) + 1
+        prior[str(problem_type[0])] = max(counts, key=lambda a: (counts[a], -answers.index(a)))
+    records = []
+    for row in eval_rows.iter_rows(named=True):
+        answer = prior.get(row["problem_type"])
+        output = None if answer is None else f"<think></think><answer>{answer}</answer>"
+        scored = task.score(row, output)
+        records.append(
+            {
+                "problem_id": str(row["problem_id"]), "benchmark": task.name, "method": method,
+                "prompt_hash": "", "problem_type": row["problem_type"], "answer": extract_answer(row["solution"]),
+                "output": output, "extracted": scored.extracted, "reward": scored.reward, "correct": scored.correct,
+                "visual_tokens": 0, "latency_s": 0.0, "status": "ok", "error": None,
+            }  # fmt: skip
+        )
+    return pl.DataFrame(records, schema=RECORD_SCHEMA)

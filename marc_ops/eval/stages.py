@@ -29,7 +29,9 @@ from marc_ops.eval.prompts import PromptTemplate, prompt_template
 from marc_ops.eval.qwen_adapter import QwenAdapter, resolve_checkpoint
 from marc_ops.eval.report import build_report, multiple_choice_vs_chance
 from marc_ops.eval.runner import RunSummary, prompt_hash, records_path, run_benchmark
-from marc_ops.eval.scoring import read_records, read_records_dir, score_table, summarize
+from marc_ops.data import load_videor1
+from marc_ops.data.videor1 import DataFileError
+from marc_ops.eval.scoring import prior_answer_records, read_records, read_records_dir, score_table, summarize
 from marc_ops.eval.tasks import TASKS, load_task_rows, resolve_task
 from marc_ops.io import write_json
 from marc_ops.stage import StageResult
@@ -213,6 +215,16 @@ def report_stage(paths: ProjectPaths, params: Params) -> StageResult:
             "(rerun those benchmark_scores partitions to refresh them)",
             n_stale,
         )
+    if "synthetic" in rows and params.data.source == "synthetic":
+        # The synthetic suite's chance level for all problem types: the prior answer of each type.
+        root = params.data.root(paths.project_dir)
+        try:
+            train = load_videor1(root / params.data.annotation_files[0], root, check_media=False).rows
+        except DataFileError as error:
+            logger.warning("report: no prior-answer reference for the synthetic suite (%s)", error)
+        else:
+            prior = prior_answer_records(resolve_task("synthetic"), train, rows["synthetic"])
+            current = pl.concat([current, prior])
     summary = summarize(current)
     profile_file = paths.asset("efficiency_profile") / "profile.json"
     efficiency = json.loads(profile_file.read_text()) if profile_file.is_file() else None

@@ -186,6 +186,23 @@ class SFTTrainConfig(_Schedule):
     per_device_train_batch_size: int = Field(default=1, ge=1)
     train_size: int = Field(default=10_000, ge=1, description="CoT rows sampled, stratified (paper: 10K)")
     sample_seed: int = 42
+    mix_uncompressed: bool = Field(
+        default=False,
+        description=(
+            "every other batch without compression (the paper: false). The tiny profile's warm-up is the "
+            "initial policy, so it must answer both compressed (the SFT-only student) and uncompressed "
+            "(the 64-frame teacher)"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _mix_without_recomputation(self) -> SFTTrainConfig:
+        if self.mix_uncompressed and self.gradient_checkpointing:
+            raise ValueError(
+                "train.sft.mix_uncompressed needs gradient_checkpointing: false (the recomputation in the "
+                "backward pass would run at whichever budget is set by then)"
+            )
+        return self
 
     def to_sft_config(self, output_dir: Path | str) -> SFTConfig:
         """TRL's arguments; the dataset is ours (rows + a collator), so TRL's preparation is skipped."""

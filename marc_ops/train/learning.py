@@ -86,11 +86,14 @@ class LearningResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def profile_learning_config(params_file: Path | str, *, larger_corpus: bool = True) -> LearningConfig:
+def profile_learning_config(
+    params_file: Path | str, *, larger_corpus: bool = True, cgrpo_steps: int | None = None
+) -> LearningConfig:
     """The check with a profile's model, video and training settings (the C-GRPO run at the profile's τ).
 
     ``larger_corpus``: twice the profile's training videos and four times its held-out videos and
     images, so the paired comparison has a few hundred items; else the profile's own corpus.
+    ``cgrpo_steps``: C-GRPO's ``max_steps`` (default: the profile's, which `make demo` can afford).
     """
     import yaml
 
@@ -108,6 +111,8 @@ def profile_learning_config(params_file: Path | str, *, larger_corpus: bool = Tr
             }
         )
     cgrpo = params.train.cgrpo_for(params.train.cgrpo.tau)
+    if cgrpo_steps is not None:
+        cgrpo = cgrpo.model_copy(update={"max_steps": cgrpo_steps})
     return LearningConfig(
         synthetic=synthetic,
         model=params.model.tiny,
@@ -115,7 +120,7 @@ def profile_learning_config(params_file: Path | str, *, larger_corpus: bool = Tr
         sft=params.train.sft,
         teacher=params.train.teacher,
         cgrpo=cgrpo.model_copy(update={"save_total_limit": None}),  # keep every checkpoint for the curve
-        eval_every=cgrpo.save_steps,
+        eval_every=max(cgrpo.save_steps, cgrpo.max_steps // 6),  # about six points on the curve
         eval_max_new_tokens=params.eval.max_new_tokens,
     )
 

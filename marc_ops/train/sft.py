@@ -37,6 +37,7 @@ from marc_ops.config import Params, ProjectPaths
 from marc_ops.data import load_videor1, stratified_sample
 from marc_ops.io import write_parquet
 from marc_ops.model import (
+    apply_compression,
     compression_of,
     default_attn_implementation,
     load_qwen2_5_vl,
@@ -66,6 +67,7 @@ from marc_ops.video import VideoConfig
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+UNCOMPRESSED_KEY = "marc_uncompressed"  # a collated batch's flag: run this batch without compression
 
 
 class SFTCollator:
@@ -76,17 +78,28 @@ class SFTCollator:
     """
 
     def __init__(
-        self, processor: Qwen2_5_VLProcessor, compression: CompressionConfig, sample_builder: SampleBuilder
+        self,
+        processor: Qwen2_5_VLProcessor,
+        compression: CompressionConfig,
+        sample_builder: SampleBuilder,
+        *,
+        mix_uncompressed: bool = False,
     ) -> None:
         self.processor = processor
         self.compression = compression
         self.sample_builder = sample_builder
+        self.mix_uncompressed = mix_uncompressed
+        self._batches = 0
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         tokenizer = self.processor.tokenizer
+        # With mix_uncompressed every other batch is encoded (and, by SFTBudgetTrainer, run) uncompressed.
+        uncompressed = self.mix_uncompressed and self._batches % 2 == 1
+        self._batches += 1
+        compression = CompressionConfig() if uncompressed else self.compression
         encoded, sequences, labels = [], [], []
         for row in examples:
-            prompt = encode_prompt(self.processor, self.compression, self.sample_builder(row), row["prompt"])
+            prompt = encode_prompt(self.processor, compression, self.sample_builder(row), row["prompt"])
             target = tokenizer(
                 row["target"] + tokenizer.eos_token, add_special_tokens=False, return_tensors="pt"
             )
@@ -102,13 +115,33 @@ class SFTCollator:
             input_ids[i, : len(sequence)] = sequence
             label_ids[i, : len(label)] = label
             attention_mask[i, : len(sequence)] = 1
-        return {
+        batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "labels": label_ids,
             "mm_token_type_ids": mm_token_type_ids(input_ids, self.processor),
             **collate_visual(encoded),
         }
+        if self.mix_uncompressed:
+            batch[UNCOMPRESSED_KEY] = torch.tensor(uncompressed)
+        return batch
+
+
+class SFTBudgetTrainer(SFTTrainer):
+    """``SFTTrainer`` that runs a batch the collator marked uncompressed (``mix_uncompressed``) without
+    compression, then puts the student's compression back (so checkpoints record the student's)."""
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        uncompressed = inputs.pop(UNCOMPRESSED_KEY, None)
+        if uncompressed is None or not bool(uncompressed):
+            return super().compute_loss(model, inputs, *args, **kwargs)
+        target = self.accelerator.unwrap_model(model)
+        student = compression_of(target)
+        apply_compression(target, CompressionConfig())
+        try:
+            return super().compute_loss(model, inputs, *args, **kwargs)
+        finally:
+            apply_compression(target, student)
 
 
 def sft_dataset(rows: pl.DataFrame | Iterable[Mapping[str, Any]]) -> tuple[Dataset, list[SkippedSample]]:
@@ -149,10 +182,12 @@ def build_sft_trainer(
         device=None,
         attn_implementation=default_attn_implementation(args.device),
     )
-    return SFTTrainer(
+    return SFTBudgetTrainer(
         model=model,
         args=args,
-        data_collator=SFTCollator(processor, compression_of(model), sample_builder),
+        data_collator=SFTCollator(
+            processor, compression_of(model), sample_builder, mix_uncompressed=config.mix_uncompressed
+        ),
         train_dataset=dataset,
         processing_class=processor,
     )

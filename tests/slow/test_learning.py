@@ -14,11 +14,13 @@ import pytest
 from marc_ops.train.learning import profile_learning_config, run_learning_check
 from tests.tests_support import REPO_ROOT
 
+CGRPO_STEPS = 120  # as benchmarks/learning.py
+
 pytestmark = pytest.mark.slow
 
 
 def test_cgrpo_student_beats_sft_only_at_the_same_budget_and_keeps_the_teachers_accuracy(tmp_path: Path) -> None:
-    config = profile_learning_config(REPO_ROOT / "configs" / "tiny.yaml", larger_corpus=True)
+    config = profile_learning_config(REPO_ROOT / "configs" / "tiny.yaml", larger_corpus=True, cgrpo_steps=CGRPO_STEPS)
 
     result = run_learning_check(config, tmp_path)
 

@@ -242,3 +242,29 @@ def test_rows_load_in_file_order_with_media_resolved_against_the_eval_dir(tmp_pa
     assert manifest.rows["media_path"][0] == str((tmp_path / "VSI" / "3.mp4").resolve())
     other = load_task_rows(resolve_task("vsibench"), tmp_path, data_root=tmp_path / "media")
     assert other.rows["media_path"][0] == str((tmp_path / "media" / "VSI" / "3.mp4").resolve())
+
+
+def test_prior_answer_records_answer_each_type_with_its_most_common_training_answer() -> None:
+    from marc_ops.eval.scoring import PRIOR_METHOD, prior_answer_records
+
+    train = pl.DataFrame(
+        {
+            "problem_type": ["numerical", "numerical", "numerical", "multiple choice", "multiple choice"],
+            "solution": ["<answer>2</answer>", "<answer>3</answer>", "<answer>3</answer>",
+                         "<answer>B</answer>", "<answer>A</answer>"],  # fmt: skip
+        }
+    )
+    eval_rows = pl.DataFrame(
+        {
+            "problem_id": ["1", "2", "3", "4"],
+            "problem_type": ["numerical", "numerical", "multiple choice", "OCR"],
+            "solution": ["<answer>3</answer>", "<answer>2</answer>", "<answer>B</answer>", "<answer>CAT</answer>"],
+            "options": [None, None, ["A. x", "B. y"], None],
+        }
+    )
+    records = prior_answer_records(resolve_task("synthetic"), train, eval_rows)
+    assert records["method"].unique().to_list() == [PRIOR_METHOD]
+    # numerical: "3" (2 of 3); multiple choice: a tie, the first seen ("B"); OCR never trained: no answer
+    assert records["extracted"].to_list() == ["3", "3", "B", None]
+    assert records["reward"].to_list() == [1.0, 0.0, 1.0, 0.0]
+    assert records["visual_tokens"].to_list() == [0, 0, 0, 0]

@@ -13,7 +13,7 @@ from marc_ops.eval.methods import one_frame_compression
 from marc_ops.model import load_qwen2_5_vl_processor
 from marc_ops.train.config import SFTTrainConfig
 from marc_ops.train.inputs import whole_video_builder
-from marc_ops.train.sft import IGNORE_INDEX, SFTCollator, sft_dataset, train_sft
+from marc_ops.train.sft import IGNORE_INDEX, UNCOMPRESSED_KEY, SFTCollator, sft_dataset, train_sft
 from marc_ops.video import VideoConfig
 
 VIDEO = VideoConfig(max_frames=8)
@@ -74,3 +74,28 @@ def test_sft_loss_falls_on_a_repeated_batch(tiny_model: Path, cot_rows: pl.DataF
         if "loss" in e
     ]
     assert len(losses) == 6 and losses[-1] < 0.8 * losses[0]
+
+
+def test_mixed_budget_warm_up_alternates_compressed_and_uncompressed_batches(
+    tiny_model: Path, cot_rows: pl.DataFrame, tmp_path: Path
+) -> None:
+    processor = load_qwen2_5_vl_processor(tiny_model)
+    dataset, _ = sft_dataset(cot_rows.filter(pl.col("data_type") == "video").head(1))
+    collate = SFTCollator(processor, one_frame_compression(), whole_video_builder(VIDEO), mix_uncompressed=True)
+    batches = [collate(list(dataset)) for _ in range(3)]
+    placeholders = [int((b["input_ids"] == processor.video_token_id).sum()) for b in batches]
+    assert [bool(b[UNCOMPRESSED_KEY]) for b in batches] == [False, True, False]
+    # 8 frames = 4 temporal groups: one block compressed, four uncompressed
+    assert placeholders[1] == 4 * placeholders[0] and placeholders[2] == placeholders[0]
+
+    config = SFTTrainConfig(
+        learning_rate=1e-3, per_device_train_batch_size=1, max_steps=2, num_train_epochs=100, logging_steps=1,
+        save_steps=100, bf16=False, gradient_checkpointing=False, mix_uncompressed=True,
+        compression=one_frame_compression(),
+    )  # fmt: skip
+    final = train_sft(config, cot_rows.filter(pl.col("data_type") == "video").head(1), tiny_model, tmp_path,
+                      sample_builder=whole_video_builder(VIDEO))  # fmt: skip
+    # the uncompressed step ran (a mismatched placeholder count would raise) and the student's budget is saved
+    assert json.loads((final / "config.json").read_text())["marc_compression"]["target_blocks"] == 1
+    with pytest.raises(ValueError, match="gradient_checkpointing: false"):
+        SFTTrainConfig(mix_uncompressed=True, gradient_checkpointing=True, bf16=False)
