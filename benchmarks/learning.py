@@ -112,6 +112,7 @@ def _markdown(report: dict) -> str:
         f"| SFT-only student (warm-up) | 1 frame | {s['sft_only_score']:.2f} |",
         f"| C-GRPO student | 1 frame | {s['cgrpo_score']:.2f} |",
         f"| Teacher (warm-up, uncompressed) | 64 frames | {s['teacher_score']:.2f} |",
+        f"| Prior answer (no model; chance level) | 0 | {s['prior_answer_score']:.2f} |",
         "",
         f"η = C-GRPO / teacher = {s['eta']:.2f}. Paired per-item difference C-GRPO − SFT-only: "
         f"{s['item_diff_mean']:+.2f} points, 95 % bootstrap interval [{s['item_diff_ci_low']:+.2f}, "

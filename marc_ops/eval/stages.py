@@ -24,13 +24,13 @@ from typing import Any
 import polars as pl
 
 from marc_ops.config import Params, ProjectPaths
+from marc_ops.data import load_videor1
+from marc_ops.data.videor1 import DataFileError
 from marc_ops.eval.methods import resolve_method
 from marc_ops.eval.prompts import PromptTemplate, prompt_template
 from marc_ops.eval.qwen_adapter import QwenAdapter, resolve_checkpoint
 from marc_ops.eval.report import build_report, multiple_choice_vs_chance
 from marc_ops.eval.runner import RunSummary, prompt_hash, records_path, run_benchmark
-from marc_ops.data import load_videor1
-from marc_ops.data.videor1 import DataFileError
 from marc_ops.eval.scoring import prior_answer_records, read_records, read_records_dir, score_table, summarize
 from marc_ops.eval.tasks import TASKS, load_task_rows, resolve_task
 from marc_ops.io import write_json

@@ -45,7 +45,7 @@ from marc_ops.eval.methods import MethodSpec, one_frame_compression
 from marc_ops.eval.prompts import prompt_template
 from marc_ops.eval.qwen_adapter import QwenAdapter
 from marc_ops.eval.runner import records_path, run_benchmark
-from marc_ops.eval.scoring import read_records
+from marc_ops.eval.scoring import prior_answer_records, read_records
 from marc_ops.eval.tasks import load_task_rows, resolve_task
 from marc_ops.model.builders import TinyQwen2_5_VLConfig, build_tiny_checkpoint
 from marc_ops.train.config import CGRPOTrainConfig, SFTTrainConfig, TeacherConfig
@@ -226,6 +226,8 @@ def run_learning_check(
             curve.append({"step": step, "heldout_score": heldout_score(evaluate(f"cgrpo@1f-step{step}", checkpoint, one_frame))})
     timed("heldout_eval", started)
 
+    # The chance level of the whole suite: each item answered with its type's most common training answer.
+    prior = prior_answer_records(task, train_rows, eval_rows)
     history = json.loads((out_dir / "cgrpo" / "trainer_state.json").read_text())["log_history"]
     train = pl.DataFrame(
         [
@@ -239,7 +241,7 @@ def run_learning_check(
     return LearningResult(
         records=all_records,
         curve=curve_frame,
-        summary=summarize_learning(all_records, mean_a_full=teacher.mean_a_full),
+        summary={**summarize_learning(all_records, mean_a_full=teacher.mean_a_full), "prior_answer_score": heldout_score(prior)},
         seconds=seconds,
     )
 
