@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": result.summary,
         "by_type": _by_type(result),
         "curve": result.curve.to_dicts(),
+        "train_log": result.train_log.to_dicts(),
         "seconds": result.seconds,
     }
     write_json(args.out, report)
@@ -87,8 +88,8 @@ def _plot(result: LearningResult, path: Path) -> None:
     left.set_xlabel("C-GRPO step")
     left.set_ylabel("held-out synthetic score (%)")
     right = left.twinx()
-    trained = curve.drop_nulls("train_reward")
-    right.plot(trained["step"], trained["train_reward"], color="tab:orange", alpha=0.6, label="training reward (mean R)")
+    trained = result.train_log
+    right.plot(trained["step"], trained["train_reward"], color="tab:orange", alpha=0.5, label="training reward (mean R, every step)")
     right.set_ylabel("training reward")
     lines = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     labels = left.get_legend_handles_labels()[1] + right.get_legend_handles_labels()[1]

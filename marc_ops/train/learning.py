@@ -12,6 +12,10 @@ One experiment, end to end on a synthetic corpus generated here (issue 5, item 6
 5. held-out scores, item by item, of the SFT-only student and the C-GRPO student at the one-frame
    budget and of the 64-frame teacher (the warm-up model, uncompressed).
 
+Decision: the warm-up and C-GRPO train on disjoint halves of the training videos
+(``disjoint_rl_rows``): on the warm-up's own rows, which it has memorized, C-GRPO's reward says
+nothing about held-out questions (measured: the training reward climbed while held-out scores did not).
+
 Decision: the frames are the whole video at 1 fps (``whole_video_builder``), not the VMR's clips, so the
 check measures the training objective alone and needs neither shot detection nor a retriever.
 
@@ -74,6 +78,20 @@ class LearningConfig(BaseModel):
     eval_max_new_tokens: int = Field(default=128, ge=1)
     eval_batch_size: int = Field(default=8, ge=1)
     torch_threads: int = Field(default=1, ge=1, description="the tiny model is fastest on one thread")
+    disjoint_rl_rows: bool = Field(
+        default=True,
+        description=(
+            "SFT on half the training videos (and images), the teacher and C-GRPO on the other half: "
+            "C-GRPO then earns its reward on questions the warm-up has not memorized"
+        ),
+    )
+
+
+def split_by_media(rows: pl.DataFrame) -> tuple[list[str], list[str]]:
+    """The rows' media files split in two alternating halves (sorted paths: even, odd positions), so
+    both questions of a video land on the same side and each side has every category."""
+    media = sorted(set(rows["media_path"].to_list()))
+    return media[0::2], media[1::2]
 
 
 @dataclass
@@ -81,7 +99,8 @@ class LearningResult:
     """Held-out records per model (one row per item), the C-GRPO curve and the summary numbers."""
 
     records: pl.DataFrame  # model, problem_id, problem_type, reward, correct, extracted
-    curve: pl.DataFrame  # step, heldout_score, train_reward, train_accuracy
+    curve: pl.DataFrame  # step, heldout_score, train_reward, train_accuracy (at the evaluated steps)
+    train_log: pl.DataFrame = field(default_factory=pl.DataFrame)  # step, train_reward, train_accuracy (every step)
     summary: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -91,8 +110,9 @@ def profile_learning_config(
 ) -> LearningConfig:
     """The check with a profile's model, video and training settings (the C-GRPO run at the profile's τ).
 
-    ``larger_corpus``: twice the profile's training videos and four times its held-out videos and
-    images, so the paired comparison has a few hundred items; else the profile's own corpus.
+    ``larger_corpus``: four times the profile's training videos (half for SFT, half for C-GRPO), twice
+    its training images, four times its held-out videos and images, so the paired comparison has a few
+    hundred items; else the profile's own corpus.
     ``cgrpo_steps``: C-GRPO's ``max_steps`` (default: the profile's, which `make demo` can afford).
     """
     import yaml
@@ -105,7 +125,8 @@ def profile_learning_config(
         synthetic = SyntheticConfig(
             **{
                 **synthetic.model_dump(),
-                "n_train_videos": 2 * synthetic.n_train_videos,
+                "n_train_videos": 4 * synthetic.n_train_videos,
+                "n_train_images": 2 * synthetic.n_train_images,
                 "n_eval_videos": 4 * synthetic.n_eval_videos,
                 "n_eval_images": 4 * synthetic.n_eval_images,
             }
@@ -176,6 +197,11 @@ def run_learning_check(
 
     train_rows = load_videor1(corpus / "Video-R1-260k.json", corpus, check_media=False).rows
     cot_rows = load_videor1(corpus / "Video-R1-COT-165k.json", corpus, check_media=False).rows
+    if config.disjoint_rl_rows:
+        sft_media = set(split_by_media(train_rows)[0])
+        cot_rows = cot_rows.filter(pl.col("media_path").is_in(sft_media))
+        train_rows = train_rows.filter(~pl.col("media_path").is_in(sft_media))
+        log(f"SFT on {cot_rows.height} rows, teacher and C-GRPO on the other {train_rows.height}")
     task = resolve_task("synthetic")
     eval_rows = load_task_rows(task, corpus / "eval").rows
     builder = whole_video_builder(config.video)
@@ -241,6 +267,7 @@ def run_learning_check(
     return LearningResult(
         records=all_records,
         curve=curve_frame,
+        train_log=train,
         summary={**summarize_learning(all_records, mean_a_full=teacher.mean_a_full), "prior_answer_score": heldout_score(prior)},
         seconds=seconds,
     )

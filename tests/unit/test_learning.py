@@ -54,3 +54,11 @@ def test_summary_scores_eta_and_paired_difference() -> None:
     assert s["eta"] == pytest.approx(62.5 / 75.0)
     assert s["item_diff_mean"] == pytest.approx((100 + 0 + 0 + 50) / 4)
     assert s["items"] == 4 and s["teacher_mean_a_full"] == 0.4
+
+
+def test_split_by_media_keeps_a_videos_questions_together() -> None:
+    from marc_ops.train.learning import split_by_media
+
+    rows = pl.DataFrame({"media_path": ["/v/b.mp4", "/v/a.mp4", "/v/b.mp4", "/v/c.mp4", "/i/d.png"]})
+    first, second = split_by_media(rows)
+    assert first == ["/i/d.png", "/v/b.mp4"] and second == ["/v/a.mp4", "/v/c.mp4"]
