@@ -88,3 +88,27 @@ def write_parquet(path: Path, frame: pl.DataFrame) -> None:
         raise
     os.chmod(tmp_name, _umask_mode(0o666))
     os.replace(tmp_name, path)
+
+
+def append_jsonl(sink: Any, records: list[dict[str, Any]]) -> None:
+    """Append ``records`` to an open text file as JSON lines in one write, then flush and fsync:
+    a crash can only tear the final line, which :func:`parse_jsonl` reports."""
+    sink.write("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+    sink.flush()
+    os.fsync(sink.fileno())
+
+
+def parse_jsonl(data: bytes, path: Path, error: type[Exception]) -> tuple[list[tuple[int, Any]], bool]:
+    """``(line number, value)`` of every complete, non-blank line of ``data``, and whether the last line
+    was torn (no final newline; it is left out). A complete line that is not JSON raises ``error``
+    naming the file and line: only the last line can be cut short by a crash."""
+    *lines, tail = data.split(b"\n")
+    values = []
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append((line_no, json.loads(line)))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise error(f"{path}:{line_no}: not a JSON record ({err}); delete the file to rerun") from err
+    return values, bool(tail)

@@ -17,9 +17,7 @@ frame sampling, VMR and compression for the method it was built for.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from marc_ops.eval.methods import MethodSpec
 from marc_ops.eval.prompts import VIDEO_R1_EVAL, MediaSpec, PromptTemplate, build_messages, build_prompt
 from marc_ops.eval.scoring import parse_records, records_frame
 from marc_ops.eval.tasks import BenchmarkTask
-from marc_ops.io import atomic_file
+from marc_ops.io import append_jsonl, atomic_file
 from marc_ops.video import DEFAULT_VIDEO_CONFIG, ImageLoadError, MediaError, VideoConfig, VideoDecodeError
 
 logger = logging.getLogger(__name__)
@@ -162,7 +160,7 @@ def run_benchmark(
     ):
         for batch in _chunks(pending, batch_size):
             records = _run_batch(task, method, batch, adapter, video, template, expected)
-            _append(sink, records)
+            append_jsonl(sink, records)
             for record in records:
                 kept[record["problem_id"]] = record
             n_generated += len(records)
@@ -212,15 +210,8 @@ def _open_records(
             len(records) - len(kept),
         )
         with atomic_file(path) as handle:
-            _append(handle, list(kept.values()))
+            append_jsonl(handle, list(kept.values()))
     return kept, n_dropped
-
-
-def _append(sink: Any, records: list[dict[str, Any]]) -> None:
-    # One write per batch, newline-terminated: a crash can only tear the final line.
-    sink.write("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
-    sink.flush()
-    os.fsync(sink.fileno())
 
 
 def _chunks(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -7,7 +7,6 @@ appends nothing after it); reading ignores such a line, and the runner removes i
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from marc_ops.eval.tasks import PAPER_BENCHMARKS, PAPER_ROWS, TASKS, resolve_task
+from marc_ops.io import parse_jsonl
 from marc_ops.rewards.accuracy import extract_answer
 
 logger = logging.getLogger(__name__)
@@ -64,24 +64,16 @@ def parse_records(data: bytes, path: Path) -> tuple[list[dict[str, Any]], bool]:
     Raises :class:`RecordsFileError`, naming the file and line, for a complete line that is not a
     record: only the last line can be cut short by a crash, anything else is a damaged file.
     """
-    *lines, tail = data.split(b"\n")
+    values, torn = parse_jsonl(data, path, RecordsFileError)
     records = []
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise RecordsFileError(
-                f"{path}:{line_no}: not a JSON record ({err}); delete the file to rerun"
-            ) from err
+    for line_no, record in values:
         missing = set(RECORD_SCHEMA) - set(record) if isinstance(record, dict) else set(RECORD_SCHEMA)
         if missing:
             raise RecordsFileError(f"{path}:{line_no}: record lacks field(s) {sorted(missing)}")
         if record["status"] not in STATUSES:
             raise RecordsFileError(f"{path}:{line_no}: status {record['status']!r} is not one of {STATUSES}")
         records.append(record)
-    return records, bool(tail)
+    return records, torn
 
 
 def records_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:

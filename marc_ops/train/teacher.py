@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import statistics
 import time
 import zlib
@@ -34,7 +33,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
 from marc_ops.compression import CompressionConfig
 from marc_ops.config import Params, ProjectPaths
-from marc_ops.io import atomic_file, write_parquet
+from marc_ops.io import append_jsonl, atomic_file, parse_jsonl, write_parquet
 from marc_ops.model import compression_of, load_qwen2_5_vl, load_qwen2_5_vl_processor
 from marc_ops.model.stages import initial_policy_path
 from marc_ops.rewards import score_answer
@@ -128,7 +127,7 @@ def compute_teacher_rewards(
         ):
             for row in pending:
                 record = _score_sample(model, processor, config, row, builder, settings)
-                _append(sink, record)
+                append_jsonl(sink, [record])
                 done[record["problem_id"]] = record
                 bar.update(1)
     wanted = [done[str(row["problem_id"])] for row in videos]
@@ -225,22 +224,12 @@ def _open_records(path: Path, settings: str) -> dict[str, dict[str, Any]]:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         return {}
-    *lines, tail = path.read_bytes().split(b"\n")
+    values, tail = parse_jsonl(path.read_bytes(), path, TeacherRecordsError)
     records: dict[str, dict[str, Any]] = {}
-    n_lines = 0
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        n_lines += 1
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise TeacherRecordsError(
-                f"{path}:{line_no}: not a JSON record ({err}); delete the file to rerun"
-            ) from err
+    for _, record in values:
         if record.get("settings") == settings:
             records[record["problem_id"]] = record
-    dropped = n_lines - len(records)
+    dropped = len(values) - len(records)
     if tail:
         logger.warning(
             "%s: dropping a torn last line (a run was killed mid-write); that sample runs again", path
@@ -255,13 +244,6 @@ def _open_records(path: Path, settings: str) -> dict[str, dict[str, Any]]:
         with atomic_file(path) as handle:
             handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records.values())
     return records
-
-
-def _append(sink: Any, record: dict[str, Any]) -> None:
-    # One write per record, newline-terminated: a crash can only tear the final line.
-    sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-    sink.flush()
-    os.fsync(sink.fileno())
 
 
 def teacher_rewards_stage(paths: ProjectPaths, params: Params) -> StageResult:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests_support import REPO_ROOT
 
 from marc_ops.train.learning import profile_learning_config, run_learning_check
-from tests_support import REPO_ROOT
 
 CGRPO_STEPS = 120  # as benchmarks/learning.py
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
-import torch
 
 from marc_ops.config import ProjectPaths
 from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
@@ -21,7 +19,6 @@ from marc_ops.eval.qwen_adapter import (
     resolve_checkpoint,
 )
 from marc_ops.io import write_json
-from marc_ops.model import build_tiny_checkpoint
 from marc_ops.video import VideoConfig, VideoDecodeError, smart_resize
 
 CORPUS = SyntheticConfig(n_train_videos=2, n_eval_videos=2, n_train_images=1, n_eval_images=1)
@@ -29,20 +26,7 @@ VIDEO = VideoConfig()
 SPLIT = "eval:synthetic"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    # OpenMP contention on the shared cores makes two threads far slower than one for the tiny model.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("adapter") / "tiny"
-    build_tiny_checkpoint(path)
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/unit/conftest.py
 
 
 @pytest.fixture(scope="module")

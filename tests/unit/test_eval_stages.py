@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import polars as pl
 import pytest
-import torch
 import yaml
 from pydantic import ValidationError
 
@@ -20,7 +18,6 @@ from marc_ops.eval import read_records, records_path
 from marc_ops.eval.config import EvalConfig
 from marc_ops.eval.stages import benchmark_scores_stage, eval_command, report_stage, summary_path
 from marc_ops.io import write_json
-from marc_ops.model import build_tiny_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CORPUS = SyntheticConfig(n_train_videos=2, n_eval_videos=2, n_train_images=1, n_eval_images=1)
@@ -42,22 +39,15 @@ TINY_EVAL = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    # OpenMP contention on the shared cores makes two threads far slower than one for the tiny model.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/unit/conftest.py
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The tiny checkpoint and the small corpus, made once; each test copies what it changes."""
+def built(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[str, Path]:
+    """The tiny checkpoint (shared, never written) and the small corpus, made once; each test copies what it changes."""
     root = tmp_path_factory.mktemp("built")
-    build_tiny_checkpoint(root / "tiny")
     generate_corpus(CORPUS, root / "corpus")
-    return {"tiny": root / "tiny", "corpus": root / "corpus"}
+    return {"tiny": tiny_model, "corpus": root / "corpus"}
 
 
 def make_params(corpus: Path, **eval_fields) -> Params:
