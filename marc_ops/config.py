@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from marc_ops.data.synthetic import SyntheticConfig
 from marc_ops.eval.config import EvalConfig
 from marc_ops.model.builders import TinyQwen2_5_VLConfig
-from marc_ops.train.config import TrainParams
+from marc_ops.train.config import AlignConfig, TrainParams
 from marc_ops.video import VideoConfig
 from marc_ops.vmr.embedding import EmbedderConfig
 from marc_ops.vmr.index import ClipIndexConfig
@@ -83,6 +83,13 @@ class ModelConfig(BaseModel):
         default="Qwen/Qwen2.5-VL-3B-Instruct", description="hub id or local directory (source: pretrained)"
     )
     tiny: TinyQwen2_5_VLConfig = TinyQwen2_5_VLConfig()
+    align: AlignConfig | None = Field(
+        default=None,
+        description=(
+            "source tiny only: caption-train the random tiny model on the synthetic corpus's training shots "
+            "and images before anything else (the stand-in for a real VLM's pretraining); None: leave it random"
+        ),
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
     device: str = Field(default="cpu", description="'cpu', 'cuda', 'cuda:0', ...")
     attn_implementation: str | None = Field(
@@ -92,6 +99,11 @@ class ModelConfig(BaseModel):
     @model_validator(mode="after")
     def _expand_path(self) -> ModelConfig:
         object.__setattr__(self, "model_id", expand_env(self.model_id))
+        if self.align is not None and self.source != "tiny":
+            raise ValueError(
+                "model.align trains the tiny model built from config: set model.source to 'tiny' or remove "
+                "model.align (a pretrained model is already aligned)"
+            )
         return self
 
 
@@ -139,6 +151,10 @@ class Params(BaseModel):
     def _synthetic_root_is_generated(self) -> Params:
         if self.data.source == "synthetic" and "${" in self.data.data_root:
             raise ValueError("data.data_root of a synthetic profile must be a plain path the corpus is generated into")
+        if self.model.align is not None and self.data.source != "synthetic":
+            raise ValueError(
+                "model.align captions the synthetic corpus's shots and images: it needs data.source 'synthetic'"
+            )
         return self
 
     @model_validator(mode="after")

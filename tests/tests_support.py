@@ -25,6 +25,8 @@ def small_tiny_params() -> dict:
     params = yaml.safe_load((REPO_ROOT / "configs" / "tiny.yaml").read_text())
     params["synthetic"] = {**params.get("synthetic", {}), **SMALL_SYNTHETIC}
     params["data"]["train_size"] = SMALL_TRAIN_SIZE
+    # The caption pretraining of the tiny model takes minutes; the tests that need it switch it on.
+    params["model"]["align"] = None
     return params
 
 

@@ -16,7 +16,7 @@ import polars as pl
 
 from marc_ops.config import Params, ProjectPaths
 from marc_ops.data.sampling import category_table, stratified_sample
-from marc_ops.data.synthetic import generate_corpus
+from marc_ops.data.synthetic import CORPUS_FORMAT, generate_corpus
 from marc_ops.data.videor1 import load_many
 from marc_ops.io import write_json, write_parquet
 from marc_ops.stage import StageResult
@@ -35,7 +35,8 @@ def _fingerprint(path: Path) -> dict[str, object]:
 
 
 def _corpus_stamp(params: Params) -> str:
-    return hashlib.sha256(params.synthetic.model_dump_json().encode()).hexdigest()[:16]
+    content = f"format {CORPUS_FORMAT}: {params.synthetic.model_dump_json()}"
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
 def videor1_source(paths: ProjectPaths, params: Params) -> StageResult:

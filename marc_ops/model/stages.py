@@ -1,7 +1,8 @@
 """The ``base_model`` stage: the initial policy every training and evaluation stage starts from.
 
 Tiny profile: build the tiny Qwen2.5-VL (tokenizer trained here, processor, random-init model)
-into ``assets/base_model/checkpoint``. Paper profile: resolve ``Qwen/Qwen2.5-VL-3B-Instruct``
+into ``assets/base_model/checkpoint``, then, with ``model.align``, caption-train it on the synthetic
+corpus (:mod:`marc_ops.model.align`) into ``assets/base_model/aligned/model``: that is the base model. Paper profile: resolve ``Qwen/Qwen2.5-VL-3B-Instruct``
 (or a local path) in the HF cache, offline, and record where it is. Either way downstream stages
 read ``assets/base_model/model.json`` and load the model the same way.
 """
@@ -11,7 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
+
+import polars as pl
+import torch
 
 from marc_ops.config import ModelConfig, Params, ProjectPaths
 from marc_ops.io import atomic_dir, write_json
@@ -55,6 +60,8 @@ def base_model(paths: ProjectPaths, params: Params) -> StageResult:
     out_dir = paths.asset("base_model")
     model = params.model
     built = False
+    metadata: dict[str, object] = {}
+    tables: dict[str, pl.DataFrame] = {}
     if model.source == "tiny":
         checkpoint = out_dir / "checkpoint"
         stamp = checkpoint / "marc_tiny_stamp.txt"
@@ -66,6 +73,8 @@ def base_model(paths: ProjectPaths, params: Params) -> StageResult:
                 (tmp / "marc_tiny_stamp.txt").write_text(_tiny_stamp(model))
             built = True
         location = checkpoint
+        if model.align is not None:
+            location, metadata, tables = _align(paths, params, checkpoint, out_dir / "aligned")
     else:
         location = Path(resolve_model_source(model.model_id))
     n_bytes = sum(p.stat().st_size for p in location.rglob("*.safetensors"))
@@ -77,5 +86,40 @@ def base_model(paths: ProjectPaths, params: Params) -> StageResult:
             "model_id": model.model_id if model.source == "pretrained" else "tiny (built from config)",
             "built_now": built,
             "weights_mb": round(n_bytes / 2**20, 2),
+            **metadata,
         },
+        tables=tables,
     )
+
+
+def _align(
+    paths: ProjectPaths, params: Params, checkpoint: Path, out_dir: Path
+) -> tuple[Path, dict[str, object], dict[str, pl.DataFrame]]:
+    """Caption-train the tiny model (resuming), then measure it on the held-out captions."""
+    from marc_ops.model.align import align_tiny_model, caption_accuracy, caption_rows
+    from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor
+    from marc_ops.train.dataset import STATE_FILE
+
+    assert params.model.align is not None
+    started = time.perf_counter()
+    corpus = params.data.root(paths.project_dir)
+    final = align_tiny_model(checkpoint, corpus, out_dir, params.model.align, params.video)
+    history = json.loads((out_dir / STATE_FILE).read_text())["log_history"]
+    steps = pl.DataFrame([entry for entry in history if "loss" in entry])
+    held_out = caption_rows(corpus, params.video, split="eval")
+    measured = caption_accuracy(
+        load_qwen2_5_vl(final, dtype=torch.float32, device="cpu", attn_implementation="sdpa"),
+        load_qwen2_5_vl_processor(final),
+        held_out,
+        params.video,
+    )
+    metadata: dict[str, object] = {
+        "align_steps": int(history[-1]["step"]) if history else 0,
+        "align_first_loss": float(steps["loss"][0]) if steps.height else None,
+        "align_last_loss": float(steps["loss"][-1]) if steps.height else None,
+        "heldout_background_accuracy": round(measured["background_accuracy"], 4),
+        "heldout_caption_exact_match": round(measured["exact_match"], 4),
+        "heldout_captions": int(measured["captions"]),
+        "align_seconds": round(time.perf_counter() - started, 1),
+    }
+    return final, metadata, {"align_steps": steps}

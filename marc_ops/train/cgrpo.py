@@ -66,6 +66,7 @@ from marc_ops.stage import StageResult
 from marc_ops.train.config import CGRPOTrainConfig
 from marc_ops.train.dataset import (
     STATE_FILE,
+    CheckpointWeightsMixin,
     SkippedSample,
     run_fingerprint,
     train_and_save,
@@ -88,7 +89,7 @@ logger = logging.getLogger(__name__)
 
 
 
-class CGRPOTrainer(GRPOTrainer):
+class CGRPOTrainer(CheckpointWeightsMixin, GRPOTrainer):
     """``GRPOTrainer`` whose rows carry video (or image) inputs for a compressing Qwen2.5-VL.
 
     Each dataset row is a manifest row plus ``prompt`` (chat messages) and ``a_full``; the

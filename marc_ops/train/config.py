@@ -216,6 +216,35 @@ class SFTTrainConfig(_Schedule):
         )
 
 
+class AlignConfig(_Schedule):
+    """Vision-language alignment of the tiny base model (``model.align``): captioning the synthetic
+    corpus's training shots and images, before any question is seen.
+
+    A real base model (Qwen2.5-VL-3B) was pretrained to see; the tiny one is built with random weights,
+    and a random model fine-tuned straight on the Video-R1 questions learns the answer format but never
+    looks at the pixels (measured: its visual features collapse to one vector whatever the image; see
+    ``docs/design.md``). Captioning is the stand-in for that pretraining. Trained through TRL's
+    ``SFTTrainer`` like the SFT baseline (same collator, checkpoints, resumption), uncompressed.
+    """
+
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.0
+    max_grad_norm: float = 5.0
+    per_device_train_batch_size: int = 16
+    max_steps: int | None = Field(default=400, ge=1, description="optimizer steps; None: num_train_epochs")
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    save_steps: int = 100
+    seed: int = 0
+    compression: CompressionConfig = Field(
+        default_factory=CompressionConfig, description="none: the base model sees every frame"
+    )
+
+    def as_sft(self) -> SFTTrainConfig:
+        """The same schedule as an SFT run (what ``build_sft_trainer`` takes)."""
+        return SFTTrainConfig.model_validate(self.model_dump())
+
+
 class TrainParams(BaseModel):
     """The ``train:`` section of a profile (the initial model is the ``base_model`` asset)."""
 

@@ -123,6 +123,44 @@ def _forget_other_runs(out_dir: Path, fingerprint: str, label: str) -> None:
             shutil.rmtree(path)
 
 
+def _finished_step(out_dir: Path, max_steps: int) -> int | None:
+    """``max_steps`` (> 0) if a run of this fingerprint finished exactly there (its final state file says so)."""
+    state = out_dir / STATE_FILE
+    if max_steps <= 0 or not state.is_file():
+        return None
+    step = int(json.loads(state.read_text()).get("global_step", 0))
+    return step if step == max_steps else None
+
+
+class CheckpointWeightsMixin:
+    """Resume a Trainer with the checkpoint's weights, for Qwen2.5-VL.
+
+    transformers 5's ``Trainer._load_from_checkpoint`` reads ``model.safetensors`` and calls
+    ``model.load_state_dict(state_dict, strict=False)``; the file is written in the checkpoint layout
+    (``model.layers.*``, ``visual.*``), the model's modules are named ``model.language_model.*`` and
+    ``model.visual.*``, so not one tensor loads and the run silently continues from its *initial* weights
+    (with the checkpoint's optimizer state and step). This loads the checkpoint as ``from_pretrained``
+    does (its key mapping) and copies every tensor, failing if one is missing. DeepSpeed and FSDP resume
+    through their own files and are left to the Trainer.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        target = self.model if model is None else model  # type: ignore[attr-defined]
+        if getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[misc]
+            return
+        saved = type(target).from_pretrained(resume_from_checkpoint, dtype=next(target.parameters()).dtype)
+        state = saved.state_dict()
+        missing = [name for name in target.state_dict() if name not in state]
+        if missing:
+            raise RuntimeError(
+                f"checkpoint {resume_from_checkpoint} lacks {len(missing)} of the model's tensors "
+                f"(first: {missing[:3]}); delete it to start over"
+            )
+        target.load_state_dict(state, strict=False)
+        logger.info("resumed the weights of %s", resume_from_checkpoint)
+
+
 def train_and_save(
     trainer: Any, out_dir: Path, skipped: list[SkippedSample], *, label: str, fingerprint: str | None = None
 ) -> Path:
@@ -139,11 +177,16 @@ def train_and_save(
             _forget_other_runs(out_dir, fingerprint, label)
             (out_dir / FINGERPRINT_FILE).write_text(fingerprint)
     trainer.accelerator.wait_for_everyone()
+    final = out_dir / FINAL_MODEL_DIR
+    done = _finished_step(out_dir, trainer.args.max_steps)
+    if done is not None and (final / "config.json").is_file():
+        # Resuming a finished run would train one step past max_steps (the Trainer's epoch arithmetic).
+        logger.info("%s finished at step %d: nothing left to train", label, done)
+        return final
     last_checkpoint = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
     if last_checkpoint is not None:
         logger.info("resuming %s from %s", label, last_checkpoint)
     trainer.train(resume_from_checkpoint=last_checkpoint)
-    final = out_dir / FINAL_MODEL_DIR
     trainer.save_model(str(final))
     if trainer.accelerator.is_main_process:
         trainer.state.save_to_json(str(out_dir / STATE_FILE))

@@ -48,6 +48,7 @@ from marc_ops.stage import StageResult
 from marc_ops.train.config import SFTTrainConfig
 from marc_ops.train.dataset import (
     STATE_FILE,
+    CheckpointWeightsMixin,
     SkippedSample,
     run_fingerprint,
     train_and_save,
@@ -127,7 +128,7 @@ class SFTCollator:
         return batch
 
 
-class SFTBudgetTrainer(SFTTrainer):
+class SFTBudgetTrainer(CheckpointWeightsMixin, SFTTrainer):
     """``SFTTrainer`` that runs a batch the collator marked uncompressed (``mix_uncompressed``) without
     compression, then puts the student's compression back (so checkpoints record the student's)."""
 

@@ -46,6 +46,7 @@ def vmr_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = tmp_path_factory.mktemp("vmr")
     params = small_tiny_params()
     params["vmr"]["retriever_training"]["steps"] = 60
+    params["vmr"]["top_k"] = 3  # the paper's k (the tiny profile keeps 1): several clips to reassemble
     write_params(project, params)
     assert _materialize(project).success
     return project

@@ -159,6 +159,7 @@ def test_train_cgrpo_logs_skips_broken_videos_and_resumes(
             longer, train, a_full_of(train), tiny_model, out, sample_builder=whole_video_builder(VIDEO)
         )
     assert "resuming C-GRPO from" in caplog.text and "checkpoint-1" in caplog.text
+    assert "resumed the weights of" in caplog.text  # CheckpointWeightsMixin: the step-1 weights, not the initial ones
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert [entry["step"] for entry in state["log_history"] if "reward" in entry] == [1, 2]

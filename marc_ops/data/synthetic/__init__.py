@@ -6,12 +6,13 @@ names, so shot detection, retrieval and a tiny video LLM all have something real
 """
 
 from marc_ops.data.synthetic.config import SyntheticConfig
-from marc_ops.data.synthetic.corpus import CorpusFiles, generate_corpus
+from marc_ops.data.synthetic.corpus import CORPUS_FORMAT, CorpusFiles, generate_corpus
 from marc_ops.data.synthetic.questions import IMAGE_CATEGORY, VIDEO_CATEGORIES
 from marc_ops.data.synthetic.scenes import BACKGROUNDS, SHAPE_COLOURS, SHAPE_KINDS, WORDS
 
 __all__ = [
     "BACKGROUNDS",
+    "CORPUS_FORMAT",
     "IMAGE_CATEGORY",
     "SHAPE_COLOURS",
     "SHAPE_KINDS",

@@ -10,6 +10,9 @@ it, as in Video-R1, whose eval files sit beside their media in ``Evaluation/``):
     eval/SynthShapes/ ...       held-out media
     shots.json                  per video (keys relative to out_dir: ./SynthShapes/..., ./eval/SynthShapes/...):
                                 spans, transitions, scene descriptions
+    captions.json               per training and held-out shot and image: its path (relative to out_dir),
+                                frame span (null for an image) and caption (the scene's description), the
+                                image-text pairs the tiny base model is aligned on (``marc_ops.model.align``)
     synthetic_config.json       the config and codec that produced it
 """
 
@@ -47,7 +50,10 @@ TRAIN_FILE = "Video-R1-260k.json"
 COT_FILE = "Video-R1-COT-165k.json"
 EVAL_FILE = "eval/eval_synthetic.json"
 SHOTS_FILE = "shots.json"
+CAPTIONS_FILE = "captions.json"
 CONFIG_FILE = "synthetic_config.json"
+# Bumped when the files written change (2: captions.json), so a corpus written by older code is regenerated.
+CORPUS_FORMAT = 2
 _SPLITS = {"train": 0, "eval": 1}
 _STREAMS = {"video": 0, "image": 1, "video_noise": 2, "image_noise": 3}
 
@@ -61,6 +67,7 @@ class CorpusFiles:
     cot_json: Path
     eval_json: Path
     shots_json: Path
+    captions_json: Path
     config_json: Path
 
     @classmethod
@@ -72,6 +79,7 @@ class CorpusFiles:
             cot_json=root / COT_FILE,
             eval_json=root / EVAL_FILE,
             shots_json=root / SHOTS_FILE,
+            captions_json=root / CAPTIONS_FILE,
             config_json=root / CONFIG_FILE,
         )
 
@@ -89,15 +97,20 @@ def generate_corpus(config: SyntheticConfig, out_dir: Path | str) -> CorpusFiles
         tqdm(total=total, desc="synthetic corpus", unit="item") as progress,
     ):
         files = CorpusFiles.under(tmp)
-        train_rows, train_shots = _write_split(config, "train", tmp, problem_ids, codec, progress)
-        eval_rows, eval_shots = _write_split(
+        train_rows, train_shots, train_captions = _write_split(config, "train", tmp, problem_ids, codec, progress)
+        eval_rows, eval_shots, eval_captions = _write_split(
             config, "eval", files.eval_json.parent, problem_ids, codec, progress
         )
         shots = {**train_shots, **{f"./eval/{key[2:]}": value for key, value in eval_shots.items()}}
+        captions = [
+            *train_captions,
+            *({**caption, "path": f"./eval/{caption['path'][2:]}"} for caption in eval_captions),
+        ]
         _write_json(files.train_json, train_rows)
         _write_json(files.cot_json, train_rows)
         _write_json(files.eval_json, eval_rows)
         _write_json(files.shots_json, shots)
+        _write_json(files.captions_json, captions)
         _write_json(files.config_json, {"config": config.model_dump(), "codec": codec})
     return CorpusFiles.under(out_dir)
 
@@ -109,13 +122,15 @@ def _write_split(
     problem_ids: Iterator[int],
     codec: str,
     progress: tqdm,
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Videos then images of one split: returns its rows and its shot ground truth (keys relative to media_root)."""
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Videos then images of one split: returns its rows, its shot ground truth (keys relative to media_root)
+    and a caption per shot and image (``split``, ``path``, ``span``, ``caption``)."""
     n_videos = config.n_train_videos if split == "train" else config.n_eval_videos
     n_images = config.n_train_images if split == "train" else config.n_eval_images
     video_letters, image_letters = LetterBalancer(), LetterBalancer()
     rows: list[dict[str, Any]] = []
     shots: dict[str, dict[str, Any]] = {}
+    captions: list[dict[str, Any]] = []
     for index in range(n_videos):
         video = plan_video(config, index, _rng(config, split, "video", index), video_letters)
         path = f"./{video.category}/{split}_{index:05d}.mp4"
@@ -148,6 +163,10 @@ def _write_split(
             "descriptions": [scene.description() for scene in timeline.scenes],
             "scenes": [scene.to_json() for scene in timeline.scenes],
         }
+        captions.extend(
+            {"split": split, "path": path, "span": list(span), "caption": scene.description()}
+            for span, scene in zip(timeline.spans, timeline.scenes, strict=True)
+        )
         for question in video.questions:
             evidence = {
                 "shots": [question.evidence_shot],
@@ -164,8 +183,9 @@ def _write_split(
             add_noise(pixels, _rng(config, split, "image_noise", index), config.noise_amplitude),
         )
         rows.append(_row(next(problem_ids), question, "image", path, IMAGE_CATEGORY, None))
+        captions.append({"split": split, "path": path, "span": None, "caption": scene.description()})
         progress.update()
-    return rows, shots
+    return rows, shots, captions
 
 
 def _rng(config: SyntheticConfig, split: str, stream: str, index: int) -> np.random.Generator:

@@ -2,11 +2,14 @@
 
 import dagster as dg
 
+from pipelines.defs.assets.data import videor1_source
 from pipelines.defs.metadata import materialize_stage
 from pipelines.defs.resources import MarcResource
 
 
-@dg.asset(group_name="model", kinds={"pytorch", "safetensors"})
+# videor1_source: the tiny profile's base model is caption-trained on the synthetic corpus (model.align).
+@dg.asset(group_name="model", deps=[videor1_source], pool="gpu", kinds={"pytorch", "safetensors"})
 def base_model(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
-    """The initial policy: the tiny Qwen2.5-VL built from config, or Qwen2.5-VL-3B from the HF cache."""
+    """The initial policy: the tiny Qwen2.5-VL built from config (and caption-trained on the synthetic
+    corpus, ``model.align``), or Qwen2.5-VL-3B from the HF cache."""
     return materialize_stage("base_model", context, marc)
