@@ -1,9 +1,10 @@
 """The ``base_model`` stage: the initial policy every training and evaluation stage starts from.
 
 Tiny profile: build the tiny Qwen2.5-VL (tokenizer trained here, processor, random-init model)
-into ``assets/base_model/checkpoint``, then, with ``model.align``, caption-train it on the synthetic
-corpus (:mod:`marc_ops.model.align`) into ``assets/base_model/aligned/model``: that is the base model. Paper profile: resolve ``Qwen/Qwen2.5-VL-3B-Instruct``
-(or a local path) in the HF cache, offline, and record where it is. Either way downstream stages
+into ``assets/base_model/checkpoint``; with ``model.align``, caption-train it on the synthetic corpus
+(:mod:`marc_ops.model.align`) into ``assets/base_model/aligned/model``, which is then the base model.
+Paper profile: resolve ``Qwen/Qwen2.5-VL-3B-Instruct`` (or a local path) in the HF cache, offline,
+and record where it is. Either way downstream stages
 read ``assets/base_model/model.json`` and load the model the same way.
 """
 
