@@ -1,7 +1,7 @@
 """Caption pretraining (``model.align``): does the tiny model learn to read the pixels, and at what cost?
 
 Generates the tiny profile's synthetic corpus, builds the tiny Qwen2.5-VL from config, and
-caption-trains it (:func:`marc_ops.model.align.align_tiny_model`) with the settings given here
+caption-trains it (:func:`marc_ops.model.align.alignment_check`) with the settings given here
 (default: batch 8, 400 steps, lr 2e-3, what ``docs/design.md`` describes). Before and after, the
 model captions every held-out shot and image; :func:`marc_ops.model.align.caption_accuracy` scores
 the background colour it names (10 colours: 10 % by guessing) and exact captions. Writes
@@ -18,17 +18,13 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from marc_ops.config import load_params
-from marc_ops.data.synthetic import generate_corpus
 from marc_ops.io import write_json
-from marc_ops.model.align import align_tiny_model, caption_accuracy, caption_rows
-from marc_ops.model.builders import build_tiny_checkpoint
-from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor
+from marc_ops.model.align import alignment_check
 from marc_ops.train.config import AlignConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,37 +48,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
-        work = Path(scratch)
-        generate_corpus(params.synthetic, work / "corpus")
-        build_tiny_checkpoint(work / "base", params.model.tiny)
-        held_out = caption_rows(work / "corpus", params.video, split="eval")
-
-        def measure(path: Path) -> dict[str, float]:
-            model = load_qwen2_5_vl(path, dtype=torch.float32, device="cpu", attn_implementation="sdpa")
-            return caption_accuracy(model, load_qwen2_5_vl_processor(path), held_out, params.video)
-
-        before = measure(work / "base")
-        started = time.perf_counter()
-        aligned = align_tiny_model(work / "base", work / "corpus", work / "aligned", config, params.video)
-        seconds = time.perf_counter() - started
-        after = measure(aligned)
-        n_train = len(caption_rows(work / "corpus", params.video))
+        check = alignment_check(params.synthetic, params.model.tiny, params.video, config, Path(scratch))
+    before, after = check.before, check.after
     report = {
         "command": " ".join(["python", "benchmarks/alignment.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_start": load_start,
                     "load_end": os.getloadavg()[0]},  # fmt: skip
         "config": config.model_dump(mode="json"),
-        "train_captions": n_train,
-        "heldout_captions": len(held_out),
+        "train_captions": check.train_captions,
+        "heldout_captions": int(after["captions"]),
         "random_model": before,
         "aligned_model": after,
-        "align_seconds": round(seconds, 1),
+        "align_seconds": round(check.align_seconds, 1),
     }
     write_json(args.out, report)
     print(
-        f"| {args.batch_size} x {args.steps} | {n_train} | {len(held_out)} | "
+        f"| {args.batch_size} x {args.steps} | {check.train_captions} | {int(after['captions'])} | "
         f"{100 * before['background_accuracy']:.1f} % | {100 * after['background_accuracy']:.1f} % | "
-        f"{100 * after['exact_match']:.1f} % | {seconds:.0f} s |"
+        f"{100 * after['exact_match']:.1f} % | {check.align_seconds:.0f} s |"
     )
     return 0
 

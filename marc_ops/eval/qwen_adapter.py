@@ -153,7 +153,7 @@ class QwenAdapter:
         model, processor = self.model, self.processor
         started = time.perf_counter()
         encoded = [self._encode(item, model, processor) for item in batch]
-        texts = self._decode_greedily(encoded, model, processor)
+        texts = greedy_decode(encoded, model, processor, max_new_tokens=self.max_new_tokens)
         latency = (time.perf_counter() - started) / len(batch)
         return [
             GenerationOutput(
@@ -169,29 +169,32 @@ class QwenAdapter:
         sample = self.build_sample(item.row)
         return encode_prompt(processor, compression_of(model), sample, messages=item.messages)
 
-    def _decode_greedily(
-        self,
-        encoded: Sequence[EncodedSample],
-        model: Qwen2_5_VLForConditionalGeneration,
-        processor: Qwen2_5_VLProcessor,
-    ) -> list[str]:
-        """Left-pad the batch, decode greedily, return only the new text of each sample."""
-        batch = model_inputs(encoded, processor, padding_side="left")
-        inputs = {key: value.to(model.device) for key, value in batch.items()}
-        generated = model.generate(
-            **inputs,
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            max_new_tokens=self.max_new_tokens,
-            pad_token_id=processor.tokenizer.pad_token_id,
-            # A placeholder in the answer would announce visual input that does not exist (the batch's
-            # features are all spent on the prompt), and no real answer contains one.
-            suppress_tokens=[processor.image_token_id, processor.video_token_id],
-        )
-        new_tokens = generated[:, inputs["input_ids"].shape[1] :]
-        return processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+@torch.inference_mode()
+def greedy_decode(
+    encoded: Sequence[EncodedSample],
+    model: Qwen2_5_VLForConditionalGeneration,
+    processor: Qwen2_5_VLProcessor,
+    *,
+    max_new_tokens: int,
+) -> list[str]:
+    """Left-pad the batch, decode greedily, return only the new text of each sample."""
+    batch = model_inputs(encoded, processor, padding_side="left")
+    inputs = {key: value.to(model.device) for key, value in batch.items()}
+    generated = model.generate(
+        **inputs,
+        do_sample=False,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=processor.tokenizer.pad_token_id,
+        # A placeholder in the answer would announce visual input that does not exist (the batch's
+        # features are all spent on the prompt), and no real answer contains one.
+        suppress_tokens=[processor.image_token_id, processor.video_token_id],
+    )
+    new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+    return processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
 
 def _sample_builder(

@@ -11,14 +11,16 @@ synthetic corpus (``captions.json``; held-out media are never used).
 
 Trained with the SFT machinery (TRL's ``SFTTrainer``, :class:`~marc_ops.train.sft.SFTCollator`,
 checkpoints, resumption, a fingerprint of the run), without compression. :func:`caption_accuracy`
-measures what it learnt on held-out captions.
+measures what it learnt on held-out captions; :func:`alignment_check` is the whole measurement.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +28,13 @@ import numpy as np
 import torch
 
 from marc_ops.compression import CompressionConfig
-from marc_ops.data.synthetic import CorpusFiles
+from marc_ops.data.synthetic import CorpusFiles, SyntheticConfig, generate_corpus
+from marc_ops.model.builders import TinyQwen2_5_VLConfig, build_tiny_checkpoint
 from marc_ops.train.config import AlignConfig
 from marc_ops.train.inputs import (
     SampleBuilder,
     TrainingSample,
     encode_prompt,
-    model_inputs,
     whole_video_sample,
 )
 from marc_ops.video import VideoConfig, open_video
@@ -125,26 +127,54 @@ def align_tiny_model(
     return train_and_save(trainer, Path(out_dir), [], label="alignment", fingerprint=fingerprint)
 
 
-@torch.no_grad()
 def caption_accuracy(
-    model: Any, processor: Any, rows: Sequence[Mapping[str, Any]], video: VideoConfig, *, batch_size: int = 8
+    model_path: Path | str, rows: Sequence[Mapping[str, Any]], video: VideoConfig, *, batch_size: int = 8
 ) -> dict[str, float]:
-    """Greedy captions of ``rows``: the share whose background colour is right, and whose caption is exact."""
+    """Greedy captions of ``rows`` by the model in ``model_path``: the share whose background colour is
+    right, and whose caption is exact."""
+    from marc_ops.eval.qwen_adapter import greedy_decode
+    from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor
+
+    model = load_qwen2_5_vl(model_path, dtype=torch.float32, device="cpu", attn_implementation="sdpa").eval()
+    processor = load_qwen2_5_vl_processor(model_path)
     build = caption_builder(video)
     background = exact = 0
-    model.eval()
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         encoded = [encode_prompt(processor, CompressionConfig(), build(row), row["prompt"]) for row in chunk]
-        inputs = model_inputs(encoded, processor)
-        out = model.generate(**inputs, max_new_tokens=64, do_sample=False)
-        texts = processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        texts = greedy_decode(encoded, model, processor, max_new_tokens=64)
         for row, text in zip(chunk, texts, strict=True):
             said, truth = _BACKGROUND.search(text), _BACKGROUND.search(row["target"])
             background += bool(said and truth and said.group(1) == truth.group(1))
             exact += text.strip() == row["target"]
-    return {
-        "background_accuracy": background / len(rows),
-        "exact_match": exact / len(rows),
-        "captions": float(len(rows)),
-    }
+    return {"background_accuracy": background / len(rows), "exact_match": exact / len(rows), "captions": float(len(rows))}
+
+
+@dataclass(frozen=True)
+class AlignmentCheck:
+    """Held-out caption scores of the random model and of the aligned one, and what the alignment cost."""
+
+    before: dict[str, float]
+    after: dict[str, float]
+    train_captions: int
+    align_seconds: float
+
+
+def alignment_check(
+    synthetic: SyntheticConfig, tiny: TinyQwen2_5_VLConfig, video: VideoConfig, config: AlignConfig, work_dir: Path
+) -> AlignmentCheck:
+    """Generate the corpus and build the tiny model in ``work_dir``, caption-train it, and score the held-out
+    captions before and after (``benchmarks/alignment.py`` and its slow test)."""
+    generate_corpus(synthetic, work_dir / "corpus")
+    build_tiny_checkpoint(work_dir / "base", tiny)
+    held_out = caption_rows(work_dir / "corpus", video, split="eval")
+    before = caption_accuracy(work_dir / "base", held_out, video)
+    started = time.perf_counter()
+    aligned = align_tiny_model(work_dir / "base", work_dir / "corpus", work_dir / "aligned", config, video)
+    seconds = time.perf_counter() - started
+    return AlignmentCheck(
+        before=before,
+        after=caption_accuracy(aligned, held_out, video),
+        train_captions=len(caption_rows(work_dir / "corpus", video)),
+        align_seconds=seconds,
+    )

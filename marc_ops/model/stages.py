@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import polars as pl
-import torch
 
 from marc_ops.config import ModelConfig, Params, ProjectPaths
 from marc_ops.io import atomic_dir, write_json
@@ -98,24 +97,16 @@ def _align(
 ) -> tuple[Path, dict[str, object], dict[str, pl.DataFrame]]:
     """Caption-train the tiny model (resuming), then measure it on the held-out captions."""
     from marc_ops.model.align import align_tiny_model, caption_accuracy, caption_rows
-    from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor
-    from marc_ops.train.dataset import STATE_FILE
+    from marc_ops.train.dataset import training_log
 
     assert params.model.align is not None
     started = time.perf_counter()
     corpus = params.data.root(paths.project_dir)
     final = align_tiny_model(checkpoint, corpus, out_dir, params.model.align, params.video)
-    history = json.loads((out_dir / STATE_FILE).read_text())["log_history"]
-    steps = pl.DataFrame([entry for entry in history if "loss" in entry])
-    held_out = caption_rows(corpus, params.video, split="eval")
-    measured = caption_accuracy(
-        load_qwen2_5_vl(final, dtype=torch.float32, device="cpu", attn_implementation="sdpa"),
-        load_qwen2_5_vl_processor(final),
-        held_out,
-        params.video,
-    )
+    global_step, steps = training_log(out_dir, "loss")
+    measured = caption_accuracy(final, caption_rows(corpus, params.video, split="eval"), params.video)
     metadata: dict[str, object] = {
-        "align_steps": int(history[-1]["step"]) if history else 0,
+        "align_steps": global_step,
         "align_first_loss": float(steps["loss"][0]) if steps.height else None,
         "align_last_loss": float(steps["loss"][-1]) if steps.height else None,
         "heldout_background_accuracy": round(measured["background_accuracy"], 4),

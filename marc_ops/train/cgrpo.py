@@ -65,11 +65,11 @@ from marc_ops.rewards import accuracy_reward, format_reward, make_cgrpo_reward
 from marc_ops.stage import StageResult
 from marc_ops.train.config import CGRPOTrainConfig
 from marc_ops.train.dataset import (
-    STATE_FILE,
     CheckpointWeightsMixin,
     SkippedSample,
     run_fingerprint,
     train_and_save,
+    training_log,
     usable_rows,
 )
 from marc_ops.train.inputs import (
@@ -364,14 +364,13 @@ def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> S
     # The same run under accelerate: accelerate launch ... -m marc_ops.train.cgrpo --config <this file>
     (out_dir / "run.yaml").write_text(yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
     final = run_cgrpo(run)
-    history = json.loads((out_dir / STATE_FILE).read_text())["log_history"]
-    steps = pl.DataFrame([entry for entry in history if "reward" in entry])
+    global_step, steps = training_log(out_dir, "reward")
     skipped = json.loads((out_dir / "skipped_samples.json").read_text())
     return StageResult(
         outputs={"model": final, "run": out_dir / "run.yaml", "tensorboard": out_dir / "runs"},
         metadata={
             "tau": tau,
-            "global_step": int(history[-1]["step"]) if history else 0,
+            "global_step": global_step,
             "skipped_samples": len(skipped),
             "seconds": round(time.perf_counter() - started, 2),
         },

@@ -123,6 +123,13 @@ def _forget_other_runs(out_dir: Path, fingerprint: str, label: str) -> None:
             shutil.rmtree(path)
 
 
+def training_log(out_dir: Path, key: str) -> tuple[int, pl.DataFrame]:
+    """A finished run's last step and its logged steps that carry ``key`` (``loss``, ``reward``), from
+    the trainer state :func:`train_and_save` wrote: what a training stage shows."""
+    history = json.loads((out_dir / STATE_FILE).read_text())["log_history"]
+    return (int(history[-1]["step"]) if history else 0), pl.DataFrame([entry for entry in history if key in entry])
+
+
 def _finished_step(out_dir: Path, max_steps: int) -> int | None:
     """``max_steps`` (> 0) if a run of this fingerprint finished exactly there (its final state file says so)."""
     state = out_dir / STATE_FILE

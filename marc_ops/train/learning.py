@@ -246,8 +246,8 @@ def run_learning_check(
         evaluate(TEACHER, warm, CompressionConfig()),
     ]
     curve = [{"step": 0, "heldout_score": heldout_score(records[0])}]
-    for checkpoint in sorted((out_dir / "cgrpo").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
-        step = int(checkpoint.name.split("-")[1])
+    checkpoints = {int(path.name.split("-")[1]): path for path in (out_dir / "cgrpo").glob("checkpoint-*")}
+    for step, checkpoint in sorted(checkpoints.items()):
         if step % config.eval_every == 0:
             curve.append({"step": step, "heldout_score": heldout_score(evaluate(f"cgrpo@1f-step{step}", checkpoint, one_frame))})
     timed("heldout_eval", started)

@@ -47,11 +47,11 @@ from marc_ops.model.stages import base_model_path
 from marc_ops.stage import StageResult
 from marc_ops.train.config import SFTTrainConfig
 from marc_ops.train.dataset import (
-    STATE_FILE,
     CheckpointWeightsMixin,
     SkippedSample,
     run_fingerprint,
     train_and_save,
+    training_log,
     usable_rows,
 )
 from marc_ops.train.inputs import (
@@ -253,20 +253,20 @@ def sft_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
     # The same run under accelerate: accelerate launch ... -m marc_ops.train.sft --config <this file>
     (out_dir / "run.yaml").write_text(yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
     final = run_sft(run)
-    history = json.loads((out_dir / STATE_FILE).read_text())["log_history"]
-    losses = [entry["loss"] for entry in history if "loss" in entry]
+    global_step, steps = training_log(out_dir, "loss")
+    losses = steps["loss"].to_list() if steps.height else []
     skipped = json.loads((out_dir / "skipped_samples.json").read_text())
     return StageResult(
         outputs={"model": final, "run": out_dir / "run.yaml", "tensorboard": out_dir / "runs"},
         metadata={
             "rows": rows.height,
             "skipped_samples": len(skipped),
-            "global_step": int(history[-1]["step"]) if history else 0,
+            "global_step": global_step,
             "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None,
             "seconds": round(time.perf_counter() - started, 2),
         },
-        tables={"steps": pl.DataFrame([entry for entry in history if "loss" in entry])},
+        tables={"steps": steps},
     )
 
 

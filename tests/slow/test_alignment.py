@@ -14,10 +14,7 @@ import torch
 from tests_support import REPO_ROOT
 
 from marc_ops.config import load_params
-from marc_ops.data.synthetic import generate_corpus
-from marc_ops.model.align import align_tiny_model, caption_accuracy, caption_rows
-from marc_ops.model.builders import build_tiny_checkpoint
-from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor
+from marc_ops.model.align import alignment_check
 from marc_ops.train.config import AlignConfig
 
 pytestmark = pytest.mark.slow
@@ -33,19 +30,11 @@ def one_thread():
 
 def test_caption_pretraining_teaches_held_out_backgrounds(tmp_path: Path, one_thread) -> None:
     params = load_params(REPO_ROOT / "configs" / "tiny.yaml")
-    generate_corpus(params.synthetic, tmp_path / "corpus")
-    build_tiny_checkpoint(tmp_path / "base", params.model.tiny)
-    held_out = caption_rows(tmp_path / "corpus", params.video, split="eval")
-
-    def background_accuracy(path: Path) -> float:
-        model = load_qwen2_5_vl(path, dtype=torch.float32, device="cpu", attn_implementation="sdpa")
-        return caption_accuracy(model, load_qwen2_5_vl_processor(path), held_out, params.video)["background_accuracy"]
-
-    before = background_accuracy(tmp_path / "base")
     config = AlignConfig(max_steps=400, per_device_train_batch_size=8, save_steps=400, save_total_limit=1)
-    aligned = align_tiny_model(tmp_path / "base", tmp_path / "corpus", tmp_path / "aligned", config, params.video)
-    after = background_accuracy(aligned)
 
-    assert len(held_out) >= 100
+    check = alignment_check(params.synthetic, params.model.tiny, params.video, config, tmp_path)
+
+    before, after = check.before["background_accuracy"], check.after["background_accuracy"]
+    assert check.after["captions"] >= 100
     assert before <= 0.2
     assert after >= 0.75, (before, after)
