@@ -6,9 +6,15 @@ one record per sample to ``assets/benchmark_scores/<benchmark>/<method>.jsonl``.
 resumable: a rerun generates only the samples the file lacks (or whose prompt changed). Beside the
 records it writes ``<method>.summary.json``: what the call did and the benchmark's figures.
 
+Resuming is only right for the same run: ``<method>.run.json`` holds what the records were answered
+with (:func:`evaluation_context`: the checkpoint's weights files, the benchmark file, the VMR
+selection, decoding and frame sampling). When any of it changed (a retrained checkpoint, a
+regenerated corpus) the old records are dropped and every sample runs again; an unchanged prompt
+must not carry over another model's answer.
+
 ``report_stage(paths, params)`` reads every records file, keeps the records that match the current
 benchmark files and prompt (a record of a changed row or prompt would score a question nobody asks
-any more), and renders the report (``marc_ops.eval.report.build_report``) into ``assets/report``.
+any more) and whose run context is the current one, and renders the report (``marc_ops.eval.report.build_report``) into ``assets/report``.
 
 :class:`~marc_ops.eval.config.EvalConfig` is the profile's ``eval`` section.
 """
@@ -28,7 +34,7 @@ from marc_ops.data import load_videor1
 from marc_ops.data.videor1 import DataFileError
 from marc_ops.eval.methods import resolve_method
 from marc_ops.eval.prompts import PromptTemplate, prompt_template
-from marc_ops.eval.qwen_adapter import QwenAdapter, resolve_checkpoint
+from marc_ops.eval.qwen_adapter import CheckpointNotFoundError, QwenAdapter, resolve_checkpoint
 from marc_ops.eval.report import build_report, multiple_choice_vs_chance
 from marc_ops.eval.runner import RunSummary, prompt_hash, records_path, run_benchmark
 from marc_ops.eval.scoring import prior_answer_records, read_records, read_records_dir, score_table, summarize
@@ -100,6 +106,61 @@ def _figures(scores: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_context_path(paths: ProjectPaths, benchmark: str, method: str) -> Path:
+    """``assets/benchmark_scores/<benchmark>/<method>.run.json``: what the records file was answered with."""
+    return paths.asset("benchmark_scores") / benchmark / f"{method}.run.json"
+
+
+def _file_stamp(path: Path) -> list[Any]:
+    """A file's identity for the run context: name, size and mtime (a rewritten file gets a new stamp)."""
+    stat = path.stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+def evaluation_context(
+    checkpoint: Path | str, benchmark_file: Path, selection: Path | None, params: Params
+) -> dict[str, Any]:
+    """Everything besides the prompt that decides a sample's answer (:func:`weights_stamp` of the
+    checkpoint, the benchmark file, the VMR selection when the method uses it, decoding and sampling)."""
+    from marc_ops.train.dataset import weights_stamp
+
+    return {
+        "checkpoint": weights_stamp(checkpoint),
+        "benchmark_file": _file_stamp(benchmark_file),
+        "vmr_selection": _file_stamp(selection) if selection is not None and selection.is_file() else None,
+        "max_new_tokens": params.eval.max_new_tokens,
+        "video": params.video.model_dump(mode="json"),
+        "dtype": params.model.dtype,
+    }
+
+
+def _current_context(paths: ProjectPaths, params: Params, benchmark: str, method: str) -> dict[str, Any] | None:
+    """The run context ``benchmark`` × ``method`` would be answered with now (None: no checkpoint)."""
+    spec = resolve_method(method)
+    try:
+        checkpoint = resolve_checkpoint(paths, spec, init=params.train.init)
+    except CheckpointNotFoundError:
+        return None
+    selection = paths.asset("vmr_selection") / "selection.parquet" if spec.use_vmr else None
+    benchmark_file = params.data.evals(paths.project_dir) / resolve_task(benchmark).file_name
+    return evaluation_context(checkpoint, benchmark_file, selection, params)
+
+
+def _forget_records_of_another_run(records_file: Path, context_file: Path, context: dict[str, Any]) -> None:
+    """Drop ``records_file`` when ``context_file`` says it was answered with something else (or says
+    nothing: records of unknown provenance); then record ``context``."""
+    previous = json.loads(context_file.read_text()) if context_file.is_file() else None
+    dropped = records_file.is_file() and previous != context
+    if dropped:
+        changed = sorted(k for k in context if previous is None or previous.get(k) != context[k])
+        logger.warning(
+            "%s: answered with another %s; running every sample again", records_file, ", ".join(changed)
+        )
+        records_file.unlink()
+    if previous != context:
+        write_json(context_file, context)
+
+
 def _evaluate(
     paths: ProjectPaths, params: Params, benchmark: str, method: str, *, limit: int | None
 ) -> tuple[RunSummary, Path]:
@@ -107,8 +168,16 @@ def _evaluate(
     task = resolve_task(benchmark)
     spec = resolve_method(method)
     config = params.eval
-    rows = load_task_rows(task, params.data.evals(paths.project_dir)).rows
+    eval_dir = params.data.evals(paths.project_dir)
+    rows = load_task_rows(task, eval_dir).rows
     checkpoint = resolve_checkpoint(paths, spec, init=params.train.init)
+    selection = paths.asset("vmr_selection") / "selection.parquet" if spec.use_vmr else None
+    records_file = records_path(paths.asset("benchmark_scores"), task.name, spec.name)
+    _forget_records_of_another_run(
+        records_file,
+        run_context_path(paths, task.name, spec.name),
+        evaluation_context(checkpoint, eval_dir / task.file_name, selection, params),
+    )
     adapter = QwenAdapter(
         checkpoint,
         spec,
@@ -116,7 +185,7 @@ def _evaluate(
         dtype=params.model.dtype,
         device=params.model.device,
         attn_implementation=params.model.attn_implementation,
-        selection_path=paths.asset("vmr_selection") / "selection.parquet" if spec.use_vmr else None,
+        selection_path=selection,
         split=f"eval:{task.name}",
         max_new_tokens=config.max_new_tokens,
     )
@@ -125,7 +194,7 @@ def _evaluate(
         spec,
         rows,
         adapter,
-        records_path(paths.asset("benchmark_scores"), task.name, spec.name),
+        records_file,
         batch_size=config.batch_size,
         limit=limit,
         video=params.video,
@@ -203,15 +272,17 @@ def report_stage(paths: ProjectPaths, params: Params) -> StageResult:
     eval_dir = params.data.evals(paths.project_dir)
     rows = {name: load_task_rows(resolve_task(name), eval_dir).rows for name in benchmarks}
     current = _current_records(records, rows, prompt_template(params.eval.prompt_template))
+    current = _records_of_current_runs(paths, params, current)
     n_stale = records.height - current.height
     if not current.height:
         raise ValueError(
-            f"all {records.height} records under {scores_dir} are of rows or prompts that changed since they ran "
-            f"(prompt_template is {params.eval.prompt_template!r}): rerun the benchmark_scores partitions"
+            f"all {records.height} records under {scores_dir} are of rows, prompts, checkpoints or settings that "
+            f"changed since they ran (prompt_template is {params.eval.prompt_template!r}): rerun the "
+            "benchmark_scores partitions"
         )
     if n_stale:
         logger.warning(
-            "report: ignoring %d record(s) whose row or prompt changed since they ran "
+            "report: ignoring %d record(s) whose row, prompt, checkpoint or settings changed since they ran "
             "(rerun those benchmark_scores partitions to refresh them)",
             n_stale,
         )
@@ -262,6 +333,26 @@ def report_stage(paths: ProjectPaths, params: Params) -> StageResult:
             ),
         },
     )
+
+
+def _records_of_current_runs(paths: ProjectPaths, params: Params, records: pl.DataFrame) -> pl.DataFrame:
+    """The records of the (benchmark, method) pairs whose run context is still the current one: after a
+    retraining or a new corpus, a pair not run again would show the old model's answers."""
+    keep = []
+    for benchmark, method in records.select("benchmark", "method").unique(maintain_order=True).iter_rows():
+        recorded = run_context_path(paths, benchmark, method)
+        current = _current_context(paths, params, benchmark, method)
+        if current is not None and recorded.is_file() and json.loads(recorded.read_text()) == current:
+            keep.append((benchmark, method))
+        else:
+            logger.warning(
+                "report: ignoring %s × %s: its records were answered with another checkpoint, benchmark file "
+                "or settings (rerun that benchmark_scores partition)",
+                benchmark,
+                method,
+            )
+    pairs = pl.DataFrame(keep, schema={"benchmark": pl.String, "method": pl.String}, orient="row")
+    return records.join(pairs, on=["benchmark", "method"], how="semi", maintain_order="left")
 
 
 def _current_records(

@@ -110,6 +110,7 @@ def _align(
         "align_first_loss": float(steps["loss"][0]) if steps.height else None,
         "align_last_loss": float(steps["loss"][-1]) if steps.height else None,
         "heldout_background_accuracy": round(measured["background_accuracy"], 4),
+        "heldout_shape_colour_accuracy": round(measured["shape_colour_accuracy"], 4),
         "heldout_caption_exact_match": round(measured["exact_match"], 4),
         "heldout_captions": int(measured["captions"]),
         "align_seconds": round(time.perf_counter() - started, 1),

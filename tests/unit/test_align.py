@@ -12,7 +12,7 @@ from tests_support import small_tiny_params, write_params
 
 from marc_ops.config import ConfigError, ProjectPaths, load_params
 from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
-from marc_ops.model.align import PROMPTS, caption_builder, caption_rows
+from marc_ops.model.align import PROMPTS, caption_builder, caption_rows, shape_colours
 from marc_ops.video import VideoConfig
 
 VIDEO = VideoConfig(max_pixels=100352, min_pixels=3136)
@@ -155,7 +155,21 @@ def test_base_model_stage_aligns_then_resumes(small_project: Path, one_thread):
     assert (base_model_path(paths) / "config.json").is_file()
     assert first.metadata["align_steps"] == 2
     assert 0.0 <= first.metadata["heldout_background_accuracy"] <= 1.0
+    assert 0.0 <= first.metadata["heldout_shape_colour_accuracy"] <= 1.0
     assert first.metadata["heldout_captions"] > 0
     assert first.tables["align_steps"].height == 2
     again = base_model(paths, paths.params())  # finished at step 2: nothing more is trained
     assert again.metadata["built_now"] is False and again.metadata["align_steps"] == 2
+
+
+@pytest.mark.parametrize(
+    ("caption", "colours"),
+    [
+        ("a red circle and two blue squares on a yellow background, text 'KIWI'", {"red", "blue"}),
+        ("a green square on an orange background", {"green"}),
+        ("three white triangles on a red background", {"white"}),  # the background's colour is not a shape's
+        ("on a teal background", set()),
+    ],
+)
+def test_shape_colours_reads_the_shapes_phrase_only(caption: str, colours: set[str]):
+    assert shape_colours(caption) == colours

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +17,13 @@ from marc_ops.config import Params, ProjectPaths
 from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
 from marc_ops.eval import read_records, records_path
 from marc_ops.eval.config import EvalConfig
-from marc_ops.eval.stages import benchmark_scores_stage, eval_command, report_stage, summary_path
+from marc_ops.eval.stages import (
+    benchmark_scores_stage,
+    eval_command,
+    report_stage,
+    run_context_path,
+    summary_path,
+)
 from marc_ops.io import write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -108,6 +115,48 @@ def test_benchmark_scores_records_every_row_then_resumes_without_generating(
     assert (again.metadata["generated_now"], again.metadata["resumed"]) == (0, N_ROWS)
     assert path.read_bytes() == written
     assert again.metadata["score"] == result.metadata["score"]
+
+
+def test_records_of_another_checkpoint_are_answered_again(
+    project: ProjectPaths, params: SimpleNamespace
+) -> None:
+    """Same prompts, retrained weights: resuming would report the old model's answers as the new one's."""
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="marc@0.6")
+    weights = project.asset("cgrpo_checkpoint") / "tau_0.6" / "model" / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # as a retraining
+
+    again = benchmark_scores_stage(project, params, benchmark="synthetic", method="marc@0.6")
+    assert (again.metadata["generated_now"], again.metadata["resumed"]) == (N_ROWS, 0)
+    path = records_path(project.asset("benchmark_scores"), "synthetic", "marc@0.6")
+    assert read_records(path).height == N_ROWS  # replaced, not appended to
+    context = json.loads(run_context_path(project, "synthetic", "marc@0.6").read_text())
+    assert str(weights.stat().st_mtime_ns) in context["checkpoint"]
+
+    third = benchmark_scores_stage(project, params, benchmark="synthetic", method="marc@0.6")
+    assert (third.metadata["generated_now"], third.metadata["resumed"]) == (0, N_ROWS)
+
+
+def test_report_leaves_out_a_pair_answered_by_an_older_checkpoint(
+    project: ProjectPaths, params: SimpleNamespace
+) -> None:
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-64f")
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="marc@0.6")
+    weights = project.asset("cgrpo_checkpoint") / "tau_0.6" / "model" / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # retrained, not rerun
+
+    result = report_stage(project, params)
+    assert result.tables["scores"]["method"].to_list() == ["baseline-64f"]
+    assert result.metadata["stale_records_ignored"] == N_ROWS
+    assert "synthetic × marc@0.6" in result.metadata["missing_pairs"]
+
+
+def test_records_without_a_run_context_are_not_trusted(
+    project: ProjectPaths, params: SimpleNamespace
+) -> None:
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-16f")
+    run_context_path(project, "synthetic", "baseline-16f").unlink()  # e.g. written by an older version
+    again = benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-16f")
+    assert (again.metadata["generated_now"], again.metadata["resumed"]) == (N_ROWS, 0)
 
 
 def test_outputs_without_answer_tags_score_zero(project: ProjectPaths, params: SimpleNamespace) -> None:
