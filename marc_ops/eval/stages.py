@@ -135,11 +135,13 @@ def evaluation_context(
 
 
 def _current_context(paths: ProjectPaths, params: Params, benchmark: str, method: str) -> dict[str, Any] | None:
-    """The run context ``benchmark`` × ``method`` would be answered with now (None: no checkpoint)."""
-    spec = resolve_method(method)
+    """The run context ``benchmark`` × ``method`` would be answered with now (None: no checkpoint, or a
+    method or benchmark this version does not know)."""
     try:
+        spec = resolve_method(method)
+        resolve_task(benchmark)
         checkpoint = resolve_checkpoint(paths, spec, init=params.train.init)
-    except CheckpointNotFoundError:
+    except (CheckpointNotFoundError, ValueError):
         return None
     selection = paths.asset("vmr_selection") / "selection.parquet" if spec.use_vmr else None
     benchmark_file = params.data.evals(paths.project_dir) / resolve_task(benchmark).file_name

@@ -136,6 +136,20 @@ def test_records_of_another_checkpoint_are_answered_again(
     assert (third.metadata["generated_now"], third.metadata["resumed"]) == (0, N_ROWS)
 
 
+def test_report_leaves_out_records_of_a_method_it_does_not_know(
+    project: ProjectPaths, params: SimpleNamespace
+) -> None:
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-64f")
+    known = records_path(project.asset("benchmark_scores"), "synthetic", "baseline-64f")
+    renamed = known.read_text().replace('"method": "baseline-64f"', '"method": "retired-method"')
+    assert renamed != known.read_text()
+    known.with_name("retired-method.jsonl").write_text(renamed)  # e.g. a method an older version had
+
+    result = report_stage(project, params)
+    assert result.tables["scores"]["method"].to_list() == ["baseline-64f"]
+    assert result.metadata["stale_records_ignored"] == N_ROWS
+
+
 def test_report_leaves_out_a_pair_answered_by_an_older_checkpoint(
     project: ProjectPaths, params: SimpleNamespace
 ) -> None:
