@@ -14,7 +14,8 @@ must not carry over another model's answer.
 
 ``report_stage(paths, params)`` reads every records file, keeps the records that match the current
 benchmark files and prompt (a record of a changed row or prompt would score a question nobody asks
-any more) and whose run context is the current one, and renders the report (``marc_ops.eval.report.build_report``) into ``assets/report``.
+any more) and whose run context is the current one, and renders the report
+(``marc_ops.eval.report.build_report``) into ``assets/report``.
 
 :class:`~marc_ops.eval.config.EvalConfig` is the profile's ``eval`` section.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +34,13 @@ import polars as pl
 from marc_ops.config import Params, ProjectPaths
 from marc_ops.data import load_videor1
 from marc_ops.data.videor1 import DataFileError
-from marc_ops.eval.methods import resolve_method
+from marc_ops.eval.methods import MethodSpec, resolve_method
 from marc_ops.eval.prompts import PromptTemplate, prompt_template
 from marc_ops.eval.qwen_adapter import CheckpointNotFoundError, QwenAdapter, resolve_checkpoint
 from marc_ops.eval.report import build_report, multiple_choice_vs_chance
 from marc_ops.eval.runner import RunSummary, prompt_hash, records_path, run_benchmark
 from marc_ops.eval.scoring import prior_answer_records, read_records, read_records_dir, score_table, summarize
-from marc_ops.eval.tasks import TASKS, load_task_rows, resolve_task
+from marc_ops.eval.tasks import TASKS, BenchmarkTask, load_task_rows, resolve_task
 from marc_ops.io import write_json
 from marc_ops.stage import StageResult
 from marc_ops.tables import markdown_table
@@ -134,18 +136,35 @@ def evaluation_context(
     }
 
 
+@dataclass(frozen=True)
+class _RunInputs:
+    """What one benchmark × method is answered with: the checkpoint, the VMR selection (VMR methods) and
+    the run context they make."""
+
+    task: BenchmarkTask
+    spec: MethodSpec
+    checkpoint: Path
+    selection: Path | None
+    context: dict[str, Any]
+
+
+def _run_inputs(paths: ProjectPaths, params: Params, benchmark: str, method: str) -> _RunInputs:
+    """Resolve ``benchmark`` × ``method`` (raises for an unknown name or a checkpoint not materialized)."""
+    task, spec = resolve_task(benchmark), resolve_method(method)
+    checkpoint = resolve_checkpoint(paths, spec, init=params.train.init)
+    selection = paths.asset("vmr_selection") / "selection.parquet" if spec.use_vmr else None
+    benchmark_file = params.data.evals(paths.project_dir) / task.file_name
+    context = evaluation_context(checkpoint, benchmark_file, selection, params)
+    return _RunInputs(task, spec, checkpoint, selection, context)
+
+
 def _current_context(paths: ProjectPaths, params: Params, benchmark: str, method: str) -> dict[str, Any] | None:
     """The run context ``benchmark`` × ``method`` would be answered with now (None: no checkpoint, or a
     method or benchmark this version does not know)."""
     try:
-        spec = resolve_method(method)
-        resolve_task(benchmark)
-        checkpoint = resolve_checkpoint(paths, spec, init=params.train.init)
+        return _run_inputs(paths, params, benchmark, method).context
     except (CheckpointNotFoundError, ValueError):
         return None
-    selection = paths.asset("vmr_selection") / "selection.parquet" if spec.use_vmr else None
-    benchmark_file = params.data.evals(paths.project_dir) / resolve_task(benchmark).file_name
-    return evaluation_context(checkpoint, benchmark_file, selection, params)
 
 
 def _forget_records_of_another_run(records_file: Path, context_file: Path, context: dict[str, Any]) -> None:
@@ -168,18 +187,12 @@ def _evaluate(
 ) -> tuple[RunSummary, Path]:
     """Run ``benchmark`` × ``method`` (resuming its records file) and write its summary JSON."""
     task = resolve_task(benchmark)
-    spec = resolve_method(method)
     config = params.eval
-    eval_dir = params.data.evals(paths.project_dir)
-    rows = load_task_rows(task, eval_dir).rows
-    checkpoint = resolve_checkpoint(paths, spec, init=params.train.init)
-    selection = paths.asset("vmr_selection") / "selection.parquet" if spec.use_vmr else None
+    rows = load_task_rows(task, params.data.evals(paths.project_dir)).rows
+    inputs = _run_inputs(paths, params, benchmark, method)
+    spec, checkpoint, selection = inputs.spec, inputs.checkpoint, inputs.selection
     records_file = records_path(paths.asset("benchmark_scores"), task.name, spec.name)
-    _forget_records_of_another_run(
-        records_file,
-        run_context_path(paths, task.name, spec.name),
-        evaluation_context(checkpoint, eval_dir / task.file_name, selection, params),
-    )
+    _forget_records_of_another_run(records_file, run_context_path(paths, task.name, spec.name), inputs.context)
     adapter = QwenAdapter(
         checkpoint,
         spec,
