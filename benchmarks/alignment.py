@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from _provenance import command_line, machine
 
 from marc_ops.config import load_params
 from marc_ops.io import write_json
@@ -51,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         check = alignment_check(params.synthetic, params.model.tiny, params.video, config, Path(scratch))
     before, after = check.before, check.after
     report = {
-        "command": " ".join(["python", "benchmarks/alignment.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_start": load_start,
-                    "load_end": os.getloadavg()[0]},  # fmt: skip
+        "command": command_line("alignment.py", argv),
+        "machine": machine(load_start),
         "config": config.model_dump(mode="json"),
         "train_captions": check.train_captions,
         "heldout_captions": int(after["captions"]),

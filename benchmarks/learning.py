@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from _provenance import command_line, machine
 
 from marc_ops.io import write_json  # noqa: E402
 from marc_ops.train.learning import LearningResult, profile_learning_config, run_learning_check  # noqa: E402
@@ -49,9 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         result = run_learning_check(config, args.work or Path(scratch), log=print)
     report = {
-        "command": " ".join(["python", "benchmarks/learning.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_start": load_start,
-                    "load_end": os.getloadavg()[0]},  # fmt: skip
+        "command": command_line("learning.py", argv),
+        "machine": machine(load_start),
         "config": config.model_dump(mode="json"),
         "summary": result.summary,
         "by_type": _by_type(result),

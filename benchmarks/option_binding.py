@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -33,21 +32,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from _provenance import command_line, machine
 from datasets import Dataset
 
-from marc_ops.compression import CompressionConfig
 from marc_ops.config import load_params
 from marc_ops.data.synthetic.questions import LETTERS
 from marc_ops.data.synthetic.render import add_noise, draw_scene, write_png
 from marc_ops.data.synthetic.scenes import BACKGROUNDS, SHAPE_COLOURS, SHAPE_KINDS, MovingShape, Scene
-from marc_ops.eval.qwen_adapter import greedy_decode
 from marc_ops.io import write_json
-from marc_ops.model.align import PROMPTS, caption_builder, shape_colours
+from marc_ops.model.align import PROMPTS, caption_builder, greedy_texts, shape_colours
 from marc_ops.model.builders import build_tiny_checkpoint
-from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor
 from marc_ops.train.config import AlignConfig, SFTTrainConfig
 from marc_ops.train.dataset import train_and_save
-from marc_ops.train.inputs import encode_prompt, prompt_messages
+from marc_ops.train.inputs import prompt_messages
 from marc_ops.train.sft import build_sft_trainer, sft_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,21 +110,6 @@ def question_row(image: dict[str, Any], index: int, options: str, rng: np.random
     }
 
 
-def decode(model_path: Path, rows: list[dict[str, Any]], video: Any) -> list[str]:
-    model = load_qwen2_5_vl(model_path, dtype=torch.float32, device="cpu", attn_implementation="sdpa").eval()
-    processor = load_qwen2_5_vl_processor(model_path)
-    build = caption_builder(video)
-    texts: list[str] = []
-    for start in range(0, len(rows), 8):
-        chunk = rows[start : start + 8]
-        encoded = [
-            encode_prompt(processor, CompressionConfig(), build(row), row.get("messages") or row["prompt"])
-            for row in chunk
-        ]
-        texts += greedy_decode(encoded, model, processor, max_new_tokens=96)
-    return texts
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--captions", type=int, default=1500, help="caption-pretraining images")
@@ -140,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(ROOT / "configs" / "tiny.yaml")
     load_start = os.getloadavg()[0]
     report: dict[str, Any] = {
-        "command": " ".join(
-            ["python", "benchmarks/option_binding.py", *(argv if argv is not None else sys.argv[1:])]
-        ),
+        "command": command_line("option_binding.py", argv),
     }
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
@@ -161,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         aligned = train_and_save(
             trainer, work / "aligned", [], label="alignment", fingerprint="option-binding"
         )
-        said = decode(aligned, [caption_row(image, i) for i, image in enumerate(held_out)], params.video)
+        said = greedy_texts(aligned, [caption_row(image, i) for i, image in enumerate(held_out)], params.video)
         report["aligned"] = {
             "seconds": round(time.perf_counter() - started, 1),
             "caption_colour_accuracy": float(
@@ -196,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             model = train_and_save(trainer, work / options, [], label=f"sft-{options}", fingerprint=options)
             rows = [question_row(image, i, options, rng) for i, image in enumerate(held_out)]
             for row in rows:
-                row["messages"] = prompt_messages(row)
-            texts = decode(model, rows, params.video)
+                row["prompt"] = prompt_messages(row)
+            texts = greedy_texts(model, rows, params.video, max_new_tokens=96)
             letters = [(_ANSWER.search(t).group(1) if _ANSWER.search(t) else None) for t in texts]
             stated = [(_STATED.search(t).group(1) if _STATED.search(t) else None) for t in texts]
             report[options] = {
@@ -211,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 "chance": rows[0]["chance"],
                 "examples": texts[:3],
             }
-    report["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "load_start": load_start,
-                         "load_end": os.getloadavg()[0]}  # fmt: skip
+    report["machine"] = machine(load_start)
     report["settings"] = {"captions": args.captions, "qa": args.qa, "held_out": 96, "align": align.model_dump(mode="json"),
                           "sft": sft.model_dump(mode="json")}  # fmt: skip
     write_json(args.out, report)

@@ -133,27 +133,41 @@ def align_tiny_model(
     return train_and_save(trainer, Path(out_dir), [], label="alignment", fingerprint=fingerprint)
 
 
-def caption_accuracy(
-    model_path: Path | str, rows: Sequence[Mapping[str, Any]], video: VideoConfig, *, batch_size: int = 8
-) -> dict[str, float]:
-    """Greedy captions of ``rows`` by the model in ``model_path``: the share whose background colour is
-    right, whose set of shape colours is right, and whose caption is exact."""
+def greedy_texts(
+    model_path: Path | str,
+    rows: Sequence[Mapping[str, Any]],
+    video: VideoConfig,
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 64,
+) -> list[str]:
+    """The model in ``model_path`` answers each row's ``prompt`` (chat messages) about its media
+    (:func:`caption_builder`), greedily, uncompressed, in batches."""
     from marc_ops.eval.qwen_adapter import greedy_decode
     from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor
 
     model = load_qwen2_5_vl(model_path, dtype=torch.float32, device="cpu", attn_implementation="sdpa").eval()
     processor = load_qwen2_5_vl_processor(model_path)
     build = caption_builder(video)
-    background = colours = exact = 0
+    texts: list[str] = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         encoded = [encode_prompt(processor, CompressionConfig(), build(row), row["prompt"]) for row in chunk]
-        texts = greedy_decode(encoded, model, processor, max_new_tokens=64)
-        for row, text in zip(chunk, texts, strict=True):
-            said, truth = _BACKGROUND.search(text), _BACKGROUND.search(row["target"])
-            background += bool(said and truth and said.group(1) == truth.group(1))
-            colours += shape_colours(text) == shape_colours(row["target"])
-            exact += text.strip() == row["target"]
+        texts += greedy_decode(encoded, model, processor, max_new_tokens=max_new_tokens)
+    return texts
+
+
+def caption_accuracy(
+    model_path: Path | str, rows: Sequence[Mapping[str, Any]], video: VideoConfig, *, batch_size: int = 8
+) -> dict[str, float]:
+    """Greedy captions of ``rows`` by the model in ``model_path``: the share whose background colour is
+    right, whose set of shape colours is right, and whose caption is exact."""
+    background = colours = exact = 0
+    for row, text in zip(rows, greedy_texts(model_path, rows, video, batch_size=batch_size), strict=True):
+        said, truth = _BACKGROUND.search(text), _BACKGROUND.search(row["target"])
+        background += bool(said and truth and said.group(1) == truth.group(1))
+        colours += shape_colours(text) == shape_colours(row["target"])
+        exact += text.strip() == row["target"]
     return {
         "background_accuracy": background / len(rows),
         "shape_colour_accuracy": colours / len(rows),
