@@ -179,6 +179,15 @@ CHANCE_SCHEMA: dict[str, pl.DataType] = {
     "mc_accuracy": pl.Float64(),  # percent; failed samples score 0
     "chance": pl.Float64(),  # percent: mean over the items of 1 / number of options
     "above_chance": pl.Float64(),  # percentage points
+    "p_guessing": pl.Float64(),  # P(at least as many right by guessing uniformly), one-sided, exact
+}
+
+BY_TYPE_SCHEMA: dict[str, pl.DataType] = {
+    "benchmark": pl.String(),
+    "method": pl.String(),
+    "problem_type": pl.String(),
+    "n": pl.Int64(),
+    "mean_reward": pl.Float64(),  # percent; failed samples score 0
 }
 
 
@@ -203,6 +212,7 @@ def build_report(
     *,
     profile: str,
     multiple_choice: pl.DataFrame | None = None,
+    by_type: pl.DataFrame | None = None,
 ) -> ReportFiles:
     """Render the report of one profile's runs into ``out_dir`` (see the module docstring for the files).
 
@@ -212,11 +222,14 @@ def build_report(
         profile: the profile name, e.g. ``"tiny"``; printed in the title.
         multiple_choice: :func:`multiple_choice_vs_chance` output, for the chance levels; the records
             alone do not hold the number of options.
+        by_type: :func:`reward_by_problem_type` output: our own suites (not the paper's tables) show
+            each method's mean reward per problem type beside `prior-answer`'s.
     """
     summary = _checked_summary(summary)
     cost = None if efficiency is None else EfficiencyProfile.model_validate(efficiency)
     chance = _checked_chance(multiple_choice)
-    sections = _sections(summary, cost, chance)
+    types = _checked_frame(by_type, BY_TYPE_SCHEMA, "by_type", "reward_by_problem_type(records)")
+    sections = _sections(summary, cost, chance, types)
     colours = _colours(
         summary["method"].to_list() + ([] if cost is None else [m.method for m in cost.methods])
     )
@@ -229,7 +242,7 @@ def build_report(
         markdown=_markdown(title, sections),
         html_text=_html(title, sections, pngs),
         pngs=pngs,
-        metrics=_metrics(summary, cost, chance),
+        metrics=_metrics(summary, cost, chance, types),
         points=_plot_points(summary),
     )
 
@@ -262,20 +275,64 @@ def multiple_choice_vs_chance(records: pl.DataFrame, rows: Mapping[str, pl.DataF
             )
         reward = pl.when(pl.col("status") == "ok").then(pl.col("reward")).otherwise(0.0)
         row = joined.select(
-            n_mc=pl.len(), mc_accuracy=reward.mean() * 100, chance=(1 / pl.col("n_options")).mean() * 100
+            n_mc=pl.len(),
+            mc_accuracy=reward.mean() * 100,
+            chance=(1 / pl.col("n_options")).mean() * 100,
+            n_right=(reward >= 0.5).sum(),
         ).row(0, named=True)
+        n_right = row.pop("n_right")
         out.append(
             {
                 "benchmark": benchmark,
                 "method": method,
                 **row,
                 "above_chance": row["mc_accuracy"] - row["chance"],
+                "p_guessing": guessing_p_value((1 / joined["n_options"]).to_list(), n_right),
             }
         )
     return pl.DataFrame(out, schema=CHANCE_SCHEMA)
 
 
+def guessing_p_value(chances: Sequence[float], n_right: int) -> float:
+    """P(at least ``n_right`` items right) for a guesser who gets item i right with probability ``chances[i]``.
+
+    The exact one-sided test of "above chance" for items with different numbers of options (a
+    Poisson-binomial tail, by dynamic programming over the items): a method whose multiple-choice
+    score has ``p < 0.05`` beats uniform guessing with 95 % confidence. ``n_right <= 0`` gives 1.
+    """
+    if any(not 0.0 <= c <= 1.0 for c in chances):
+        raise ValueError(f"chances must be probabilities in [0, 1], got {[c for c in chances if not 0 <= c <= 1][:3]}")
+    dist = [1.0]  # dist[k] = P(k right among the items so far)
+    for c in chances:
+        dist = [(dist[k] if k < len(dist) else 0.0) * (1 - c) + (dist[k - 1] * c if k else 0.0) for k in range(len(dist) + 1)]
+    return float(min(1.0, sum(dist[max(n_right, 0) :])))
+
+
+def reward_by_problem_type(records: pl.DataFrame) -> pl.DataFrame:
+    """Per (benchmark, method, problem type): the number of items and their mean reward (percent).
+
+    The reward is the task's per-item score (0/1 for multiple choice and numbers, MRA for regression,
+    ROUGE-style overlap for free-form); failed samples count as 0. Returns :data:`BY_TYPE_SCHEMA`.
+    """
+    reward = pl.when(pl.col("status") == "ok").then(pl.col("reward")).otherwise(0.0)
+    return (
+        records.group_by("benchmark", "method", "problem_type", maintain_order=True)
+        .agg(n=pl.len(), mean_reward=reward.mean() * 100)
+        .select(list(BY_TYPE_SCHEMA))
+        .cast(BY_TYPE_SCHEMA)
+    )
+
+
 # --- inputs --------------------------------------------------------------------------------------------
+
+
+def _checked_frame(frame: pl.DataFrame | None, schema: dict[str, pl.DataType], name: str, how: str) -> pl.DataFrame:
+    if frame is None:
+        return pl.DataFrame(schema=schema)
+    missing = [c for c in schema if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} lacks column(s) {missing}; build it with {how}")
+    return frame.select(list(schema)).cast(schema)
 
 
 def _checked_summary(summary: pl.DataFrame) -> pl.DataFrame:
@@ -382,12 +439,14 @@ class _Section:
     blocks: tuple[_Block, ...]
 
 
-def _sections(summary: pl.DataFrame, cost: EfficiencyProfile | None, chance: pl.DataFrame) -> list[_Section]:
+def _sections(
+    summary: pl.DataFrame, cost: EfficiencyProfile | None, chance: pl.DataFrame, types: pl.DataFrame
+) -> list[_Section]:
     methods = _method_order(summary["method"].to_list())
     ran = set(summary["benchmark"].to_list())
     others = [name for name in TASKS if name in ran and name not in PAPER_BENCHMARKS]
     sections = [_overview(summary, methods, others)]
-    sections += [_other_benchmark(summary, name, methods, chance) for name in others]
+    sections += [_other_benchmark(summary, name, methods, chance, types) for name in others]
     sections += [_paper_comparison(summary, table, methods) for table in PAPER_LAYOUTS]
     sections.append(_visual_tokens(summary, methods))
     if chance.filter(pl.col("benchmark").is_in(PAPER_BENCHMARKS)).height:
@@ -432,7 +491,9 @@ def _overview(summary: pl.DataFrame, methods: list[str], others: list[str]) -> _
     return _Section("Overview", tuple(blocks))
 
 
-def _other_benchmark(summary: pl.DataFrame, name: str, methods: list[str], chance: pl.DataFrame) -> _Section:
+def _other_benchmark(
+    summary: pl.DataFrame, name: str, methods: list[str], chance: pl.DataFrame, types: pl.DataFrame
+) -> _Section:
     task = TASKS[name]
     rows_by_method = {
         r["method"]: r for r in summary.filter(pl.col("benchmark") == name).iter_rows(named=True)
@@ -440,7 +501,7 @@ def _other_benchmark(summary: pl.DataFrame, name: str, methods: list[str], chanc
     mc = {r["method"]: r for r in chance.filter(pl.col("benchmark") == name).iter_rows(named=True)}
     columns = ["Method", "Frames", "Score", "Accuracy", "MRA", "n", "Failed", "Visual tokens", "Latency (s)"]
     if mc:
-        columns += ["MC items", "MC accuracy", "MC chance", "Above chance (pp)"]
+        columns += ["MC items", "MC accuracy", "MC chance", "Above chance (pp)", "p (guessing)"]
     table_rows = []
     for method in (m for m in methods if m in rows_by_method):
         r = rows_by_method[method]
@@ -458,9 +519,10 @@ def _other_benchmark(summary: pl.DataFrame, name: str, methods: list[str], chanc
         if mc:
             c = mc.get(method)
             cells += (
-                [MISSING] * 4
+                [MISSING] * 5
                 if c is None
-                else [str(c["n_mc"]), _num(c["mc_accuracy"]), _num(c["chance"]), f"{c['above_chance']:+.2f}"]
+                else [str(c["n_mc"]), _num(c["mc_accuracy"]), _num(c["chance"]), f"{c['above_chance']:+.2f}",
+                      _p_value(c["p_guessing"])]  # fmt: skip
             )
         table_rows.append(_Row(tuple(cells)))
     blocks: list[_Block] = [
@@ -470,9 +532,10 @@ def _other_benchmark(summary: pl.DataFrame, name: str, methods: list[str], chanc
     ]
     if PRIOR_METHOD in rows_by_method:
         blocks.append(
-            f"`{PRIOR_METHOD}` is no model: each item gets the most common training answer of its problem type. "
-            "It is the suite's chance level across all problem types; a model below it has learnt the "
-            f"answer format but not what the video shows. Score above `{PRIOR_METHOD}`, in points: "
+            f"`{PRIOR_METHOD}` is no model: each item gets the most common training answer of its problem type "
+            "(a majority-answer baseline, stronger than guessing where one answer dominates, as durations "
+            "do); a model at or below it on a problem type has learnt the answer format but not what the "
+            f"video shows. Score above `{PRIOR_METHOD}`, in points: "
             + ", ".join(
                 f"`{m}` {rows_by_method[m]['score'] - rows_by_method[PRIOR_METHOD]['score']:+.2f}"
                 for m in methods
@@ -484,14 +547,60 @@ def _other_benchmark(summary: pl.DataFrame, name: str, methods: list[str], chanc
         levels = sorted({round(c["chance"], 2) for c in mc.values()})
         blocks.append(
             f"Chance on the multiple-choice items (guessing uniformly among each item's options): "
-            f"{', '.join(f'{v:.2f}%' for v in levels)}. Above chance is MC accuracy minus chance, in points."
+            f"{', '.join(f'{v:.2f}%' for v in levels)}. Above chance is MC accuracy minus chance, in points. "
+            "p (guessing) is the probability that guessing gets at least as many items right (exact, one-sided): "
+            "below 0.05 a method is above chance with 95 % confidence; above it the margin may be luck. "
+            + _confidently_above(mc)
         )
     else:
         blocks.append(
             "Chance level not shown: it needs each item's options, which the records do not hold "
             "(pass `multiple_choice=multiple_choice_vs_chance(records, rows)`)."
         )
+    blocks += _by_type_blocks(types.filter(pl.col("benchmark") == name), methods)
     return _Section(f"{task.display_name} suite (ours)", tuple(blocks))
+
+
+def _p_value(p: float | None) -> str:
+    if p is None:
+        return MISSING
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _confidently_above(mc: Mapping[str, Mapping[str, Any]]) -> str:
+    above = [f"`{m}`" for m, c in mc.items() if m != PRIOR_METHOD and c["p_guessing"] is not None and c["p_guessing"] < 0.05]
+    return (
+        f"Above chance with 95 % confidence: {', '.join(above)}."
+        if above
+        else "No method is above chance with 95 % confidence."
+    )
+
+
+def _by_type_blocks(types: pl.DataFrame, methods: list[str]) -> list[_Block]:
+    """Mean reward per problem type and method, and against `prior-answer` per type."""
+    if not types.height:
+        return []
+    kinds = types["problem_type"].unique(maintain_order=True).sort().to_list()
+    cell = {(r["method"], r["problem_type"]): r for r in types.iter_rows(named=True)}
+    counts = {k: max(r["n"] for (_, t), r in cell.items() if t == k) for k in kinds}
+    listed = [m for m in methods if any((m, k) in cell for k in kinds)]
+    rows = [
+        _Row((f"`{m}`", *(MISSING if (m, k) not in cell else _num(cell[m, k]["mean_reward"]) for k in kinds)))
+        for m in listed
+    ]
+    blocks: list[_Block] = [
+        "Mean reward per problem type, % (multiple choice and numbers: right or wrong; regression: MRA; "
+        "free-form: word overlap with the reference; failed samples count 0):",
+        _Table(("Method", *(f"{k} (n={counts[k]})" for k in kinds)), tuple(rows)),
+    ]
+    if PRIOR_METHOD in listed:
+        beats = []
+        for m in (m for m in listed if m != PRIOR_METHOD):
+            shared = [k for k in kinds if (m, k) in cell and (PRIOR_METHOD, k) in cell]
+            above = [k for k in shared if cell[m, k]["mean_reward"] > cell[PRIOR_METHOD, k]["mean_reward"]]
+            beats.append(f"`{m}` {len(above)} of {len(shared)}")
+        blocks.append(f"Problem types on which a method's mean reward is above `{PRIOR_METHOD}`'s: " + ", ".join(beats) + ".")
+    return blocks
 
 
 def _paper_comparison(summary: pl.DataFrame, table: str, methods: list[str]) -> _Section:
@@ -575,6 +684,7 @@ def _paper_benchmarks_vs_chance(chance: pl.DataFrame, methods: list[str]) -> _Se
                 _num(r["mc_accuracy"]),
                 _num(r["chance"]),
                 f"{r['above_chance']:+.2f}",
+                _p_value(r["p_guessing"]),
             )
         )  # fmt: skip
         for name in PAPER_BENCHMARKS
@@ -583,7 +693,7 @@ def _paper_benchmarks_vs_chance(chance: pl.DataFrame, methods: list[str]) -> _Se
             named=True
         )
     ]
-    columns = ("Benchmark", "Method", "MC items", "MC accuracy", "Chance", "Above chance (pp)")
+    columns = ("Benchmark", "Method", "MC items", "MC accuracy", "Chance", "Above chance (pp)", "p (guessing)")
     return _Section("Multiple-choice items against chance", (_Table(columns, tuple(rows)),))
 
 
@@ -704,7 +814,9 @@ def _failures(summary: pl.DataFrame, methods: list[str]) -> _Section:
 # --- metrics and plot data -----------------------------------------------------------------------------
 
 
-def _metrics(summary: pl.DataFrame, cost: EfficiencyProfile | None, chance: pl.DataFrame) -> dict[str, float]:
+def _metrics(
+    summary: pl.DataFrame, cost: EfficiencyProfile | None, chance: pl.DataFrame, types: pl.DataFrame
+) -> dict[str, float]:
     """Flat ``<benchmark>/<method>/<figure>`` numbers; absent figures are left out, never filled in."""
     metrics: dict[str, float] = {}
     for r in summary.iter_rows(named=True):
@@ -719,7 +831,9 @@ def _metrics(summary: pl.DataFrame, cost: EfficiencyProfile | None, chance: pl.D
     for r in chance.iter_rows(named=True):
         prefix = f"{r['benchmark']}/{r['method']}"
         metrics |= {f"{prefix}/mc_accuracy": r["mc_accuracy"], f"{prefix}/mc_chance": r["chance"],
-                    f"{prefix}/mc_above_chance": r["above_chance"]}  # fmt: skip
+                    f"{prefix}/mc_above_chance": r["above_chance"], f"{prefix}/mc_p_guessing": r["p_guessing"]}  # fmt: skip
+    for r in types.iter_rows(named=True):
+        metrics[f"{r['benchmark']}/{r['method']}/reward_by_type/{r['problem_type']}"] = r["mean_reward"]
     if cost is not None:
         for m in cost.methods:
             for field in ("visual_tokens", "peak_memory_gb", "vision_s", "merge_s", "prefill_s", "generate_s",
@@ -797,7 +911,7 @@ def _accuracy_vs_tokens_png(summary: pl.DataFrame, colours: Mapping[str, Any]) -
         prior = summary.filter((pl.col("benchmark") == panel) & (pl.col("method") == PRIOR_METHOD))
         if prior.height and prior["score"][0] is not None:
             ax.axhline(prior["score"][0], color="grey", linestyle="--", linewidth=1)
-            ax.text(0.02, prior["score"][0], f" {PRIOR_METHOD} (no model: chance level)", color="grey", fontsize=8,
+            ax.text(0.02, prior["score"][0], f" {PRIOR_METHOD} (no model: majority answer)", color="grey", fontsize=8,
                     va="bottom", transform=ax.get_yaxis_transform())  # fmt: skip
         labelled = [
             (r["visual_tokens"], r["score"], r["method"], colours[r["method"]], False)

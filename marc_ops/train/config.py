@@ -195,6 +195,16 @@ class SFTTrainConfig(_Schedule):
         ),
     )
 
+    grounded_clips: bool = Field(
+        default=False,
+        description=(
+            "also train each video row that carries temporal grounding (evidence_spans, as grounded video-QA "
+            "data has; Video-R1 has none, the synthetic corpus has) on its grounded clip: the row appears "
+            "twice, once as the whole video and once as the clip a perfect retriever would keep, so the "
+            "warm-up learns to answer from the one-clip input its students see (the paper: false)"
+        ),
+    )
+
     @model_validator(mode="after")
     def _mix_without_recomputation(self) -> SFTTrainConfig:
         if self.mix_uncompressed and self.gradient_checkpointing:

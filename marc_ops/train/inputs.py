@@ -35,7 +35,7 @@ from marc_ops.video import (
     probe_video,
     sample_frames,
 )
-from marc_ops.vmr.retrieval import decode_frames
+from marc_ops.vmr.retrieval import RetrievedClip, decode_frames, plan_frames
 
 # The processor outputs that belong to one visual input, per kind, in the packing Qwen2.5-VL uses
 # (rows of all images, then all videos, each in order of appearance).
@@ -89,6 +89,43 @@ def whole_video_sample(row: Mapping[str, Any], video: VideoConfig = DEFAULT_VIDE
 def whole_video_builder(video: VideoConfig = DEFAULT_VIDEO_CONFIG) -> SampleBuilder:
     """:func:`whole_video_sample` with ``video`` bound: the default ``SampleBuilder``."""
     return functools.partial(whole_video_sample, video=video)
+
+
+GROUNDED_VIEW = "grounded"  # a dataset row's ``view``: its grounded clip instead of the whole video
+
+
+def grounded_clip_sample(row: Mapping[str, Any], video: VideoConfig = DEFAULT_VIDEO_CONFIG) -> TrainingSample:
+    """The frames of a video row's temporal grounding: its ``evidence_spans`` (inclusive source-frame
+    spans, as grounded video-QA data annotates them), each span one clip, laid out like a VMR input
+    (:func:`~marc_ops.vmr.retrieval.plan_frames`: ``video.fps``, at most ``video.max_frames``, clip ids
+    0, 1, ... in temporal order). It is what a perfect retriever would select.
+
+    Raises ``ValueError`` naming the row when it is not a video or has no spans.
+    """
+    spans = row.get("evidence_spans")
+    if row["data_type"] != "video" or not spans:
+        raise ValueError(f"row {row['problem_id']!r}: a grounded clip needs a video row with evidence_spans")
+    reader = open_video(row["media_path"], video.backend)
+    clips = [
+        RetrievedClip(clip_index=i, start_frame=int(first), end_frame=int(last), start_time=0.0, end_time=0.0, score=1.0)
+        for i, (first, last) in enumerate(sorted(spans))
+    ]
+    frame_indices, clip_ids = plan_frames(clips, reader.fps, video, video=str(row["media_path"]))
+    return TrainingSample(
+        row=row, frames=decode_frames(reader, frame_indices, video), clip_ids=clip_ids, fps=video.fps
+    )
+
+
+def view_builder(video: VideoConfig = DEFAULT_VIDEO_CONFIG) -> SampleBuilder:
+    """Builds each row by its ``view``: :data:`GROUNDED_VIEW` → :func:`grounded_clip_sample`, anything
+    else (or no ``view``) → :func:`whole_video_sample`. The SFT dataset's builder (``grounded_clips``)."""
+
+    def build(row: Mapping[str, Any]) -> TrainingSample:
+        if row.get("view") == GROUNDED_VIEW:
+            return grounded_clip_sample(row, video)
+        return whole_video_sample(row, video)
+
+    return build
 
 
 def vmr_builder(selection_path: Path, video: VideoConfig = DEFAULT_VIDEO_CONFIG, *, split: str = "train") -> SampleBuilder:

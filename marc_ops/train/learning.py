@@ -53,7 +53,7 @@ from marc_ops.eval.scoring import prior_answer_records, read_records
 from marc_ops.eval.tasks import load_task_rows, resolve_task
 from marc_ops.model.builders import TinyQwen2_5_VLConfig, build_tiny_checkpoint
 from marc_ops.train.config import CGRPOTrainConfig, SFTTrainConfig, TeacherConfig
-from marc_ops.train.inputs import whole_video_builder
+from marc_ops.train.inputs import view_builder, whole_video_builder
 from marc_ops.video import VideoConfig
 
 logger = logging.getLogger(__name__)
@@ -105,14 +105,19 @@ class LearningResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+# The corpus of the learning check: a few hundred held-out items for the paired comparison. Fixed sizes
+# (not multiples of the profile's), so a profile that grows its corpus does not grow this check with it.
+LARGER_CORPUS = {"n_train_videos": 192, "n_train_images": 32, "n_eval_videos": 96, "n_eval_images": 32}
+
+
 def profile_learning_config(
     params_file: Path | str, *, larger_corpus: bool = True, cgrpo_steps: int | None = None
 ) -> LearningConfig:
     """The check with a profile's model, video and training settings (the C-GRPO run at the profile's τ).
 
-    ``larger_corpus``: four times the profile's training videos (half for SFT, half for C-GRPO), twice
-    its training images, four times its held-out videos and images, so the paired comparison has a few
-    hundred items; else the profile's own corpus.
+    ``larger_corpus``: at least :data:`LARGER_CORPUS` (192 training videos, half for SFT and half for
+    C-GRPO; 96 held-out videos and 32 images: 224 paired items), the profile's own sizes where larger;
+    else the profile's own corpus.
     ``cgrpo_steps``: C-GRPO's ``max_steps`` (default: the profile's, which `make demo` can afford).
     """
     import yaml
@@ -125,10 +130,7 @@ def profile_learning_config(
         synthetic = SyntheticConfig(
             **{
                 **synthetic.model_dump(),
-                "n_train_videos": 4 * synthetic.n_train_videos,
-                "n_train_images": 2 * synthetic.n_train_images,
-                "n_eval_videos": 4 * synthetic.n_eval_videos,
-                "n_eval_images": 4 * synthetic.n_eval_images,
+                **{name: max(size, getattr(synthetic, name)) for name, size in LARGER_CORPUS.items()},
             }
         )
     cgrpo = params.train.cgrpo_for(params.train.cgrpo.tau)
@@ -207,7 +209,8 @@ def run_learning_check(
     builder = whole_video_builder(config.video)
 
     started = time.perf_counter()
-    warm = train_sft(config.sft, cot_rows, base, out_dir / "sft", sample_builder=builder)
+    # the SFT rows by their view: the whole video, or (train.sft.grounded_clips) the grounded clip
+    warm = train_sft(config.sft, cot_rows, base, out_dir / "sft", sample_builder=view_builder(config.video))
     timed("sft", started)
 
     started = time.perf_counter()

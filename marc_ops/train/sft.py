@@ -55,13 +55,14 @@ from marc_ops.train.dataset import (
     usable_rows,
 )
 from marc_ops.train.inputs import (
+    GROUNDED_VIEW,
     SampleBuilder,
     collate_visual,
     encode_prompt,
     mm_token_type_ids,
     prompt_messages,
     sft_target,
-    whole_video_builder,
+    view_builder,
 )
 from marc_ops.video import VideoConfig
 
@@ -145,22 +146,33 @@ class SFTBudgetTrainer(CheckpointWeightsMixin, SFTTrainer):
             apply_compression(target, student)
 
 
-def sft_dataset(rows: pl.DataFrame | Iterable[Mapping[str, Any]]) -> tuple[Dataset, list[SkippedSample]]:
-    """Usable CoT rows plus ``prompt`` (chat messages) and ``target``; rows without CoT or readable media are skipped."""
+def sft_dataset(
+    rows: pl.DataFrame | Iterable[Mapping[str, Any]], *, grounded_clips: bool = False
+) -> tuple[Dataset, list[SkippedSample]]:
+    """Usable CoT rows plus ``prompt`` (chat messages), ``target`` and ``view``; rows without CoT or
+    readable media are skipped.
+
+    ``view`` is ``"whole"`` (the whole video, or the image). With ``grounded_clips`` every video row
+    with ``evidence_spans`` is added a second time with ``view`` :data:`GROUNDED_VIEW` (its grounded
+    clip, :func:`~marc_ops.train.inputs.view_builder`), right after its whole-video copy.
+    """
     kept, skipped = usable_rows(
         rows, missing_input=lambda row: None if row.get("process") else "no CoT 'process' to learn from"
     )
     if not kept:
         raise ValueError(f"no usable SFT rows: all {len(skipped)} were skipped (see the warnings above)")
-    records = [
-        {
+    records = []
+    for row in kept:
+        record = {
             **row,
             "problem_id": str(row["problem_id"]),
             "prompt": prompt_messages(row),
             "target": sft_target(row),
+            "view": "whole",
         }
-        for row in kept
-    ]
+        records.append(record)
+        if grounded_clips and row["data_type"] == "video" and row.get("evidence_spans"):
+            records.append({**record, "view": GROUNDED_VIEW})
     return Dataset.from_list(records), skipped
 
 
@@ -204,9 +216,9 @@ def train_sft(
 ) -> Path:
     """Fine-tune on CoT rows; returns the final model's directory (``out_dir/model``). Resumes a checkpoint in ``out_dir``."""
     out_dir = Path(out_dir)
-    dataset, skipped = sft_dataset(cot_rows)
+    dataset, skipped = sft_dataset(cot_rows, grounded_clips=config.grounded_clips)
     trainer = build_sft_trainer(
-        config, dataset, model_path, out_dir, sample_builder=sample_builder or whole_video_builder()
+        config, dataset, model_path, out_dir, sample_builder=sample_builder or view_builder()
     )
     fingerprint = run_fingerprint(config, model_path, dataset["problem_id"])
     return train_and_save(trainer, out_dir, skipped, label="SFT", fingerprint=fingerprint)
@@ -230,7 +242,7 @@ def run_sft(run: SFTRun) -> Path:
         pl.read_parquet(run.cot_rows),
         run.model_path,
         run.output_dir,
-        sample_builder=whole_video_builder(run.video),
+        sample_builder=view_builder(run.video),
     )
 
 
@@ -260,6 +272,11 @@ def sft_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
         outputs={"model": final, "run": out_dir / "run.yaml", "tensorboard": out_dir / "runs"},
         metadata={
             "rows": rows.height,
+            "grounded_clip_rows": (
+                rows.filter((pl.col("data_type") == "video") & (pl.col("evidence_spans").list.len() > 0)).height
+                if config.grounded_clips
+                else 0
+            ),
             "skipped_samples": len(skipped),
             "global_step": global_step,
             "first_loss": losses[0] if losses else None,

@@ -16,7 +16,9 @@ from marc_ops.eval.report import (
     EfficiencyProfile,
     ReportFiles,
     build_report,
+    guessing_p_value,
     multiple_choice_vs_chance,
+    reward_by_problem_type,
 )
 
 
@@ -87,9 +89,9 @@ def efficiency() -> dict:
 def chance() -> pl.DataFrame:
     rows = [
         {"benchmark": "synthetic", "method": "baseline-64f", "n_mc": 20, "mc_accuracy": 45.0, "chance": 25.0,
-         "above_chance": 20.0},
+         "above_chance": 20.0, "p_guessing": 0.0409},
         {"benchmark": "synthetic", "method": "marc@0.6", "n_mc": 20, "mc_accuracy": 30.0, "chance": 25.0,
-         "above_chance": 5.0},
+         "above_chance": 5.0, "p_guessing": 0.3828},
     ]  # fmt: skip
     return pl.DataFrame(rows, schema=CHANCE_SCHEMA)
 
@@ -156,10 +158,11 @@ def test_synthetic_suite_is_its_own_table_with_chance(report: ReportFiles) -> No
     row = _cells(_table_line(section, "| `marc@0.6`", "## Synthetic"))
     # Method, Frames, Score, Accuracy, MRA, n, Failed, Visual tokens, Latency, MC items, MC acc, chance, above.
     assert row == ["`marc@0.6`", "1", "27.50", "27.50", "27.50", "48", "2", "64.0", "1.50", "20", "30.00", "25.00",
-                   "+5.00"]  # fmt: skip
+                   "+5.00", "0.383"]  # fmt: skip
     assert "25.00%" in section
     # baseline-16f has no MC figures: dashes, not zeros.
-    assert _cells(_table_line(section, "| `baseline-16f`", "## Synthetic"))[-4:] == ["—"] * 4
+    assert _cells(_table_line(section, "| `baseline-16f`", "## Synthetic"))[-5:] == ["—"] * 5
+    assert "Above chance with 95 % confidence: `baseline-64f`." in section
 
 
 def test_failed_samples_are_counted(report: ReportFiles) -> None:
@@ -279,5 +282,60 @@ def test_multiple_choice_vs_chance_from_records_and_rows() -> None:
     assert out["mc_accuracy"] == pytest.approx(100 / 3)
     assert out["chance"] == pytest.approx((1 / 2 + 1 / 4 + 1 / 4) / 3 * 100)
     assert out["above_chance"] == pytest.approx(out["mc_accuracy"] - out["chance"])
+    # one right of items guessed with 1/2, 1/4, 1/4: 1 - P(none right) = 1 - 1/2 * 3/4 * 3/4
+    assert out["p_guessing"] == pytest.approx(1 - 9 / 32)
     with pytest.raises(ValueError, match="no options"):
         multiple_choice_vs_chance(records, {"synthetic": rows.filter(pl.col("problem_id") != "2")})
+
+
+def test_reward_by_problem_type_and_its_table_against_the_prior(summary: pl.DataFrame, tmp_path: Path) -> None:
+    def record(pid: str, method: str, problem_type: str, reward: float, status: str = "ok") -> dict:
+        return {**dict.fromkeys(RECORD_SCHEMA), "problem_id": pid, "benchmark": "synthetic", "method": method,
+                "problem_type": problem_type, "reward": reward, "status": status}  # fmt: skip
+
+    records = pl.DataFrame(
+        [
+            record("1", "marc@0.6", "multiple choice", 1.0),
+            record("2", "marc@0.6", "multiple choice", 0.0),
+            record("3", "marc@0.6", "regression", 0.4),
+            record("4", "marc@0.6", "regression", 1.0, status="failed"),  # counts 0
+            record("1", "prior-answer", "multiple choice", 0.0),
+            record("2", "prior-answer", "multiple choice", 0.0),
+            record("3", "prior-answer", "regression", 0.8),
+            record("4", "prior-answer", "regression", 0.6),
+        ],
+        schema=RECORD_SCHEMA,
+    )
+    types = reward_by_problem_type(records)
+    by = {(r["method"], r["problem_type"]): (r["n"], r["mean_reward"]) for r in types.iter_rows(named=True)}
+    assert by["marc@0.6", "multiple choice"] == (2, pytest.approx(50.0))
+    assert by["marc@0.6", "regression"] == (2, pytest.approx(20.0))
+    assert by["prior-answer", "regression"] == (2, pytest.approx(70.0))
+    with_prior = pl.concat([summary, pl.DataFrame([_summary_row("synthetic", "prior-answer", 35.0, 0.0)],
+                                                  schema=SUMMARY_SCHEMA)])  # fmt: skip
+    files = build_report(with_prior, None, tmp_path, profile="tiny", by_type=types)
+    md = files.markdown.read_text()
+    section = md[md.index("## Synthetic suite") : md.index("## Table 1")]
+    assert "| Method | multiple choice (n=2) | regression (n=2) |" in section
+    assert _cells(_table_line(section, "| `marc@0.6` | 50", "## Synthetic")) == ["`marc@0.6`", "50.00", "20.00"]
+    assert _cells(_table_line(section, "| `prior-answer` | 0", "## Synthetic")) == ["`prior-answer`", "0.00", "70.00"]
+    assert "above `prior-answer`'s: `marc@0.6` 1 of 2." in section
+    metrics = json.loads(files.metrics_json.read_text())
+    assert metrics["synthetic/marc@0.6/reward_by_type/regression"] == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="by_type lacks"):
+        build_report(summary, None, tmp_path / "x", profile="tiny", by_type=types.drop("n"))
+
+
+def test_guessing_p_value_is_the_exact_tail_of_the_guessers_right_answers() -> None:
+    # by hand, items with 2, 4 and 4 options
+    chances = [1 / 2, 1 / 4, 1 / 4]
+    assert guessing_p_value(chances, 0) == 1.0
+    assert guessing_p_value(chances, 3) == pytest.approx(1 / 2 * 1 / 4 * 1 / 4)
+    # two or more right: all three, or exactly two (right-right-wrong and so on)
+    two = 1 / 2 * 1 / 4 * 3 / 4 + 1 / 2 * 3 / 4 * 1 / 4 + 1 / 2 * 1 / 4 * 1 / 4
+    assert guessing_p_value(chances, 2) == pytest.approx(two + 1 / 32)
+    # equal chances: the binomial tail; 9 or more of 20 at 1/4 is 0.0409 (a binomial table)
+    assert guessing_p_value([0.25] * 20, 9) == pytest.approx(0.0409, abs=5e-5)
+    assert guessing_p_value([0.25] * 20, 21) == 0.0
+    with pytest.raises(ValueError, match="probabilities"):
+        guessing_p_value([1.5], 1)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -12,9 +14,16 @@ from marc_ops.data import load_videor1
 from marc_ops.eval.methods import one_frame_compression
 from marc_ops.model import load_qwen2_5_vl_processor
 from marc_ops.train.config import SFTTrainConfig
-from marc_ops.train.inputs import whole_video_builder
+from marc_ops.train.inputs import (
+    GROUNDED_VIEW,
+    grounded_clip_sample,
+    view_builder,
+    whole_video_builder,
+    whole_video_sample,
+)
 from marc_ops.train.sft import IGNORE_INDEX, UNCOMPRESSED_KEY, SFTCollator, sft_dataset, train_sft
-from marc_ops.video import VideoConfig
+from marc_ops.video import VideoConfig, open_video
+from marc_ops.vmr.retrieval import decode_frames
 
 VIDEO = VideoConfig(max_frames=8)
 
@@ -99,3 +108,47 @@ def test_mixed_budget_warm_up_alternates_compressed_and_uncompressed_batches(
     assert json.loads((final / "config.json").read_text())["marc_compression"]["target_blocks"] == 1
     with pytest.raises(ValueError, match="gradient_checkpointing: false"):
         SFTTrainConfig(mix_uncompressed=True, gradient_checkpointing=True, bf16=False)
+
+
+def test_grounded_clips_add_each_grounded_video_row_once_more_right_after_it(cot_rows: pl.DataFrame) -> None:
+    rows = pl.concat([cot_rows.filter(pl.col("data_type") == t).head(3) for t in ("video", "image")])
+    grounded = rows.filter((pl.col("data_type") == "video") & (pl.col("evidence_spans").list.len() > 0))
+    assert grounded.height >= 1
+    plain, _ = sft_dataset(rows)
+    assert plain["view"] == ["whole"] * rows.height
+    dataset, _ = sft_dataset(rows, grounded_clips=True)
+    assert len(dataset) == rows.height + grounded.height
+    for i, record in enumerate(dataset):
+        if record["view"] == GROUNDED_VIEW:
+            before = dataset[i - 1]
+            assert before["view"] == "whole" and before["problem_id"] == record["problem_id"]
+            assert before["target"] == record["target"] and before["prompt"] == record["prompt"]
+    assert sorted(p for p, v in zip(dataset["problem_id"], dataset["view"], strict=True) if v == GROUNDED_VIEW) == sorted(
+        str(p) for p in grounded["problem_id"]
+    )
+
+
+def test_grounded_clip_is_the_evidence_span_at_one_frame_a_second(cot_rows: pl.DataFrame) -> None:
+    row = cot_rows.filter(
+        (pl.col("data_type") == "video") & (pl.col("evidence_spans").list.len() > 0)
+    ).row(0, named=True)
+    reader = open_video(row["media_path"])
+    first, last = sorted(row["evidence_spans"])[0]
+    # by hand: ceil(seconds) one-second slots over the span, each its centre frame; an odd count is
+    # padded with the last frame (Qwen2.5-VL's 2-frame temporal groups)
+    length = last - first + 1
+    slots = max(1, math.ceil(round(length / reader.fps, 6)))
+    expected = [first + int((i + 0.5) * length / slots) for i in range(slots)]
+    expected += expected[-1:] * (len(expected) % 2)
+    video = VideoConfig(max_frames=64)  # no thinning: the span is a few seconds
+    sample = grounded_clip_sample({**row, "evidence_spans": [[first, last]]}, video)
+    assert sample.is_video and sample.clip_ids.tolist() == [0] * len(expected)
+    assert np.array_equal(sample.frames, decode_frames(open_video(row["media_path"]), np.asarray(expected), video))
+    whole = whole_video_sample(row, video)
+    assert sample.frames.shape[1:] == whole.frames.shape[1:]
+    # the builder dispatches on the row's view
+    build = view_builder(video)
+    assert np.array_equal(build({**row, "view": GROUNDED_VIEW, "evidence_spans": [[first, last]]}).frames, sample.frames)
+    assert np.array_equal(build({**row, "view": "whole"}).frames, whole.frames)
+    with pytest.raises(ValueError, match=str(row["problem_id"])):
+        grounded_clip_sample({**row, "evidence_spans": []}, video)
