@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -302,17 +303,19 @@ def guessing_p_value(chances: Sequence[float], n_right: int) -> float:
     """
     if any(not 0.0 <= c <= 1.0 for c in chances):
         raise ValueError(f"chances must be probabilities in [0, 1], got {[c for c in chances if not 0 <= c <= 1][:3]}")
-    dist = [1.0]  # dist[k] = P(k right among the items so far)
-    for c in chances:
-        dist = [(dist[k] if k < len(dist) else 0.0) * (1 - c) + (dist[k - 1] * c if k else 0.0) for k in range(len(dist) + 1)]
-    return float(min(1.0, sum(dist[max(n_right, 0) :])))
+    dist = np.zeros(len(chances) + 1)  # dist[k] = P(k right among the items so far)
+    dist[0] = 1.0
+    for i, c in enumerate(chances):
+        dist[1 : i + 2] = dist[1 : i + 2] * (1 - c) + dist[: i + 1] * c
+        dist[0] *= 1 - c
+    return float(min(1.0, dist[max(n_right, 0) :].sum()))
 
 
 def reward_by_problem_type(records: pl.DataFrame) -> pl.DataFrame:
     """Per (benchmark, method, problem type): the number of items and their mean reward (percent).
 
     The reward is the task's per-item score (0/1 for multiple choice and numbers, MRA for regression,
-    ROUGE-style overlap for free-form); failed samples count as 0. Returns :data:`BY_TYPE_SCHEMA`.
+    the mean ROUGE-1/2/L F1 for free-form); failed samples count as 0. Returns :data:`BY_TYPE_SCHEMA`.
     """
     reward = pl.when(pl.col("status") == "ok").then(pl.col("reward")).otherwise(0.0)
     return (
@@ -350,14 +353,7 @@ def _checked_summary(summary: pl.DataFrame) -> pl.DataFrame:
 
 
 def _checked_chance(frame: pl.DataFrame | None) -> pl.DataFrame:
-    if frame is None:
-        return pl.DataFrame(schema=CHANCE_SCHEMA)
-    missing = [c for c in CHANCE_SCHEMA if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"multiple_choice lacks column(s) {missing}; build it with multiple_choice_vs_chance()"
-        )
-    return frame.select(list(CHANCE_SCHEMA)).cast(CHANCE_SCHEMA)
+    return _checked_frame(frame, CHANCE_SCHEMA, "multiple_choice", "multiple_choice_vs_chance()")
 
 
 def _method_order(methods: Sequence[str]) -> list[str]:
@@ -590,7 +586,7 @@ def _by_type_blocks(types: pl.DataFrame, methods: list[str]) -> list[_Block]:
     ]
     blocks: list[_Block] = [
         "Mean reward per problem type, % (multiple choice and numbers: right or wrong; regression: MRA; "
-        "free-form: word overlap with the reference; failed samples count 0):",
+        "free-form: mean ROUGE-1/2/L F1 against the reference; failed samples count 0):",
         _Table(("Method", *(f"{k} (n={counts[k]})" for k in kinds)), tuple(rows)),
     ]
     if PRIOR_METHOD in listed:
