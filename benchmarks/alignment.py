@@ -9,6 +9,7 @@ the background colour it names (10 colours: 10 % by guessing) and exact captions
 
     python benchmarks/alignment.py                 # ~4 min on 2 cores
     python benchmarks/alignment.py --steps 300     # another budget
+    python benchmarks/alignment.py --vision-depth 4 --vision-hidden-size 192   # a larger vision tower
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--vision-depth", type=int, default=None, help="vision blocks (profile: model.tiny)")
+    parser.add_argument(
+        "--vision-hidden-size", type=int, default=None, help="vision width; the MLP is twice it (profile: model.tiny)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "alignment.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the tiny model is fastest on one thread
@@ -46,14 +51,25 @@ def main(argv: list[str] | None = None) -> int:
         save_steps=args.steps,
         save_total_limit=1,
     )
+    model = params.model.tiny
+    if args.vision_depth is not None:
+        # the last block keeps full attention, as in the profile's tower
+        model = model.model_copy(
+            update={"vision_depth": args.vision_depth, "vision_fullatt_block_indexes": (args.vision_depth - 1,)}
+        )
+    if args.vision_hidden_size is not None:
+        model = model.model_copy(
+            update={"vision_hidden_size": args.vision_hidden_size, "vision_intermediate_size": 2 * args.vision_hidden_size}
+        )
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
-        check = alignment_check(params.synthetic, params.model.tiny, params.video, config, Path(scratch))
+        check = alignment_check(params.synthetic, model, params.video, config, Path(scratch))
     before, after = check.before, check.after
     report = {
         "command": command_line("alignment.py", argv),
         "machine": machine(load_start),
         "config": config.model_dump(mode="json"),
+        "model": model.model_dump(mode="json"),
         "train_captions": check.train_captions,
         "heldout_captions": int(after["captions"]),
         "random_model": before,
