@@ -33,15 +33,15 @@ from typing import Any
 import numpy as np
 import torch
 from _provenance import command_line, machine
-from datasets import Dataset
 
 from marc_ops.config import load_params
 from marc_ops.data.synthetic.questions import LETTERS
 from marc_ops.data.synthetic.render import add_noise, draw_scene, write_png
 from marc_ops.data.synthetic.scenes import BACKGROUNDS, SHAPE_COLOURS, SHAPE_KINDS, MovingShape, Scene
 from marc_ops.io import write_json
-from marc_ops.model.align import PROMPTS, caption_builder, greedy_texts, shape_colours
+from marc_ops.model.align import PROMPTS, align_on_captions, caption_builder, greedy_texts, shape_colours
 from marc_ops.model.builders import build_tiny_checkpoint
+from marc_ops.rewards.accuracy import extract_answer
 from marc_ops.train.config import AlignConfig, SFTTrainConfig
 from marc_ops.train.dataset import train_and_save
 from marc_ops.train.inputs import prompt_messages
@@ -50,7 +50,6 @@ from marc_ops.train.sft import build_sft_trainer, sft_dataset
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 224, 128
 _STATED = re.compile(r"is (\w+): option")
-_ANSWER = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
 
 
 def one_shape_images(out_dir: Path, n: int, seed: int) -> list[dict[str, Any]]:
@@ -131,15 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         held_out = one_shape_images(work / "held_out", 96, seed=2)
         align = AlignConfig(max_steps=args.align_steps, save_steps=args.align_steps, save_total_limit=1)
         started = time.perf_counter()
-        trainer = build_sft_trainer(
-            align.as_sft(),
-            Dataset.from_list([caption_row(image, i) for i, image in enumerate(captions)]),
+        aligned = align_on_captions(
             work / "base",
+            [caption_row(image, i) for i, image in enumerate(captions)],
             work / "aligned",
-            sample_builder=caption_builder(params.video),
-        )
-        aligned = train_and_save(
-            trainer, work / "aligned", [], label="alignment", fingerprint="option-binding"
+            align,
+            params.video,
         )
         said = greedy_texts(aligned, [caption_row(image, i) for i, image in enumerate(held_out)], params.video)
         report["aligned"] = {
@@ -178,12 +174,12 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows:
                 row["prompt"] = prompt_messages(row)
             texts = greedy_texts(model, rows, params.video, max_new_tokens=96)
-            letters = [(_ANSWER.search(t).group(1) if _ANSWER.search(t) else None) for t in texts]
+            letters = [extract_answer(t) for t in texts]
             stated = [(_STATED.search(t).group(1) if _STATED.search(t) else None) for t in texts]
             report[options] = {
                 "seconds": round(time.perf_counter() - started, 1),
                 "letter_accuracy": float(
-                    np.mean([got == r["solution"][8:-9] for got, r in zip(letters, rows, strict=True)])
+                    np.mean([got == extract_answer(r["solution"]) for got, r in zip(letters, rows, strict=True)])
                 ),
                 "stated_colour_accuracy": float(
                     np.mean([s == r["colour"] for s, r in zip(stated, rows, strict=True)])

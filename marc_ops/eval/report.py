@@ -274,7 +274,7 @@ def multiple_choice_vs_chance(records: pl.DataFrame, rows: Mapping[str, pl.DataF
                 f"{benchmark}/{method}: multiple-choice record(s) {unknown[:5]} have no options in the "
                 "manifest rows given; the records and the rows must come from the same benchmark file"
             )
-        reward = pl.when(pl.col("status") == "ok").then(pl.col("reward")).otherwise(0.0)
+        reward = _scored_reward()
         row = joined.select(
             n_mc=pl.len(),
             mc_accuracy=reward.mean() * 100,
@@ -292,6 +292,11 @@ def multiple_choice_vs_chance(records: pl.DataFrame, rows: Mapping[str, pl.DataF
             }
         )
     return pl.DataFrame(out, schema=CHANCE_SCHEMA)
+
+
+def _scored_reward() -> pl.Expr:
+    """A record's reward, with a failed sample (status other than ``ok``) scored 0."""
+    return pl.when(pl.col("status") == "ok").then(pl.col("reward")).otherwise(0.0)
 
 
 def guessing_p_value(chances: Sequence[float], n_right: int) -> float:
@@ -317,7 +322,7 @@ def reward_by_problem_type(records: pl.DataFrame) -> pl.DataFrame:
     The reward is the task's per-item score (0/1 for multiple choice and numbers, MRA for regression,
     the mean ROUGE-1/2/L F1 for free-form); failed samples count as 0. Returns :data:`BY_TYPE_SCHEMA`.
     """
-    reward = pl.when(pl.col("status") == "ok").then(pl.col("reward")).otherwise(0.0)
+    reward = _scored_reward()
     return (
         records.group_by("benchmark", "method", "problem_type", maintain_order=True)
         .agg(n=pl.len(), mean_reward=reward.mean() * 100)

@@ -186,11 +186,10 @@ def _evaluate(
     paths: ProjectPaths, params: Params, benchmark: str, method: str, *, limit: int | None
 ) -> tuple[RunSummary, Path]:
     """Run ``benchmark`` × ``method`` (resuming its records file) and write its summary JSON."""
-    task = resolve_task(benchmark)
     config = params.eval
-    rows = load_task_rows(task, params.data.evals(paths.project_dir)).rows
     inputs = _run_inputs(paths, params, benchmark, method)
-    spec, checkpoint, selection = inputs.spec, inputs.checkpoint, inputs.selection
+    task, spec, checkpoint, selection = inputs.task, inputs.spec, inputs.checkpoint, inputs.selection
+    rows = load_task_rows(task, params.data.evals(paths.project_dir)).rows
     records_file = records_path(paths.asset("benchmark_scores"), task.name, spec.name)
     _forget_records_of_another_run(records_file, run_context_path(paths, task.name, spec.name), inputs.context)
     adapter = QwenAdapter(

@@ -117,12 +117,25 @@ def align_tiny_model(
 
     Resumes a checkpoint in ``out_dir``; a run with other settings, weights or captions starts over.
     """
+    return align_on_captions(model_path, caption_rows(corpus_dir, video), out_dir, config, video)
+
+
+def align_on_captions(
+    model_path: Path | str,
+    rows: Sequence[Mapping[str, Any]],
+    out_dir: Path | str,
+    config: AlignConfig,
+    video: VideoConfig,
+) -> Path:
+    """Caption-train the model in ``model_path`` on ``rows`` (:func:`caption_rows`' layout: ``prompt``,
+    ``target``, ``media_path``, ``frame_indices``); returns ``out_dir/model``, resuming as
+    :func:`align_tiny_model` does."""
     from datasets import Dataset
 
     from marc_ops.train.dataset import run_fingerprint, train_and_save
     from marc_ops.train.sft import build_sft_trainer
 
-    rows = caption_rows(corpus_dir, video)
+    rows = list(rows)
     sft = config.as_sft()
     trainer = build_sft_trainer(
         sft, Dataset.from_list(rows), model_path, Path(out_dir), sample_builder=caption_builder(video)

@@ -34,6 +34,7 @@ _LAZY = {
     "view_builder": "inputs",
     "grounded_clip_sample": "inputs",
     "GROUNDED_VIEW": "inputs",
+    "is_grounded": "inputs",
     "whole_video_sample": "inputs",
     "TeacherSummary": "teacher",
     "compute_teacher_rewards": "teacher",

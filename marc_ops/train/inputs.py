@@ -35,7 +35,7 @@ from marc_ops.video import (
     probe_video,
     sample_frames,
 )
-from marc_ops.vmr.retrieval import RetrievedClip, decode_frames, plan_frames
+from marc_ops.vmr.retrieval import ClipSpan, decode_frames, plan_frames
 
 # The processor outputs that belong to one visual input, per kind, in the packing Qwen2.5-VL uses
 # (rows of all images, then all videos, each in order of appearance).
@@ -94,6 +94,11 @@ def whole_video_builder(video: VideoConfig = DEFAULT_VIDEO_CONFIG) -> SampleBuil
 GROUNDED_VIEW = "grounded"  # a dataset row's ``view``: its grounded clip instead of the whole video
 
 
+def is_grounded(row: Mapping[str, Any]) -> bool:
+    """Whether a row carries temporal grounding: a video row with at least one ``evidence_spans`` span."""
+    return row["data_type"] == "video" and bool(row.get("evidence_spans"))
+
+
 def grounded_clip_sample(row: Mapping[str, Any], video: VideoConfig = DEFAULT_VIDEO_CONFIG) -> TrainingSample:
     """The frames of a video row's temporal grounding: its ``evidence_spans`` (inclusive source-frame
     spans, as grounded video-QA data annotates them), each span one clip, laid out like a VMR input
@@ -102,14 +107,10 @@ def grounded_clip_sample(row: Mapping[str, Any], video: VideoConfig = DEFAULT_VI
 
     Raises ``ValueError`` naming the row when it is not a video or has no spans.
     """
-    spans = row.get("evidence_spans")
-    if row["data_type"] != "video" or not spans:
+    if not is_grounded(row):
         raise ValueError(f"row {row['problem_id']!r}: a grounded clip needs a video row with evidence_spans")
     reader = open_video(row["media_path"], video.backend)
-    clips = [
-        RetrievedClip(clip_index=i, start_frame=int(first), end_frame=int(last), start_time=0.0, end_time=0.0, score=1.0)
-        for i, (first, last) in enumerate(sorted(spans))
-    ]
+    clips = [ClipSpan(i, int(first), int(last)) for i, (first, last) in enumerate(sorted(row["evidence_spans"]))]
     frame_indices, clip_ids = plan_frames(clips, reader.fps, video, video=str(row["media_path"]))
     return TrainingSample(
         row=row, frames=decode_frames(reader, frame_indices, video), clip_ids=clip_ids, fps=video.fps

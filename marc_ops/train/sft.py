@@ -59,6 +59,7 @@ from marc_ops.train.inputs import (
     SampleBuilder,
     collate_visual,
     encode_prompt,
+    is_grounded,
     mm_token_type_ids,
     prompt_messages,
     sft_target,
@@ -171,7 +172,7 @@ def sft_dataset(
             "view": "whole",
         }
         records.append(record)
-        if grounded_clips and row["data_type"] == "video" and row.get("evidence_spans"):
+        if grounded_clips and is_grounded(row):
             records.append({**record, "view": GROUNDED_VIEW})
     return Dataset.from_list(records), skipped
 
@@ -272,11 +273,7 @@ def sft_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
         outputs={"model": final, "run": out_dir / "run.yaml", "tensorboard": out_dir / "runs"},
         metadata={
             "rows": rows.height,
-            "grounded_clip_rows": (
-                rows.filter((pl.col("data_type") == "video") & (pl.col("evidence_spans").list.len() > 0)).height
-                if config.grounded_clips
-                else 0
-            ),
+            "grounded_clip_rows": sum(map(is_grounded, rows.iter_rows(named=True))) if config.grounded_clips else 0,
             "skipped_samples": len(skipped),
             "global_step": global_step,
             "first_loss": losses[0] if losses else None,

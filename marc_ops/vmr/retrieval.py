@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,6 +23,15 @@ from marc_ops.vmr.embedding import VideoClips, clip_frame_indices
 
 # Qwen2.5-VL's temporal patch: 2 consecutive frames form one temporal group.
 FRAMES_PER_GROUP = 2
+
+
+class ClipSpan(NamedTuple):
+    """A clip's index in its video and its inclusive source-frame span: all :func:`plan_frames` reads
+    (a :class:`RetrievedClip` has them too)."""
+
+    clip_index: int
+    start_frame: int
+    end_frame: int
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,11 @@ def decode_frames(reader: VideoReader, frame_indices: np.ndarray, video_config: 
 
 
 def plan_frames(
-    selected_clips: Sequence[RetrievedClip], source_fps: float, video_config: VideoConfig, *, video: str = "video"
+    selected_clips: Sequence[RetrievedClip | ClipSpan],
+    source_fps: float,
+    video_config: VideoConfig,
+    *,
+    video: str = "video",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frame indices and per-frame clip ids for ``selected_clips`` (steps 1-3 of :func:`assemble_frames`).
 
