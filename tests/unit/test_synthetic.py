@@ -24,7 +24,7 @@ from marc_ops.data.synthetic import (
     generate_corpus,
 )
 from marc_ops.data.synthetic import corpus as corpus_module
-from marc_ops.data.synthetic.questions import LetterBalancer
+from marc_ops.data.synthetic.questions import LetterBalancer, plan_video
 from marc_ops.data.synthetic.scenes import MovingShape, Scene
 
 # Small enough for a second or two, large enough for every category, problem type, cuts and dissolves.
@@ -96,6 +96,7 @@ def test_config_defaults_and_bench_preset() -> None:
     assert (config.width, config.height, config.fps) == (224, 128, 8)
     assert (config.shots_per_video_min, config.shots_per_video_max) == (3, 5)
     assert config.shot_frames_range == (16, 32)
+    assert config.shape_radius == (0.09, 0.15)
     bench = SyntheticConfig.bench(seed=3)
     assert bench.n_train_videos > config.n_train_videos and bench.seed == 3 and bench.width == config.width
 
@@ -109,6 +110,8 @@ def test_config_defaults_and_bench_preset() -> None:
         ({"shot_seconds_min": 0.5, "fps": 8}, "shorter than dissolve_frames"),
         ({"shot_seconds_min": 2.0, "shot_seconds_max": 2.25}, "distinct durations"),
         ({"questions_per_video": 3}, "less than or equal to 2"),
+        ({"shape_radius": (0.3, 0.2)}, "0 < smallest <= largest <= 0.4"),
+        ({"shape_radius": (0.2, 0.5)}, "cannot move inside the frame"),
         ({"n_videos": 3}, "Extra inputs are not permitted"),
     ],
 )
@@ -153,6 +156,21 @@ def test_shapes_bounce_inside_the_frame() -> None:
     for t in np.linspace(-5.0, 20.0, 301):
         x, y = shape.centre(float(t), 128, 64)
         assert 10.0 <= x <= 118.0 and 10.0 <= y <= 54.0
+
+
+@pytest.mark.parametrize("radius", [(0.09, 0.15), (0.2, 0.3)])
+def test_shape_radius_sets_every_shape_size_of_a_video(radius: tuple[float, float]) -> None:
+    config = SyntheticConfig(**{**SMALL, "shape_radius": radius})
+    letters = LetterBalancer()
+    radii = [
+        shape.radius
+        for index in range(6)
+        for scene in plan_video(config, index, np.random.default_rng(index), letters).timeline.scenes
+        for shape in scene.shapes
+    ]
+    low, high = radius[0] * SMALL["height"], radius[1] * SMALL["height"]
+    assert radii and all(low <= r <= high for r in radii)
+    assert max(radii) - min(radii) > 0.5 * (high - low)  # drawn across the range, not pinned to one end
 
 
 def test_letter_balancer_puts_the_answer_at_every_letter_in_turn() -> None:

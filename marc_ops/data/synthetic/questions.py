@@ -320,7 +320,7 @@ def plan_video(
     scenes = [
         Scene(
             background=backgrounds[shot],
-            shapes=place_shapes(rng, specs[shot], config.width, config.height),
+            shapes=place_shapes(rng, specs[shot], config.width, config.height, config.shape_radius),
             text=words[shot] if shows_word[shot] else None,
             text_anchor=(float(rng.uniform()), float(rng.uniform())),
         )
@@ -372,7 +372,7 @@ def plan_image(
     )
     scene = Scene(
         background=background,
-        shapes=place_shapes(rng, specs, config.width, config.height),
+        shapes=place_shapes(rng, specs, config.width, config.height, config.shape_radius),
         text=str(rng.choice(WORDS)) if shows_word else None,
         text_anchor=(float(rng.uniform()), float(rng.uniform())),
     )

@@ -145,21 +145,26 @@ def random_specs(
 
 
 def place_shapes(
-    rng: np.random.Generator, specs: list[ShapeSpec], width: int, height: int
+    rng: np.random.Generator,
+    specs: list[ShapeSpec],
+    width: int,
+    height: int,
+    radius: tuple[float, float] = (0.09, 0.15),
 ) -> tuple[MovingShape, ...]:
-    """Give each (kind, colour) a size, a start inside the frame and a velocity."""
+    """Give each (kind, colour) a size (``radius``: smallest and largest, fractions of ``height``), a start
+    inside the frame and a velocity."""
     shapes = []
     for kind, colour in specs:
-        radius = float(rng.uniform(0.09, 0.15) * height)
+        radius_px = float(rng.uniform(*radius) * height)
         speed = float(rng.uniform(0.12, 0.35) * width)
         angle = float(rng.uniform(0.0, 2.0 * np.pi))
         shapes.append(
             MovingShape(
                 kind=kind,
                 colour=colour,
-                radius=radius,
-                x0=float(rng.uniform(radius, width - radius)),
-                y0=float(rng.uniform(radius, height - radius)),
+                radius=radius_px,
+                x0=float(rng.uniform(radius_px, width - radius_px)),
+                y0=float(rng.uniform(radius_px, height - radius_px)),
                 vx=speed * float(np.cos(angle)),
                 vy=speed * float(np.sin(angle)),
             )
