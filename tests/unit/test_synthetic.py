@@ -110,8 +110,9 @@ def test_config_defaults_and_bench_preset() -> None:
         ({"shot_seconds_min": 0.5, "fps": 8}, "shorter than dissolve_frames"),
         ({"shot_seconds_min": 2.0, "shot_seconds_max": 2.25}, "distinct durations"),
         ({"questions_per_video": 3}, "less than or equal to 2"),
-        ({"shape_radius": (0.3, 0.2)}, "0 < smallest <= largest <= 0.4"),
-        ({"shape_radius": (0.2, 0.5)}, "cannot move inside the frame"),
+        ({"shape_radius": (0.3, 0.2)}, "0 < smallest <= largest: got [0.3, 0.2]"),
+        ({"shape_radius": (0.2, 0.5)}, "(64 px) gives a shape as wide as the 224x128 frame"),
+        ({"shape_radius": (0.2, 0.3), "width": 64, "height": 128}, "lower it below 0.25"),
         ({"n_videos": 3}, "Extra inputs are not permitted"),
     ],
 )

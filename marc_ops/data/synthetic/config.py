@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from marc_ops.data.synthetic.scenes import BACKGROUNDS
+from marc_ops.data.synthetic.scenes import BACKGROUNDS, DEFAULT_SHAPE_RADIUS
 
 # The "bench" preset: ten times the default item counts, same frame geometry and timing.
 _BENCH_SIZES: dict[str, int] = {
@@ -37,7 +37,7 @@ class SyntheticConfig(BaseModel):
     height: int = Field(default=128, ge=64, le=1080, description="frame height in pixels (even)")
     fps: int = Field(default=8, ge=2, le=60, description="frames per second of every video")
     shape_radius: tuple[float, float] = Field(
-        default=(0.09, 0.15),
+        default=DEFAULT_SHAPE_RADIUS,
         description=(
             "(smallest, largest) shape radius as a fraction of the frame height (default: 12-19 px at 224x128, "
             "about one of Qwen2.5-VL's 28-pixel merged patches). Measured (docs/benchmarks.md, 'Shape size'): "
@@ -85,10 +85,16 @@ class SyntheticConfig(BaseModel):
                     f"{name} must be even (yuv420p halves chroma resolution): got {value}, use {value - 1}"
                 )
         low_radius, high_radius = self.shape_radius
-        if not 0 < low_radius <= high_radius <= 0.4:
+        if not 0 < low_radius <= high_radius:
             raise ValueError(
-                f"shape_radius must be two fractions of the frame height with 0 < smallest <= largest <= 0.4 "
-                f"(a larger shape cannot move inside the frame): got {list(self.shape_radius)}"
+                f"shape_radius must be (smallest, largest) fractions of the frame height with 0 < smallest <= "
+                f"largest: got {list(self.shape_radius)}"
+            )
+        if 2 * high_radius * self.height >= min(self.width, self.height):
+            raise ValueError(
+                f"shape_radius largest {high_radius} of the height ({high_radius * self.height:.0f} px) gives a shape "
+                f"as wide as the {self.width}x{self.height} frame: it cannot move inside it; lower it below "
+                f"{min(self.width, self.height) / (2 * self.height):.2f}"
             )
         if self.shots_per_video_min > self.shots_per_video_max:
             raise ValueError(

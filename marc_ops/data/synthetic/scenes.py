@@ -42,6 +42,7 @@ WORDS: tuple[str, ...] = (
     "LAMP", "BOOK", "DOOR", "ROSE", "CAKE", "BELL", "COIN", "DRUM", "FROG", "KITE",
 )  # fmt: skip
 MAX_SHAPES = 4
+DEFAULT_SHAPE_RADIUS = (0.09, 0.15)  # fractions of the frame height (SyntheticConfig.shape_radius)
 _COUNT_WORDS = ("no", "a", "two", "three", "four")
 
 
@@ -149,7 +150,7 @@ def place_shapes(
     specs: list[ShapeSpec],
     width: int,
     height: int,
-    radius: tuple[float, float] = (0.09, 0.15),
+    radius: tuple[float, float] = DEFAULT_SHAPE_RADIUS,
 ) -> tuple[MovingShape, ...]:
     """Give each (kind, colour) a size (``radius``: smallest and largest, fractions of ``height``), a start
     inside the frame and a velocity."""
