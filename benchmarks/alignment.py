@@ -73,12 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         model = model.model_copy(
             update={"vision_hidden_size": args.vision_hidden_size, "vision_intermediate_size": 2 * args.vision_hidden_size}
         )
-    synthetic = params.synthetic
-    if args.train_videos is not None:
-        synthetic = synthetic.model_copy(update={"n_train_videos": args.train_videos})
-    if args.shape_radius is not None:
-        synthetic = synthetic.model_copy(update={"shape_radius": tuple(args.shape_radius)})
-    synthetic = type(synthetic).model_validate(synthetic.model_dump())  # re-checked after the overrides
+    corpus = {"n_train_videos": args.train_videos, "shape_radius": args.shape_radius}
+    synthetic = params.synthetic.model_validate(  # validated with the overrides, not copied past the checks
+        {**params.synthetic.model_dump(), **{k: v for k, v in corpus.items() if v is not None}}
+    )
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         check = alignment_check(synthetic, model, params.video, config, Path(scratch))
