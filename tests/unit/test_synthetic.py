@@ -25,12 +25,12 @@ from marc_ops.data.synthetic import (
 )
 from marc_ops.data.synthetic import corpus as corpus_module
 from marc_ops.data.synthetic.questions import LetterBalancer, plan_video
-from marc_ops.data.synthetic.scenes import MovingShape, Scene
+from marc_ops.data.synthetic.scenes import SCENE_COLOUR_OPTIONS, MovingShape, Scene
 
 # Small enough for a second or two, large enough for every category, problem type, cuts and dissolves.
 SMALL = {
-    "n_train_videos": 6,
-    "n_eval_videos": 3,
+    "n_train_videos": 8,
+    "n_eval_videos": 4,
     "n_train_images": 3,
     "n_eval_images": 3,
     "width": 128,
@@ -106,7 +106,7 @@ def test_config_defaults_and_bench_preset() -> None:
     [
         ({"width": 225}, "width must be even"),
         ({"shots_per_video_min": 5, "shots_per_video_max": 3}, "shots_per_video_min (5) exceeds"),
-        ({"shots_per_video_max": 11}, "own background colour"),
+        ({"shots_per_video_max": 8}, "must be at most 7: every shot of a video gets its own background colour"),
         ({"shot_seconds_min": 0.5, "fps": 8}, "shorter than dissolve_frames"),
         ({"shot_seconds_min": 2.0, "shot_seconds_max": 2.25}, "distinct durations"),
         ({"questions_per_video": 3}, "less than or equal to 2"),
@@ -172,6 +172,26 @@ def test_shape_radius_sets_every_shape_size_of_a_video(radius: tuple[float, floa
     low, high = radius[0] * SMALL["height"], radius[1] * SMALL["height"]
     assert radii and all(low <= r <= high for r in radii)
     assert max(radii) - min(radii) > 0.5 * (high - low)  # drawn across the range, not pinned to one end
+
+
+def test_scene_colour_questions_have_one_fixed_list_and_one_option_on_screen() -> None:
+    """Which of four fixed colours is a scene's background: exactly one shot has one of them, its letter is
+    the answer, the options never change order, and the answer takes A, B, C, D in turn."""
+    config = SyntheticConfig(**SMALL)
+    letters = LetterBalancer()
+    answers = []
+    for index in range(3, 40, len(VIDEO_CATEGORIES)):  # the SynthScenes videos
+        planned = plan_video(config, index, np.random.default_rng(index), letters)
+        assert planned.category == "SynthScenes"
+        backgrounds = [scene.background for scene in planned.timeline.scenes]
+        (question,) = [q for q in planned.questions if q.problem_type == "multiple choice"]
+        assert question.options == ("A. red", "B. yellow", "C. green", "D. blue")
+        on_screen = [shot for shot, colour in enumerate(backgrounds) if colour in SCENE_COLOUR_OPTIONS]
+        assert on_screen == [question.evidence_shot]
+        assert question.answer == "ABCD"[SCENE_COLOUR_OPTIONS.index(backgrounds[question.evidence_shot])]
+        assert len(set(backgrounds)) == len(backgrounds)
+        answers.append(question.answer)
+    assert answers == list("ABCD" * 3)[: len(answers)]
 
 
 def test_letter_balancer_puts_the_answer_at_every_letter_in_turn() -> None:
@@ -358,6 +378,8 @@ def _answer_from_shot(row: dict[str, Any], scene: dict[str, Any], span: list[int
         return scene["description"]
     if "which shape" in problem:
         return options[kinds[0]] if len(set(kinds)) == 1 else None
+    if "background of one of the scenes" in problem:
+        return options.get(scene["background"])
     if "what colour" in problem:
         kind = next(k for k in SHAPE_KINDS if problem.endswith(f"the {k}?"))
         colours = [shape["colour"] for shape in scene["shapes"] if shape["kind"] == kind]
@@ -374,7 +396,9 @@ def test_the_answer_is_right_only_in_the_evidence_shot(corpus: CorpusFiles) -> N
                 continue
             entry = shots[_shots_key(corpus, media_root, row["path"])]
             (evidence,) = row["evidence"]["shots"]
-            assert BACKGROUND.search(row["problem"]).group(1) == entry["scenes"][evidence]["background"]
+            named = BACKGROUND.search(row["problem"])
+            assert (named is None) == (row["data_source"] == "SynthScenes" and row["problem_type"] != "free-form")
+            assert named is None or named.group(1) == entry["scenes"][evidence]["background"]
             for shot, (scene, span) in enumerate(zip(entry["scenes"], entry["spans"], strict=True)):
                 answer = _answer_from_shot(row, scene, span, entry["fps"])
                 assert (answer == _answer(row)) == (shot == evidence), (row["problem_id"], shot, answer)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from marc_ops.data.synthetic.scenes import BACKGROUNDS, DEFAULT_SHAPE_RADIUS
+from marc_ops.data.synthetic.scenes import BACKGROUNDS, DEFAULT_SHAPE_RADIUS, SCENE_COLOUR_OPTIONS
 
 # The "bench" preset: ten times the default item counts, same frame geometry and timing.
 _BENCH_SIZES: dict[str, int] = {
@@ -101,10 +101,12 @@ class SyntheticConfig(BaseModel):
                 f"shots_per_video_min ({self.shots_per_video_min}) exceeds shots_per_video_max "
                 f"({self.shots_per_video_max}); lower the first or raise the second"
             )
-        if self.shots_per_video_max > len(BACKGROUNDS):
+        if self.shots_per_video_max - 1 > len(BACKGROUNDS) - len(SCENE_COLOUR_OPTIONS):
             raise ValueError(
-                f"shots_per_video_max must be at most {len(BACKGROUNDS)}: every shot of a video gets its own "
-                f"background colour and there are {len(BACKGROUNDS)}; got {self.shots_per_video_max}"
+                f"shots_per_video_max must be at most {len(BACKGROUNDS) - len(SCENE_COLOUR_OPTIONS) + 1}: every "
+                f"shot of a video gets its own background colour, and in a SynthScenes video only one shot takes "
+                f"one of the option colours {list(SCENE_COLOUR_OPTIONS)}, so the others share the remaining "
+                f"{len(BACKGROUNDS) - len(SCENE_COLOUR_OPTIONS)}; got {self.shots_per_video_max}"
             )
         if self.questions_per_video > self.shots_per_video_min:
             raise ValueError(

@@ -5,7 +5,7 @@ it, as in Video-R1, whose eval files sit beside their media in ``Evaluation/``):
 
     Video-R1-260k.json          training rows, paths like ./SynthCount/train_00001.mp4
     Video-R1-COT-165k.json      the same rows (all carry `process`)
-    SynthShapes/ SynthCount/ SynthText/ SynthImage/     training media
+    SynthShapes/ SynthCount/ SynthText/ SynthScenes/ SynthImage/     training media
     eval/eval_synthetic.json    held-out rows, paths like ./SynthText/eval_00002.mp4 (relative to eval/)
     eval/SynthShapes/ ...       held-out media
     shots.json                  per video (keys relative to out_dir: ./SynthShapes/..., ./eval/SynthShapes/...):

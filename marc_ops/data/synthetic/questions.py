@@ -9,12 +9,14 @@ Question families by category (two per video category; ``questions_per_video`` r
 - ``SynthShapes``: multiple choice (which shape moves / what colour the <shape> is), free-form (describe).
 - ``SynthCount``: numerical (how many <shape>s), regression (how many seconds the scene lasts).
 - ``SynthText``: OCR (what word is written), multiple choice (which word appears).
+- ``SynthScenes``: multiple choice (which of four fixed colours is a scene's background: exactly one of
+  them is, in the evidence shot), free-form (describe).
 - ``SynthImage`` (single images): multiple choice (which shape), numerical (how many), OCR (what word).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +26,7 @@ from marc_ops.data.synthetic.render import CUT, DISSOLVE, VideoTimeline
 from marc_ops.data.synthetic.scenes import (
     BACKGROUNDS,
     MAX_SHAPES,
+    SCENE_COLOUR_OPTIONS,
     SHAPE_COLOURS,
     SHAPE_KINDS,
     WORDS,
@@ -37,7 +40,7 @@ from marc_ops.data.synthetic.scenes import (
     shape_colours_on,
 )
 
-VIDEO_CATEGORIES: tuple[str, ...] = ("SynthShapes", "SynthCount", "SynthText")
+VIDEO_CATEGORIES: tuple[str, ...] = ("SynthShapes", "SynthCount", "SynthText", "SynthScenes")
 IMAGE_CATEGORY = "SynthImage"
 LETTERS = "ABCDEFGH"
 
@@ -58,13 +61,18 @@ class Question:
 class LetterBalancer:
     """Puts the correct option at A, B, C, ... in turn, per option count, so no letter is favoured."""
 
-    asked: dict[int, int] = field(default_factory=dict)
+    asked: dict[Hashable, int] = field(default_factory=dict)
+
+    def turn(self, key: Hashable, n_options: int) -> int:
+        """The 0-based position of the correct option for the next question counted under ``key``."""
+        position = self.asked.get(key, 0) % n_options
+        self.asked[key] = self.asked.get(key, 0) + 1
+        return position
 
     def options(self, correct: str, distractors: list[str]) -> tuple[tuple[str, ...], str]:
         """(``"A. ..."`` options, correct letter) with ``correct`` at this question's turn."""
         n_options = len(distractors) + 1
-        position = self.asked.get(n_options, 0) % n_options
-        self.asked[n_options] = self.asked.get(n_options, 0) + 1
+        position = self.turn(n_options, n_options)
         choices = [*distractors[:position], correct, *distractors[position:]]
         return tuple(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices)), LETTERS[position]
 
@@ -244,6 +252,19 @@ def _ask_describe(
     )
 
 
+def _ask_scene_colour(
+    timeline: VideoTimeline, shot: int, rule: ShapeRule, rng: np.random.Generator, letters: LetterBalancer
+) -> Question:
+    colour = timeline.scenes[shot].background
+    letter = LETTERS[SCENE_COLOUR_OPTIONS.index(colour)]
+    options = tuple(f"{LETTERS[i]}. {c}" for i, c in enumerate(SCENE_COLOUR_OPTIONS))
+    # The letter right after the colour: the tiny model names the colour it sees, but does not carry it
+    # ten tokens on to a "so the answer is <colour>: option <letter>" (measured, docs/benchmarks.md).
+    reasoning = f"Of {join_phrases(list(SCENE_COLOUR_OPTIONS))}, only {colour} (option {letter}) is the background of a scene."
+    problem = "Which of these colours is the background of one of the scenes in the video?"
+    return Question(problem, "multiple choice", options, letter, reasoning, shot)
+
+
 @dataclass(frozen=True)
 class _Family:
     rule: Callable[[np.random.Generator, str], ShapeRule]
@@ -254,6 +275,7 @@ _KIND, _COLOUR = _Family(_kind_rule, _ask_kind), _Family(_colour_rule, _ask_colo
 _DESCRIBE = _Family(_free_rule, _ask_describe)
 _COUNT, _DURATION = _Family(_count_rule, _ask_count), _Family(_free_rule, _ask_duration)
 _WORD, _WORD_CHOICE = _Family(_free_rule, _ask_word), _Family(_free_rule, _ask_word_choice)
+_SCENE_COLOUR = _Family(_free_rule, _ask_scene_colour)
 
 
 def _families(category: str, index: int, rng: np.random.Generator, questions_per_video: int) -> list[_Family]:
@@ -262,8 +284,10 @@ def _families(category: str, index: int, rng: np.random.Generator, questions_per
         pair = [_KIND if rng.random() < 0.5 else _COLOUR, _DESCRIBE]
     elif category == "SynthCount":
         pair = [_COUNT, _DURATION]
-    else:
+    elif category == "SynthText":
         pair = [_WORD, _WORD_CHOICE]
+    else:
+        pair = [_SCENE_COLOUR, _DESCRIBE]
     if questions_per_video == 2:
         return pair
     return [pair[(index // len(VIDEO_CATEGORIES)) % 2]]
@@ -300,6 +324,10 @@ def plan_video(
 
     families = _families(category, index, rng, config.questions_per_video)
     evidence_shots = [int(s) for s in rng.choice(n_shots, size=len(families), replace=False)]
+    if _SCENE_COLOUR in families:
+        backgrounds = _scene_colour_backgrounds(
+            n_shots, evidence_shots[families.index(_SCENE_COLOUR)], rng, letters
+        )
     rules = {
         shot: family.rule(rng, backgrounds[shot])
         for shot, family in zip(evidence_shots, families, strict=True)
@@ -332,6 +360,17 @@ def plan_video(
         for shot, family in zip(evidence_shots, families, strict=True)
     )
     return PlannedVideo(category, timeline, questions)
+
+
+def _scene_colour_backgrounds(
+    n_shots: int, shot: int, rng: np.random.Generator, letters: LetterBalancer
+) -> list[str]:
+    """Backgrounds for a "which background appears" video: ``shot`` takes the option colour whose letter
+    is next in turn, every other shot a distinct colour that is none of the options."""
+    present = SCENE_COLOUR_OPTIONS[letters.turn("scene colour", len(SCENE_COLOUR_OPTIONS))]
+    others = [b for b in BACKGROUNDS if b not in SCENE_COLOUR_OPTIONS]
+    drawn = [str(b) for b in rng.choice(others, size=n_shots - 1, replace=False)]
+    return [*drawn[:shot], present, *drawn[shot:]]
 
 
 def _distinct_lengths(config: SyntheticConfig, n_shots: int, rng: np.random.Generator) -> list[int]:

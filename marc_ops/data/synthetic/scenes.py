@@ -28,6 +28,11 @@ BACKGROUNDS: dict[str, RGB] = {
     "brown": (116, 74, 38),
     "teal": (32, 148, 148),
 }
+# The options of every "which background appears" question, always in this order: a colour's letter
+# never changes. A 3-layer model that sees the colour picks a drawn option's letter at chance and a fixed
+# list's far above it (benchmarks/option_binding.py), so this family's list is fixed; a video of it has
+# exactly one shot with one of these backgrounds and its other shots take the other six.
+SCENE_COLOUR_OPTIONS: tuple[str, ...] = ("red", "yellow", "green", "blue")
 SHAPE_COLOURS: dict[str, RGB] = {
     "red": (230, 24, 24),
     "green": (24, 206, 40),
