@@ -183,6 +183,8 @@ CHANCE_SCHEMA: dict[str, pl.DataType] = {
     "p_guessing": pl.Float64(),  # P(at least as many right by guessing uniformly), one-sided, exact
 }
 
+CATEGORY_CHANCE_SCHEMA: dict[str, pl.DataType] = {**CHANCE_SCHEMA, "category": pl.String()}
+
 BY_TYPE_SCHEMA: dict[str, pl.DataType] = {
     "benchmark": pl.String(),
     "method": pl.String(),
@@ -214,6 +216,7 @@ def build_report(
     profile: str,
     multiple_choice: pl.DataFrame | None = None,
     by_type: pl.DataFrame | None = None,
+    by_category: pl.DataFrame | None = None,
 ) -> ReportFiles:
     """Render the report of one profile's runs into ``out_dir`` (see the module docstring for the files).
 
@@ -225,12 +228,17 @@ def build_report(
             alone do not hold the number of options.
         by_type: :func:`reward_by_problem_type` output: our own suites (not the paper's tables) show
             each method's mean reward per problem type beside `prior-answer`'s.
+        by_category: :func:`multiple_choice_by_category` output: our own suites show each method's
+            multiple-choice accuracy against chance per category.
     """
     summary = _checked_summary(summary)
     cost = None if efficiency is None else EfficiencyProfile.model_validate(efficiency)
     chance = _checked_chance(multiple_choice)
     types = _checked_frame(by_type, BY_TYPE_SCHEMA, "by_type", "reward_by_problem_type(records)")
-    sections = _sections(summary, cost, chance, types)
+    categories = _checked_frame(
+        by_category, CATEGORY_CHANCE_SCHEMA, "by_category", "multiple_choice_by_category(records, rows)"
+    )
+    sections = _sections(summary, cost, chance, types, categories)
     colours = _colours(
         summary["method"].to_list() + ([] if cost is None else [m.method for m in cost.methods])
     )
@@ -243,7 +251,7 @@ def build_report(
         markdown=_markdown(title, sections),
         html_text=_html(title, sections, pngs),
         pngs=pngs,
-        metrics=_metrics(summary, cost, chance, types),
+        metrics=_metrics(summary, cost, chance, types, categories),
         points=_plot_points(summary),
     )
 
@@ -259,6 +267,17 @@ def multiple_choice_vs_chance(records: pl.DataFrame, rows: Mapping[str, pl.DataF
     Chance is the mean over the items a method answered of ``1 / len(options)``; failed samples
     count as wrong. Returns a frame of :data:`CHANCE_SCHEMA`.
     """
+    return pl.DataFrame(_vs_chance(records, rows, by_category=False), schema=CHANCE_SCHEMA)
+
+
+def multiple_choice_by_category(records: pl.DataFrame, rows: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """:func:`multiple_choice_vs_chance` per (benchmark, method, category): the manifest rows' ``category``
+    (the media folder, e.g. ``SynthScenes``) splits a suite by what its items ask. Returns a frame of
+    :data:`CATEGORY_CHANCE_SCHEMA`."""
+    return pl.DataFrame(_vs_chance(records, rows, by_category=True), schema=CATEGORY_CHANCE_SCHEMA)
+
+
+def _vs_chance(records: pl.DataFrame, rows: Mapping[str, pl.DataFrame], *, by_category: bool) -> list[dict[str, Any]]:
     mc = records.filter(pl.col("problem_type") == "multiple choice")
     out = []
     for (benchmark, method), group in mc.group_by(["benchmark", "method"], maintain_order=True):
@@ -266,32 +285,41 @@ def multiple_choice_vs_chance(records: pl.DataFrame, rows: Mapping[str, pl.DataF
             raise ValueError(
                 f"no manifest rows for benchmark {benchmark!r}; pass rows={{{benchmark!r}: ...}}"
             )
-        n_options = rows[benchmark].select("problem_id", n_options=pl.col("options").list.len())
-        joined = group.join(n_options, on="problem_id", how="left")
+        items = rows[benchmark].select(
+            "problem_id", "category" if by_category else pl.lit(None, pl.String).alias("category"),
+            n_options=pl.col("options").list.len(),
+        )  # fmt: skip
+        joined = group.join(items, on="problem_id", how="left")
         unknown = joined.filter(pl.col("n_options").fill_null(0) == 0)["problem_id"].to_list()
         if unknown:
             raise ValueError(
                 f"{benchmark}/{method}: multiple-choice record(s) {unknown[:5]} have no options in the "
                 "manifest rows given; the records and the rows must come from the same benchmark file"
             )
-        reward = _scored_reward()
-        row = joined.select(
-            n_mc=pl.len(),
-            mc_accuracy=reward.mean() * 100,
-            chance=(1 / pl.col("n_options")).mean() * 100,
-            n_right=(reward >= 0.5).sum(),
-        ).row(0, named=True)
-        n_right = row.pop("n_right")
-        out.append(
-            {
-                "benchmark": benchmark,
-                "method": method,
-                **row,
-                "above_chance": row["mc_accuracy"] - row["chance"],
-                "p_guessing": guessing_p_value((1 / joined["n_options"]).to_list(), n_right),
-            }
-        )
-    return pl.DataFrame(out, schema=CHANCE_SCHEMA)
+        parts = joined.partition_by("category", maintain_order=True, as_dict=True) if by_category else {(None,): joined}
+        for (category,), part in sorted(parts.items(), key=lambda kv: str(kv[0][0])):
+            out.append({"benchmark": benchmark, "method": method, **_against_chance(part)})
+            if by_category:
+                out[-1]["category"] = category
+    return out
+
+
+def _against_chance(items: pl.DataFrame) -> dict[str, Any]:
+    """n, accuracy, chance, margin and the guessing p-value of some multiple-choice records that carry
+    ``n_options``."""
+    reward = _scored_reward()
+    row = items.select(
+        n_mc=pl.len(),
+        mc_accuracy=reward.mean() * 100,
+        chance=(1 / pl.col("n_options")).mean() * 100,
+        n_right=(reward >= 0.5).sum(),
+    ).row(0, named=True)
+    n_right = row.pop("n_right")
+    return {
+        **row,
+        "above_chance": row["mc_accuracy"] - row["chance"],
+        "p_guessing": guessing_p_value((1 / items["n_options"]).to_list(), n_right),
+    }
 
 
 def _scored_reward() -> pl.Expr:
@@ -441,13 +469,17 @@ class _Section:
 
 
 def _sections(
-    summary: pl.DataFrame, cost: EfficiencyProfile | None, chance: pl.DataFrame, types: pl.DataFrame
+    summary: pl.DataFrame,
+    cost: EfficiencyProfile | None,
+    chance: pl.DataFrame,
+    types: pl.DataFrame,
+    categories: pl.DataFrame,
 ) -> list[_Section]:
     methods = _method_order(summary["method"].to_list())
     ran = set(summary["benchmark"].to_list())
     others = [name for name in TASKS if name in ran and name not in PAPER_BENCHMARKS]
     sections = [_overview(summary, methods, others)]
-    sections += [_other_benchmark(summary, name, methods, chance, types) for name in others]
+    sections += [_other_benchmark(summary, name, methods, chance, types, categories) for name in others]
     sections += [_paper_comparison(summary, table, methods) for table in PAPER_LAYOUTS]
     sections.append(_visual_tokens(summary, methods))
     if chance.filter(pl.col("benchmark").is_in(PAPER_BENCHMARKS)).height:
@@ -493,7 +525,12 @@ def _overview(summary: pl.DataFrame, methods: list[str], others: list[str]) -> _
 
 
 def _other_benchmark(
-    summary: pl.DataFrame, name: str, methods: list[str], chance: pl.DataFrame, types: pl.DataFrame
+    summary: pl.DataFrame,
+    name: str,
+    methods: list[str],
+    chance: pl.DataFrame,
+    types: pl.DataFrame,
+    categories: pl.DataFrame,
 ) -> _Section:
     task = TASKS[name]
     rows_by_method = {
@@ -558,6 +595,7 @@ def _other_benchmark(
             "Chance level not shown: it needs each item's options, which the records do not hold "
             "(pass `multiple_choice=multiple_choice_vs_chance(records, rows)`)."
         )
+    blocks += _by_category_blocks(categories.filter(pl.col("benchmark") == name), methods)
     blocks += _by_type_blocks(types.filter(pl.col("benchmark") == name), methods)
     return _Section(f"{task.display_name} suite (ours)", tuple(blocks))
 
@@ -575,6 +613,42 @@ def _confidently_above(mc: Mapping[str, Mapping[str, Any]]) -> str:
         if above
         else "No method is above chance with 95 % confidence."
     )
+
+
+def _by_category_blocks(categories: pl.DataFrame, methods: list[str]) -> list[_Block]:
+    """Multiple-choice accuracy per category and method, with its margin over chance and a star where
+    guessing would do as well less than 5 % of the time."""
+    if not categories.height:
+        return []
+    names = sorted(categories["category"].unique().to_list())
+    cell = {(r["method"], r["category"]): r for r in categories.iter_rows(named=True)}
+    listed = [m for m in methods if any((m, c) in cell for c in names)]
+
+    def text(r: Mapping[str, Any] | None) -> str:
+        if r is None:
+            return MISSING
+        star = "*" if r["p_guessing"] < 0.05 else ""
+        return f"{_num(r['mc_accuracy'])} ({r['above_chance']:+.2f}{star})"
+
+    header = [
+        f"{c} (n={max(r['n_mc'] for (_, k), r in cell.items() if k == c)}, chance "
+        f"{_num(next(r['chance'] for (_, k), r in cell.items() if k == c))})"
+        for c in names
+    ]
+    rows = tuple(_Row((f"`{m}`", *(text(cell.get((m, c))) for c in names))) for m in listed)
+    above = [
+        f"`{m}` on {', '.join(c for c in names if (m, c) in cell and cell[m, c]['p_guessing'] < 0.05)}"
+        for m in listed
+        if any((m, c) in cell and cell[m, c]["p_guessing"] < 0.05 for c in names)
+    ]
+    return [
+        "Multiple-choice accuracy per category, % (in brackets: points above chance; * where guessing gets "
+        "as many right less than 5 % of the time):",
+        _Table(("Method", *header), rows),
+        "Above chance with 95 % confidence: " + "; ".join(above) + "."
+        if above
+        else "No method is above chance with 95 % confidence on any category.",
+    ]
 
 
 def _by_type_blocks(types: pl.DataFrame, methods: list[str]) -> list[_Block]:
@@ -816,7 +890,11 @@ def _failures(summary: pl.DataFrame, methods: list[str]) -> _Section:
 
 
 def _metrics(
-    summary: pl.DataFrame, cost: EfficiencyProfile | None, chance: pl.DataFrame, types: pl.DataFrame
+    summary: pl.DataFrame,
+    cost: EfficiencyProfile | None,
+    chance: pl.DataFrame,
+    types: pl.DataFrame,
+    categories: pl.DataFrame,
 ) -> dict[str, float]:
     """Flat ``<benchmark>/<method>/<figure>`` numbers; absent figures are left out, never filled in."""
     metrics: dict[str, float] = {}
@@ -835,6 +913,10 @@ def _metrics(
                     f"{prefix}/mc_above_chance": r["above_chance"], f"{prefix}/mc_p_guessing": r["p_guessing"]}  # fmt: skip
     for r in types.iter_rows(named=True):
         metrics[f"{r['benchmark']}/{r['method']}/reward_by_type/{r['problem_type']}"] = r["mean_reward"]
+    for r in categories.iter_rows(named=True):
+        prefix = f"{r['benchmark']}/{r['method']}/mc_by_category/{r['category']}"
+        metrics |= {f"{prefix}/mc_accuracy": r["mc_accuracy"], f"{prefix}/mc_above_chance": r["above_chance"],
+                    f"{prefix}/mc_p_guessing": r["p_guessing"]}  # fmt: skip
     if cost is not None:
         for m in cost.methods:
             for field in ("visual_tokens", "peak_memory_gb", "vision_s", "merge_s", "prefill_s", "generate_s",

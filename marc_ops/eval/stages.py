@@ -37,7 +37,12 @@ from marc_ops.data.videor1 import DataFileError
 from marc_ops.eval.methods import MethodSpec, resolve_method
 from marc_ops.eval.prompts import PromptTemplate, prompt_template
 from marc_ops.eval.qwen_adapter import CheckpointNotFoundError, QwenAdapter, resolve_checkpoint
-from marc_ops.eval.report import build_report, multiple_choice_vs_chance, reward_by_problem_type
+from marc_ops.eval.report import (
+    build_report,
+    multiple_choice_by_category,
+    multiple_choice_vs_chance,
+    reward_by_problem_type,
+)
 from marc_ops.eval.runner import RunSummary, prompt_hash, records_path, run_benchmark
 from marc_ops.eval.scoring import prior_answer_records, read_records, read_records_dir, score_table, summarize
 from marc_ops.eval.tasks import TASKS, BenchmarkTask, load_task_rows, resolve_task
@@ -320,6 +325,7 @@ def report_stage(paths: ProjectPaths, params: Params) -> StageResult:
         profile=params.profile,
         multiple_choice=multiple_choice_vs_chance(current, rows),
         by_type=reward_by_problem_type(current),
+        by_category=multiple_choice_by_category(current, rows),
     )
     ran = set(zip(summary["benchmark"].to_list(), summary["method"].to_list(), strict=True))
     missing = [f"{b} × {m}" for b in params.eval.benchmarks for m in params.eval.methods if (b, m) not in ran]

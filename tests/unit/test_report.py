@@ -17,6 +17,7 @@ from marc_ops.eval.report import (
     ReportFiles,
     build_report,
     guessing_p_value,
+    multiple_choice_by_category,
     multiple_choice_vs_chance,
     reward_by_problem_type,
 )
@@ -286,6 +287,51 @@ def test_multiple_choice_vs_chance_from_records_and_rows() -> None:
     assert out["p_guessing"] == pytest.approx(1 - 9 / 32)
     with pytest.raises(ValueError, match="no options"):
         multiple_choice_vs_chance(records, {"synthetic": rows.filter(pl.col("problem_id") != "2")})
+
+
+def test_multiple_choice_by_category_and_its_table(summary: pl.DataFrame, tmp_path: Path) -> None:
+    def record(pid: str, method: str, reward: float) -> dict:
+        return {**dict.fromkeys(RECORD_SCHEMA), "problem_id": pid, "benchmark": "synthetic", "method": method,
+                "problem_type": "multiple choice", "reward": reward, "status": "ok"}  # fmt: skip
+
+    # Scenes: 9 items of 4 options; Shapes: 2 items of 3 options.
+    scenes = [str(i) for i in range(9)]
+    rows = pl.DataFrame(
+        {
+            "problem_id": [*scenes, "s1", "s2"],
+            "category": ["SynthScenes"] * 9 + ["SynthShapes"] * 2,
+            "options": [["A", "B", "C", "D"]] * 9 + [["A", "B", "C"]] * 2,
+        }
+    )
+    records = pl.DataFrame(
+        [record(pid, "marc@0.6", 1.0 if int(pid) < 6 else 0.0) for pid in scenes]
+        + [record("s1", "marc@0.6", 0.0), record("s2", "marc@0.6", 1.0)]
+        + [record(pid, "baseline-64f", 0.0) for pid in scenes],
+        schema=RECORD_SCHEMA,
+    )
+    out = multiple_choice_by_category(records, {"synthetic": rows})
+    by = {(r["method"], r["category"]): r for r in out.iter_rows(named=True)}
+    assert set(by) == {("marc@0.6", "SynthScenes"), ("marc@0.6", "SynthShapes"), ("baseline-64f", "SynthScenes")}
+    scene = by["marc@0.6", "SynthScenes"]
+    assert (scene["n_mc"], scene["mc_accuracy"], scene["chance"]) == (9, pytest.approx(600 / 9), pytest.approx(25.0))
+    assert scene["above_chance"] == pytest.approx(600 / 9 - 25)
+    assert scene["p_guessing"] == pytest.approx(guessing_p_value([0.25] * 9, 6))  # 6 of 9 at 1/4: 0.0100
+    assert scene["p_guessing"] == pytest.approx(0.0100, abs=5e-5)
+    shapes = by["marc@0.6", "SynthShapes"]
+    assert (shapes["n_mc"], shapes["mc_accuracy"], shapes["p_guessing"]) == (2, 50.0, pytest.approx(1 - 4 / 9))
+    files = build_report(summary, None, tmp_path, profile="tiny", by_category=out)
+    md = files.markdown.read_text()
+    section = md[md.index("## Synthetic suite") : md.index("## Table 1")]
+    assert "| Method | SynthScenes (n=9, chance 25.00) | SynthShapes (n=2, chance 33.33) |" in section
+    assert _cells(_table_line(section, "| `marc@0.6` | 66", "## Synthetic")) == [
+        "`marc@0.6`", "66.67 (+41.67*)", "50.00 (+16.67)"
+    ]  # fmt: skip
+    assert _cells(_table_line(section, "| `baseline-64f` | 0", "## Synthetic")) == ["`baseline-64f`", "0.00 (-25.00)", "—"]
+    assert "Above chance with 95 % confidence: `marc@0.6` on SynthScenes." in section
+    metrics = json.loads(files.metrics_json.read_text())
+    assert metrics["synthetic/marc@0.6/mc_by_category/SynthScenes/mc_above_chance"] == pytest.approx(600 / 9 - 25)
+    with pytest.raises(ValueError, match="by_category lacks"):
+        build_report(summary, None, tmp_path / "x", profile="tiny", by_category=out.drop("category"))
 
 
 def test_reward_by_problem_type_and_its_table_against_the_prior(summary: pl.DataFrame, tmp_path: Path) -> None:
