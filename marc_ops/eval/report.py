@@ -277,7 +277,9 @@ def multiple_choice_by_category(records: pl.DataFrame, rows: Mapping[str, pl.Dat
     return pl.DataFrame(_vs_chance(records, rows, by_category=True), schema=CATEGORY_CHANCE_SCHEMA)
 
 
-def _vs_chance(records: pl.DataFrame, rows: Mapping[str, pl.DataFrame], *, by_category: bool) -> list[dict[str, Any]]:
+def _vs_chance(
+    records: pl.DataFrame, rows: Mapping[str, pl.DataFrame], *, by_category: bool
+) -> list[dict[str, Any]]:
     mc = records.filter(pl.col("problem_type") == "multiple choice")
     out = []
     for (benchmark, method), group in mc.group_by(["benchmark", "method"], maintain_order=True):
@@ -285,10 +287,8 @@ def _vs_chance(records: pl.DataFrame, rows: Mapping[str, pl.DataFrame], *, by_ca
             raise ValueError(
                 f"no manifest rows for benchmark {benchmark!r}; pass rows={{{benchmark!r}: ...}}"
             )
-        items = rows[benchmark].select(
-            "problem_id", "category" if by_category else pl.lit(None, pl.String).alias("category"),
-            n_options=pl.col("options").list.len(),
-        )  # fmt: skip
+        keys = ["problem_id", "category"] if by_category else ["problem_id"]
+        items = rows[benchmark].select(*keys, n_options=pl.col("options").list.len())
         joined = group.join(items, on="problem_id", how="left")
         unknown = joined.filter(pl.col("n_options").fill_null(0) == 0)["problem_id"].to_list()
         if unknown:
@@ -296,11 +296,14 @@ def _vs_chance(records: pl.DataFrame, rows: Mapping[str, pl.DataFrame], *, by_ca
                 f"{benchmark}/{method}: multiple-choice record(s) {unknown[:5]} have no options in the "
                 "manifest rows given; the records and the rows must come from the same benchmark file"
             )
-        parts = joined.partition_by("category", maintain_order=True, as_dict=True) if by_category else {(None,): joined}
+        if not by_category:
+            out.append({"benchmark": benchmark, "method": method, **_against_chance(joined)})
+            continue
+        parts = joined.partition_by("category", maintain_order=True, as_dict=True)
         for (category,), part in sorted(parts.items(), key=lambda kv: str(kv[0][0])):
-            out.append({"benchmark": benchmark, "method": method, **_against_chance(part)})
-            if by_category:
-                out[-1]["category"] = category
+            out.append(
+                {"benchmark": benchmark, "method": method, "category": category, **_against_chance(part)}
+            )
     return out
 
 

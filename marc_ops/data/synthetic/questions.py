@@ -260,7 +260,8 @@ def _ask_scene_colour(
     options = tuple(f"{LETTERS[i]}. {c}" for i, c in enumerate(SCENE_COLOUR_OPTIONS))
     # The letter right after the colour: the tiny model names the colour it sees, but does not carry it
     # ten tokens on to a "so the answer is <colour>: option <letter>" (measured, docs/benchmarks.md).
-    reasoning = f"Of {join_phrases(list(SCENE_COLOUR_OPTIONS))}, only {colour} (option {letter}) is the background of a scene."
+    options_text = join_phrases(list(SCENE_COLOUR_OPTIONS))
+    reasoning = f"Of {options_text}, only {colour} (option {letter}) is the background of a scene."
     problem = "Which of these colours is the background of one of the scenes in the video?"
     return Question(problem, "multiple choice", options, letter, reasoning, shot)
 
