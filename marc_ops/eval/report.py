@@ -627,22 +627,22 @@ def _by_category_blocks(categories: pl.DataFrame, methods: list[str]) -> list[_B
     cell = {(r["method"], r["category"]): r for r in categories.iter_rows(named=True)}
     listed = [m for m in methods if any((m, c) in cell for c in names)]
 
-    def text(r: Mapping[str, Any] | None) -> str:
-        if r is None:
-            return MISSING
-        star = "*" if r["p_guessing"] < 0.05 else ""
-        return f"{_num(r['mc_accuracy'])} ({r['above_chance']:+.2f}{star})"
+    confident = {key for key, r in cell.items() if r["p_guessing"] < 0.05}
 
-    header = [
-        f"{c} (n={max(r['n_mc'] for (_, k), r in cell.items() if k == c)}, chance "
-        f"{_num(next(r['chance'] for (_, k), r in cell.items() if k == c))})"
-        for c in names
-    ]
-    rows = tuple(_Row((f"`{m}`", *(text(cell.get((m, c))) for c in names))) for m in listed)
+    def text(key: tuple[str, str]) -> str:
+        if key not in cell:
+            return MISSING
+        r = cell[key]
+        return f"{_num(r['mc_accuracy'])} ({r['above_chance']:+.2f}{'*' if key in confident else ''})"
+
+    first = {c: next(r for (_, k), r in cell.items() if k == c) for c in names}
+    n_items = {c: max(r["n_mc"] for (_, k), r in cell.items() if k == c) for c in names}
+    header = [f"{c} (n={n_items[c]}, chance {_num(first[c]['chance'])})" for c in names]
+    rows = tuple(_Row((f"`{m}`", *(text((m, c)) for c in names))) for m in listed)
     above = [
-        f"`{m}` on {', '.join(c for c in names if (m, c) in cell and cell[m, c]['p_guessing'] < 0.05)}"
+        f"`{m}` on {', '.join(c for c in names if (m, c) in confident)}"
         for m in listed
-        if any((m, c) in cell and cell[m, c]["p_guessing"] < 0.05 for c in names)
+        if any((m, c) in confident for c in names)
     ]
     return [
         "Multiple-choice accuracy per category, % (in brackets: points above chance; * where guessing gets "

@@ -57,6 +57,11 @@ class Question:
     evidence_shot: int | None = None
 
 
+def lettered(choices: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``["red", "blue"]`` → ``("A. red", "B. blue")``: the options as a multiple-choice row lists them."""
+    return tuple(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
+
+
 @dataclass
 class LetterBalancer:
     """Puts the correct option at A, B, C, ... in turn, per option count, so no letter is favoured."""
@@ -73,8 +78,7 @@ class LetterBalancer:
         """(``"A. ..."`` options, correct letter) with ``correct`` at this question's turn."""
         n_options = len(distractors) + 1
         position = self.turn(n_options, n_options)
-        choices = [*distractors[:position], correct, *distractors[position:]]
-        return tuple(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices)), LETTERS[position]
+        return lettered([*distractors[:position], correct, *distractors[position:]]), LETTERS[position]
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,7 @@ def _ask_scene_colour(
 ) -> Question:
     colour = timeline.scenes[shot].background
     letter = LETTERS[SCENE_COLOUR_OPTIONS.index(colour)]
-    options = tuple(f"{LETTERS[i]}. {c}" for i, c in enumerate(SCENE_COLOUR_OPTIONS))
+    options = lettered(SCENE_COLOUR_OPTIONS)
     # The letter right after the colour: the tiny model names the colour it sees, but does not carry it
     # ten tokens on to a "so the answer is <colour>: option <letter>" (measured, docs/benchmarks.md).
     options_text = join_phrases(list(SCENE_COLOUR_OPTIONS))
