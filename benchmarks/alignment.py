@@ -1,9 +1,9 @@
 """Caption pretraining (``model.align``): does the tiny model learn to read the pixels, and at what cost?
 
 Generates the tiny profile's synthetic corpus, builds the tiny Qwen2.5-VL from config, and
-caption-trains it (:func:`marc_ops.model.align.alignment_check`) with the settings given here
+caption-trains it (:func:`marc_ops.train.align.alignment_check`) with the settings given here
 (default: batch 8, 400 steps, lr 2e-3, what ``docs/design.md`` describes). Before and after, the
-model captions every held-out shot and image; :func:`marc_ops.model.align.caption_accuracy` scores
+model captions every held-out shot and image; :func:`marc_ops.train.align.caption_accuracy` scores
 the background colour it names (10 colours: 10 % by guessing) and exact captions. Writes
 ``benchmarks/results/alignment.json`` and prints the Markdown row for ``docs/benchmarks.md``.
 
@@ -25,9 +25,9 @@ import torch
 from _provenance import command_line, machine
 
 from marc_ops.config import load_params
+from marc_ops.config.train import AlignConfig
 from marc_ops.io import write_json
-from marc_ops.model.align import alignment_check
-from marc_ops.train.config import AlignConfig
+from marc_ops.train.align import alignment_check
 
 ROOT = Path(__file__).resolve().parents[1]
 

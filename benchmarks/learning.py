@@ -1,6 +1,6 @@
 """Learning, shown: C-GRPO on the compressed input against SFT alone, on held-out synthetic questions.
 
-Runs :func:`marc_ops.train.learning.run_learning_check` with the tiny profile's model and training
+Runs :func:`marc_ops.eval.learning.run_learning_check` with the tiny profile's model and training
 settings (``configs/tiny.yaml``) on a synthetic corpus generated here, larger than the demo's so the
 held-out comparison has enough items. Writes ``benchmarks/results/learning.json`` (scores, the paired
 difference, the curve, timings), ``docs/img/learning_curve.png`` and prints the Markdown for
@@ -23,8 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from _provenance import command_line, machine
 
+from marc_ops.eval.learning import LearningResult, profile_learning_config, run_learning_check  # noqa: E402
 from marc_ops.io import write_json  # noqa: E402
-from marc_ops.train.learning import LearningResult, profile_learning_config, run_learning_check  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Three times the tiny profile's 40 (what `make demo` affords per τ): the curve is noisy early on.

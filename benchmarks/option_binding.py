@@ -35,14 +35,15 @@ import torch
 from _provenance import command_line, machine
 
 from marc_ops.config import load_params
+from marc_ops.config.synthetic import BACKGROUNDS
+from marc_ops.config.train import AlignConfig, SFTTrainConfig
 from marc_ops.data.synthetic.questions import LETTERS
 from marc_ops.data.synthetic.render import add_noise, draw_scene, write_png
-from marc_ops.data.synthetic.scenes import BACKGROUNDS, SHAPE_COLOURS, SHAPE_KINDS, MovingShape, Scene
+from marc_ops.data.synthetic.scenes import SHAPE_COLOURS, SHAPE_KINDS, MovingShape, Scene
 from marc_ops.io import write_json
-from marc_ops.model.align import PROMPTS, align_on_captions, caption_builder, greedy_texts, shape_colours
 from marc_ops.model.builders import build_tiny_checkpoint
 from marc_ops.rewards.accuracy import extract_answer
-from marc_ops.train.config import AlignConfig, SFTTrainConfig
+from marc_ops.train.align import PROMPTS, align_on_captions, caption_builder, greedy_texts, shape_colours
 from marc_ops.train.dataset import train_and_save
 from marc_ops.train.inputs import prompt_messages
 from marc_ops.train.sft import build_sft_trainer, sft_dataset

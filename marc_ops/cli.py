@@ -9,18 +9,22 @@ import sys
 from pathlib import Path
 
 from marc_ops.config import ProjectPaths, load_params, profile_path
-from marc_ops.stage import stage_registry
+from marc_ops.config.vmr import EmbedderConfig
+from marc_ops.eval.stages import eval_command
+from marc_ops.registry import STAGES
 from marc_ops.tables import markdown_table
+from marc_ops.vmr.embedding import ClipEmbedder
+from marc_ops.vmr.retrieval import plan_frames, retrieve_clips
+from marc_ops.vmr.shots import segment_video
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
     """Run one stage by asset name (this is what each DVC stage calls)."""
-    stages = stage_registry()
-    if args.name not in stages:
-        print(f"unknown stage {args.name!r}; known: {', '.join(stages)}", file=sys.stderr)
+    if args.name not in STAGES:
+        print(f"unknown stage {args.name!r}; known: {', '.join(STAGES)}", file=sys.stderr)
         return 2
     paths = ProjectPaths(args.project_dir, args.params)
-    result = stages[args.name](paths, paths.params(), args.partition)
+    result = STAGES[args.name](paths, paths.params(), args.partition)
     print(f"[{args.name}{'' if args.partition is None else '[' + args.partition + ']'}] done")
     for key, value in result.metadata.items():
         print(f"  {key}: {value}")
@@ -55,7 +59,7 @@ def _cmd_where(args: argparse.Namespace) -> int:
     """Print where each materialized asset's files are."""
     paths = ProjectPaths(args.project_dir, args.params)
     print(f"profile: {paths.params().profile}  (params: {paths.params_file})")
-    for name in stage_registry():
+    for name in STAGES:
         folder = paths.asset(name)
         if name in ("benchmark_scores", "cgrpo_checkpoint") and folder.is_dir():
             parts = sorted(p.name for p in folder.iterdir() if p.is_dir())
@@ -69,10 +73,6 @@ def _cmd_where(args: argparse.Namespace) -> int:
 
 def _cmd_vmr(args: argparse.Namespace) -> int:
     """Segment one video, retrieve the top-k clips for a question, print them with times and scores."""
-    from marc_ops.vmr.embedding import ClipEmbedder, EmbedderConfig
-    from marc_ops.vmr.retrieval import plan_frames, retrieve_clips
-    from marc_ops.vmr.shots import segment_video
-
     paths = ProjectPaths(args.project_dir, args.params)
     params = paths.params()
     record = paths.asset("retriever_checkpoint") / "retriever.json"
@@ -100,8 +100,6 @@ def _cmd_vmr(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate one method on one benchmark (resumable; records under assets/benchmark_scores)."""
-    from marc_ops.eval.stages import eval_command
-
     paths = ProjectPaths(args.project_dir, args.params)
     return eval_command(paths, paths.params(), args.benchmark, args.method, args.limit)
 
@@ -110,7 +108,7 @@ def _cmd_eval_suite(args: argparse.Namespace) -> int:
     """Every method of the profile's eval.methods on one benchmark (the DVC stage per benchmark)."""
     paths = ProjectPaths(args.project_dir, args.params)
     params = paths.params()
-    stage = stage_registry()["benchmark_scores"]
+    stage = STAGES["benchmark_scores"]
     for method in params.eval.methods:
         result = stage(paths, params, f"{args.benchmark}|{method}")
         print(f"[{args.benchmark} | {method}] score {result.metadata.get('score')} "

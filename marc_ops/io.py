@@ -1,4 +1,4 @@
-"""Atomic writes for everything the stages put under ``assets/``.
+"""Files under ``assets/``: atomic writes, JSONL records, and the identity of a weights folder.
 
 A stage writes into a temporary sibling and renames it into place only when it has
 finished, so an interrupted materialization never leaves a half-written artifact that a
@@ -112,3 +112,11 @@ def parse_jsonl(data: bytes, path: Path, error: type[Exception]) -> tuple[list[t
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise error(f"{path}:{line_no}: not a JSON record ({err}); delete the file to rerun") from err
     return values, bool(tail)
+
+
+def weights_stamp(model_path: str | Path) -> str:
+    """A model's identity for caches: its path plus each weights file's size and mtime (a retrained
+    checkpoint at the same path gets a new stamp); a hub id is its own stamp."""
+    path = Path(model_path)
+    weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+    return json.dumps([str(model_path), *[[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in weights]])

@@ -1,6 +1,6 @@
 """Memory-aware temporal compression of video features (paper 3.2.1, SPEC section 5)."""
 
-from marc_ops.compression.config import CompressionConfig
+from marc_ops.compression.config import CompressionConfig, one_frame_compression
 from marc_ops.compression.memory_aware import (
     MergeResult,
     block_similarity,
@@ -9,6 +9,7 @@ from marc_ops.compression.memory_aware import (
 )
 
 __all__ = [
+    "one_frame_compression",
     "CompressionConfig",
     "MergeResult",
     "block_similarity",

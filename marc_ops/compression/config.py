@@ -61,3 +61,8 @@ class CompressionConfig(BaseModel):
                 "use None to derive it from ratio"
             )
         return target_blocks
+
+
+def one_frame_compression() -> CompressionConfig:
+    """64 frames → 32 temporal groups → 1 block (SPEC section 5 defaults for the ``marc`` method)."""
+    return CompressionConfig(enabled=True, ratio=0.5, window=8, target_blocks=1)

@@ -39,7 +39,7 @@ def _corpus_stamp(params: Params) -> str:
     return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
-def videor1_source(paths: ProjectPaths, params: Params) -> StageResult:
+def videor1_source_stage(paths: ProjectPaths, params: Params) -> StageResult:
     """Make the raw Video-R1 files available: generate the synthetic corpus, or check the real root.
 
     For ``source: videor1`` nothing is copied (the data is hundreds of GB); the stage records
@@ -95,7 +95,7 @@ def _require_videor1_root(root: Path, params: Params) -> None:
         raise DataRootMissingError(f"Video-R1 data root {root} lacks {', '.join(missing)}. {hint}")
 
 
-def videor1_manifest(paths: ProjectPaths, params: Params) -> StageResult:
+def videor1_manifest_stage(paths: ProjectPaths, params: Params) -> StageResult:
     """Validate every annotation row; usable rows to ``manifest.parquet``, the rest to ``quarantine.parquet``."""
     root = params.data.root(paths.project_dir)
     source = json.loads((paths.asset("videor1_source") / "source.json").read_text())
@@ -117,7 +117,7 @@ def videor1_manifest(paths: ProjectPaths, params: Params) -> StageResult:
     )
 
 
-def train_subset(paths: ProjectPaths, params: Params) -> StageResult:
+def train_subset_stage(paths: ProjectPaths, params: Params) -> StageResult:
     """The category-stratified training subset (paper: 5K of Video-R1-260K), seeded."""
     manifest = pl.read_parquet(paths.asset("videor1_manifest") / "manifest.parquet")
     subset = stratified_sample(manifest, params.data.train_size, seed=params.data.sample_seed)

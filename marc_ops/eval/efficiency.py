@@ -67,27 +67,22 @@ from transformers import (
 )
 from transformers.initialization import no_init_weights
 
-from marc_ops.config import Params, ProjectPaths
+from marc_ops.config.methods import MethodSpec, resolve_method
+from marc_ops.config.prompts import VIDEO_R1_EVAL, question_text
+from marc_ops.config.synthetic import BACKGROUNDS
 from marc_ops.data.synthetic.render import add_noise, draw_scene
-from marc_ops.data.synthetic.scenes import BACKGROUNDS, Scene, place_shapes, random_specs
-from marc_ops.eval.methods import MethodSpec, resolve_method
-from marc_ops.eval.prompts import VIDEO_R1_EVAL, question_text
+from marc_ops.data.synthetic.scenes import Scene, place_shapes, random_specs
 from marc_ops.eval.report import EfficiencyProfile
-from marc_ops.io import write_json
 from marc_ops.model import (
     TinyQwen2_5_VLConfig,
     apply_compression,
     build_tiny_processor,
     build_tiny_tokenizer,
     compression_of,
-    load_qwen2_5_vl,
-    load_qwen2_5_vl_processor,
     prepare_model_inputs,
 )
-from marc_ops.model.stages import base_model_path
-from marc_ops.stage import StageResult
 from marc_ops.tables import markdown_table
-from marc_ops.video import VideoConfig, probe_video, sample_frame_indices, sample_frames
+from marc_ops.video import sample_frame_indices
 
 logger = logging.getLogger(__name__)
 
@@ -703,72 +698,5 @@ def synthetic_video_frames(
     )
 
 
-# --- the stage ----------------------------------------------------------------------------------------------
 
 
-def efficiency_profile_stage(paths: ProjectPaths, params: Params) -> StageResult:
-    """Profile the methods with the pipeline's base model; write ``assets/efficiency_profile/profile.json``.
-
-    The model is the ``base_model`` asset (tiny profile: the tiny Qwen2.5-VL; paper profile:
-    Qwen2.5-VL-3B on ``params.model.device``), in ``params.model.dtype``. Costs do not depend on
-    the weights. The video is the eval set's longest, sampled at its own frame rate up to 64
-    frames (the synthetic videos last 6-20 s, so 1 fps would give the 64- and the 16-frame rows
-    the same few frames); frames are sized by ``params.video``. Its first question, with the
-    answer-only prompt, is the text.
-    """
-    row, video_path = _longest_eval_video(params.data.evals(paths.project_dir))
-    info = probe_video(video_path)
-    sampling = VideoConfig(**{**params.video.model_dump(), "fps": info.fps, "max_frames": 64})
-    sampled = sample_frames(video_path, sampling)
-    started = time.perf_counter()
-    model_path = base_model_path(paths)
-    model = load_qwen2_5_vl(
-        model_path,
-        dtype=params.model.dtype,
-        device=params.model.device,
-        attn_implementation=params.model.attn_implementation,
-    )
-    processor = load_qwen2_5_vl_processor(model_path)
-    profile = profile_efficiency(
-        model,
-        processor,
-        sampled.frames,
-        methods=DEFAULT_METHODS,
-        device=params.model.device,
-        question=question_text(row["problem"], row["problem_type"], row.get("options")),
-        fps=info.fps,
-        model_name=f"{params.model.source} base model ({model_path})",
-        input_name=f"eval video {row['path']} (problem {row['problem_id']})",
-    )
-    out = paths.asset("efficiency_profile") / "profile.json"
-    write_json(out, profile)
-    table = format_table(profile)
-    return StageResult(
-        outputs={"profile": out},
-        metadata={
-            "device": profile["device"],
-            "model": profile["model"],
-            "methods": len(profile["methods"]),
-            "table": table,
-            "seconds": round(time.perf_counter() - started, 2),
-        },
-        tables={"methods": pl.DataFrame(profile["methods"])},
-    )
-
-
-def _longest_eval_video(eval_dir: Path) -> tuple[dict[str, Any], Path]:
-    """The first row of the eval set's longest video, and the video's path."""
-    files = sorted(eval_dir.glob("eval_*.json"))
-    rows = [
-        (row, (file.parent / row["path"]).resolve())
-        for file in files
-        for row in json.loads(file.read_text())
-        if row["data_type"] == "video"
-    ]
-    if not rows:
-        raise FileNotFoundError(
-            f"no video rows in {eval_dir}/eval_*.json; materialize videor1_source first (the synthetic corpus)"
-        )
-    frames = {path: probe_video(path).num_frames for path in {path for _, path in rows}}
-    longest = max(frames, key=lambda path: (frames[path], str(path)))
-    return next(row for row, path in rows if path == longest), longest

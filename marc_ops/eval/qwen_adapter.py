@@ -1,7 +1,7 @@
 """The real model adapter: Qwen2.5-VL (base, SFT or C-GRPO weights) answering benchmark samples as one method.
 
 :class:`QwenAdapter` is the runner's :class:`~marc_ops.eval.runner.ModelAdapter` for every method of
-:data:`~marc_ops.eval.methods.METHODS`. For each sample it builds the method's visual input, renders
+:data:`~marc_ops.config.methods.METHODS`. For each sample it builds the method's visual input, renders
 the runner's chat messages, and counts the video placeholders the compressed model expects; a batch
 is left-padded and decoded greedily. What the method decides:
 
@@ -31,10 +31,10 @@ import torch
 from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
 from marc_ops.config import ProjectPaths
-from marc_ops.eval.methods import MethodSpec
+from marc_ops.config.methods import MethodSpec
 from marc_ops.eval.runner import EvalInput, GenerationOutput
 from marc_ops.model import compression_of, load_qwen2_5_vl, load_qwen2_5_vl_processor
-from marc_ops.model.stages import FINAL_MODEL_DIR, base_model_path
+from marc_ops.model.generation import greedy_decode
 from marc_ops.train.inputs import (
     EncodedSample,
     SampleBuilder,
@@ -68,12 +68,12 @@ def resolve_checkpoint(paths: ProjectPaths, method: MethodSpec, *, init: Literal
         FileNotFoundError: the weights are not there; the message names the asset to materialize.
     """
     if method.checkpoint == "base" and init == "base":
-        return base_model_path(paths)
+        return paths.base_model()
     if method.checkpoint in ("sft", "base"):
-        path, asset = paths.asset("sft_checkpoint") / FINAL_MODEL_DIR, "sft_checkpoint"
+        path, asset = paths.sft_model(), "sft_checkpoint"
     else:
         tau = method.tau
-        path = paths.asset("cgrpo_checkpoint") / f"tau_{tau:g}" / FINAL_MODEL_DIR
+        path = paths.cgrpo_model(tau)
         asset = f"cgrpo_checkpoint partition {tau:g} (τ must be in train.taus)"
     if not (path / "config.json").is_file():
         raise CheckpointNotFoundError(
@@ -153,7 +153,8 @@ class QwenAdapter:
         model, processor = self.model, self.processor
         started = time.perf_counter()
         encoded = [self._encode(item, model, processor) for item in batch]
-        texts = greedy_decode(encoded, model, processor, max_new_tokens=self.max_new_tokens)
+        batch = model_inputs(encoded, processor, padding_side="left")
+        texts = greedy_decode(batch, model, processor, max_new_tokens=self.max_new_tokens)
         latency = (time.perf_counter() - started) / len(batch)
         return [
             GenerationOutput(
@@ -171,32 +172,6 @@ class QwenAdapter:
 
 
 @torch.inference_mode()
-def greedy_decode(
-    encoded: Sequence[EncodedSample],
-    model: Qwen2_5_VLForConditionalGeneration,
-    processor: Qwen2_5_VLProcessor,
-    *,
-    max_new_tokens: int,
-) -> list[str]:
-    """Left-pad the batch, decode greedily, return only the new text of each sample."""
-    batch = model_inputs(encoded, processor, padding_side="left")
-    inputs = {key: value.to(model.device) for key, value in batch.items()}
-    generated = model.generate(
-        **inputs,
-        do_sample=False,
-        temperature=None,
-        top_p=None,
-        top_k=None,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=processor.tokenizer.pad_token_id,
-        # A placeholder in the answer would announce visual input that does not exist (the batch's
-        # features are all spent on the prompt), and no real answer contains one.
-        suppress_tokens=[processor.image_token_id, processor.video_token_id],
-    )
-    new_tokens = generated[:, inputs["input_ids"].shape[1] :]
-    return processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-
-
 def _sample_builder(
     method: MethodSpec, video: VideoConfig, selection_path: Path | None, split: str | None
 ) -> SampleBuilder:

@@ -40,9 +40,10 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from marc_ops.eval.methods import METHODS, resolve_method
+from marc_ops.config.methods import METHODS, resolve_method
+from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS, resolve_task
+from marc_ops.eval.paper import PAPER_ROWS, PAPER_VISUAL_TOKENS
 from marc_ops.eval.scoring import PRIOR_METHOD, SUMMARY_SCHEMA, paper_table, score_table
-from marc_ops.eval.tasks import PAPER_BENCHMARKS, PAPER_ROWS, TASKS, resolve_task
 from marc_ops.io import atomic_file, write_json
 from marc_ops.tables import markdown_table
 
@@ -737,7 +738,7 @@ def _visual_tokens(summary: pl.DataFrame, methods: list[str]) -> _Section:
         for r in ours.iter_rows(named=True)
     ]
     for setting, label in (("64f", "64 frames"), ("16f", "16 frames"), ("1f", "1 frame")):
-        values = [TASKS[n].paper_visual_tokens[setting] for n in PAPER_BENCHMARKS]
+        values = [PAPER_VISUAL_TOKENS[setting][n] for n in PAPER_BENCHMARKS]
         rows.append(
             _Row(
                 (f"{label} (paper)", *(_num(v) for v in values), _num(sum(values) / len(values))), paper=True
@@ -1074,10 +1075,10 @@ def _paper_points(panel: str) -> list[tuple[float, float, str, Any, bool]]:
     out = []
     for key, setting in PAPER_FIG4_POINTS.items():
         if panel == "mean":
-            tokens = [TASKS[n].paper_visual_tokens[setting] for n in PAPER_BENCHMARKS]
+            tokens = [PAPER_VISUAL_TOKENS[setting][n] for n in PAPER_BENCHMARKS]
             x, y = sum(tokens) / len(tokens), paper[key]["Mean"]
         else:
-            x, y = TASKS[panel].paper_visual_tokens[setting], paper[key][TASKS[panel].display_name]
+            x, y = PAPER_VISUAL_TOKENS[setting][panel], paper[key][TASKS[panel].display_name]
         out.append((x, y, f"{labels[key]} {setting} (paper)", "0.45", True))
     return out
 

@@ -27,10 +27,11 @@ from typing import Any, Protocol
 import polars as pl
 from tqdm import tqdm
 
-from marc_ops.eval.methods import MethodSpec
-from marc_ops.eval.prompts import VIDEO_R1_EVAL, MediaSpec, PromptTemplate, build_messages, build_prompt
+from marc_ops.config.methods import MethodSpec
+from marc_ops.config.prompts import VIDEO_R1_EVAL, PromptTemplate, build_prompt
+from marc_ops.config.tasks import BenchmarkTask
+from marc_ops.data.messages import MediaSpec, build_messages
 from marc_ops.eval.scoring import parse_records, records_frame
-from marc_ops.eval.tasks import BenchmarkTask
 from marc_ops.io import append_jsonl, atomic_file
 from marc_ops.video import DEFAULT_VIDEO_CONFIG, ImageLoadError, MediaError, VideoConfig, VideoDecodeError
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import polars as pl
 
-from marc_ops.eval.tasks import PAPER_BENCHMARKS, PAPER_ROWS, TASKS, resolve_task
+from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS, resolve_task
+from marc_ops.eval.paper import PAPER_ROWS
 from marc_ops.io import parse_jsonl
 from marc_ops.rewards.accuracy import extract_answer
 
@@ -149,7 +150,7 @@ def paper_table(*, table: str | None = None) -> pl.DataFrame:
     rows = [row for row in PAPER_ROWS if table is None or row.table == table]
     long = pl.DataFrame(
         [
-            {"method": row.key, "benchmark": name, "score": TASKS[name].paper_scores[row.key]}
+            {"method": row.key, "benchmark": name, "score": row.scores[name]}
             for row in rows
             for name in PAPER_BENCHMARKS
         ],

@@ -1,4 +1,5 @@
-"""The evaluation stages: ``benchmark_scores`` (one benchmark × method) → ``report``; and ``marc eval``.
+"""The evaluation stages: ``benchmark_scores`` (one benchmark × method) → ``report``, ``efficiency_profile``;
+and ``marc eval``.
 
 ``benchmark_scores_stage(paths, params, benchmark=..., method=...)`` answers the benchmark's rows
 with the method's checkpoint through :class:`~marc_ops.eval.qwen_adapter.QwenAdapter`, appending
@@ -12,12 +13,15 @@ selection, decoding and frame sampling). When any of it changed (a retrained che
 regenerated corpus) the old records are dropped and every sample runs again; an unchanged prompt
 must not carry over another model's answer.
 
+``efficiency_profile_stage(paths, params)`` measures what each method costs on the base model
+(:mod:`marc_ops.eval.efficiency`).
+
 ``report_stage(paths, params)`` reads every records file, keeps the records that match the current
 benchmark files and prompt (a record of a changed row or prompt would score a question nobody asks
 any more) and whose run context is the current one, and renders the report
 (``marc_ops.eval.report.build_report``) into ``assets/report``.
 
-:class:`~marc_ops.eval.config.EvalConfig` is the profile's ``eval`` section.
+:class:`~marc_ops.config.eval.EvalConfig` is the profile's ``eval`` section.
 """
 
 from __future__ import annotations
@@ -32,10 +36,14 @@ from typing import Any
 import polars as pl
 
 from marc_ops.config import Params, ProjectPaths
+from marc_ops.config.methods import MethodSpec, resolve_method
+from marc_ops.config.prompts import PromptTemplate, prompt_template, question_text
+from marc_ops.config.tasks import TASKS, BenchmarkTask, resolve_task
+from marc_ops.config.video import VideoConfig
 from marc_ops.data import load_videor1
+from marc_ops.data.benchmarks import load_task_rows
 from marc_ops.data.videor1 import DataFileError
-from marc_ops.eval.methods import MethodSpec, resolve_method
-from marc_ops.eval.prompts import PromptTemplate, prompt_template
+from marc_ops.eval.efficiency import DEFAULT_METHODS, format_table, profile_efficiency
 from marc_ops.eval.qwen_adapter import CheckpointNotFoundError, QwenAdapter, resolve_checkpoint
 from marc_ops.eval.report import (
     build_report,
@@ -45,10 +53,11 @@ from marc_ops.eval.report import (
 )
 from marc_ops.eval.runner import RunSummary, prompt_hash, records_path, run_benchmark
 from marc_ops.eval.scoring import prior_answer_records, read_records, read_records_dir, score_table, summarize
-from marc_ops.eval.tasks import TASKS, BenchmarkTask, load_task_rows, resolve_task
-from marc_ops.io import write_json
+from marc_ops.io import weights_stamp, write_json
+from marc_ops.model import load_qwen2_5_vl, load_qwen2_5_vl_processor
 from marc_ops.stage import StageResult
 from marc_ops.tables import markdown_table
+from marc_ops.video import probe_video, sample_frames
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +138,6 @@ def evaluation_context(
 ) -> dict[str, Any]:
     """Everything besides the prompt that decides a sample's answer (:func:`weights_stamp` of the
     checkpoint, the benchmark file, the VMR selection when the method uses it, decoding and sampling)."""
-    from marc_ops.train.dataset import weights_stamp
-
     return {
         "checkpoint": weights_stamp(checkpoint),
         "benchmark_file": _file_stamp(benchmark_file),
@@ -392,3 +399,71 @@ def _current_records(
         ).iter_rows()
     ]
     return records.filter(pl.Series(keep, dtype=pl.Boolean))
+
+
+def efficiency_profile_stage(paths: ProjectPaths, params: Params) -> StageResult:
+    """Profile the methods with the pipeline's base model; write ``assets/efficiency_profile/profile.json``.
+
+    The model is the ``base_model`` asset (tiny profile: the tiny Qwen2.5-VL; paper profile:
+    Qwen2.5-VL-3B on ``params.model.device``), in ``params.model.dtype``. Costs do not depend on
+    the weights. The video is the eval set's longest, sampled at its own frame rate up to 64
+    frames (the synthetic videos last 6-20 s, so 1 fps would give the 64- and the 16-frame rows
+    the same few frames); frames are sized by ``params.video``. Its first question, with the
+    answer-only prompt, is the text.
+    """
+    row, video_path = _longest_eval_video(params.data.evals(paths.project_dir))
+    info = probe_video(video_path)
+    sampling = VideoConfig(**{**params.video.model_dump(), "fps": info.fps, "max_frames": 64})
+    sampled = sample_frames(video_path, sampling)
+    started = time.perf_counter()
+    model_path = paths.base_model()
+    model = load_qwen2_5_vl(
+        model_path,
+        dtype=params.model.dtype,
+        device=params.model.device,
+        attn_implementation=params.model.attn_implementation,
+    )
+    processor = load_qwen2_5_vl_processor(model_path)
+    profile = profile_efficiency(
+        model,
+        processor,
+        sampled.frames,
+        methods=DEFAULT_METHODS,
+        device=params.model.device,
+        question=question_text(row["problem"], row["problem_type"], row.get("options")),
+        fps=info.fps,
+        model_name=f"{params.model.source} base model ({model_path})",
+        input_name=f"eval video {row['path']} (problem {row['problem_id']})",
+    )
+    out = paths.asset("efficiency_profile") / "profile.json"
+    write_json(out, profile)
+    table = format_table(profile)
+    return StageResult(
+        outputs={"profile": out},
+        metadata={
+            "device": profile["device"],
+            "model": profile["model"],
+            "methods": len(profile["methods"]),
+            "table": table,
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+        tables={"methods": pl.DataFrame(profile["methods"])},
+    )
+
+
+def _longest_eval_video(eval_dir: Path) -> tuple[dict[str, Any], Path]:
+    """The first row of the eval set's longest video, and the video's path."""
+    files = sorted(eval_dir.glob("eval_*.json"))
+    rows = [
+        (row, (file.parent / row["path"]).resolve())
+        for file in files
+        for row in json.loads(file.read_text())
+        if row["data_type"] == "video"
+    ]
+    if not rows:
+        raise FileNotFoundError(
+            f"no video rows in {eval_dir}/eval_*.json; materialize videor1_source first (the synthetic corpus)"
+        )
+    frames = {path: probe_video(path).num_frames for path in {path for _, path in rows}}
+    longest = max(frames, key=lambda path: (frames[path], str(path)))
+    return next(row for row, path in rows if path == longest), longest

@@ -37,9 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import Qwen2_5_VLForConditionalGeneration
 from trl import GRPOTrainer
 
-from marc_ops.config import Params, ProjectPaths
+from marc_ops.config.train import CGRPOTrainConfig
 from marc_ops.model import (
     apply_compression,
     compression_of,
@@ -60,16 +58,12 @@ from marc_ops.model import (
     load_qwen2_5_vl,
     load_qwen2_5_vl_processor,
 )
-from marc_ops.model.stages import initial_policy_path
 from marc_ops.rewards import accuracy_reward, format_reward, make_cgrpo_reward
-from marc_ops.stage import StageResult
-from marc_ops.train.config import CGRPOTrainConfig
 from marc_ops.train.dataset import (
     CheckpointWeightsMixin,
     SkippedSample,
     run_fingerprint,
     train_and_save,
-    training_log,
     usable_rows,
 )
 from marc_ops.train.inputs import (
@@ -82,11 +76,10 @@ from marc_ops.train.inputs import (
     vmr_builder,
     whole_video_builder,
 )
-from marc_ops.train.teacher import TABLE_FILE, read_a_full
+from marc_ops.train.teacher import read_a_full
 from marc_ops.video import MediaError, VideoConfig
 
 logger = logging.getLogger(__name__)
-
 
 
 class CGRPOTrainer(CheckpointWeightsMixin, GRPOTrainer):
@@ -342,42 +335,6 @@ def run_cgrpo(run: CGRPORun) -> Path:
         sample_builder=(
             vmr_builder(run.vmr_selection, run.video) if run.vmr_selection else whole_video_builder(run.video)
         ),
-    )
-
-
-def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> StageResult:
-    """The ``cgrpo_checkpoint`` asset, one partition per tau: train (or resume) and record the run."""
-    if tau not in params.train.taus:
-        raise ValueError(f"tau {tau} is not one of the profile's train.taus {list(params.train.taus)}; add it there")
-    started = time.perf_counter()
-    out_dir = paths.asset("cgrpo_checkpoint") / f"tau_{tau:g}"
-    run = CGRPORun(
-        model_path=str(initial_policy_path(paths, params)),
-        train_rows=paths.asset("train_subset") / "train_subset.parquet",
-        teacher_rewards=paths.asset("teacher_rewards") / TABLE_FILE,
-        output_dir=out_dir,
-        video=params.video,
-        vmr_selection=paths.asset("vmr_selection") / "selection.parquet",
-        cgrpo=params.train.cgrpo_for(tau),
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # The same run under accelerate: accelerate launch ... -m marc_ops.train.cgrpo --config <this file>
-    (out_dir / "run.yaml").write_text(yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
-    final = run_cgrpo(run)
-    global_step, steps = training_log(out_dir, "reward")
-    skipped = json.loads((out_dir / "skipped_samples.json").read_text())
-    return StageResult(
-        outputs={"model": final, "run": out_dir / "run.yaml", "tensorboard": out_dir / "runs"},
-        metadata={
-            "tau": tau,
-            "global_step": global_step,
-            "skipped_samples": len(skipped),
-            "seconds": round(time.perf_counter() - started, 2),
-        },
-        tables={
-            "steps": steps,
-            "skipped": pl.DataFrame(skipped, schema={"problem_id": pl.String, "reason": pl.String}),
-        },
     )
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import polars as pl
 from transformers.trainer_utils import get_last_checkpoint
 
-from marc_ops.io import write_json
-from marc_ops.model.stages import FINAL_MODEL_DIR
+from marc_ops.config import FINAL_MODEL_DIR
+from marc_ops.io import weights_stamp, write_json
 from marc_ops.train.inputs import check_media
 from marc_ops.video import MediaError
 
@@ -82,14 +82,6 @@ def write_skipped(out_dir: Path, skipped: list[SkippedSample]) -> Path:
     path = Path(out_dir) / SKIPPED_FILE
     write_json(path, [asdict(s) for s in skipped])
     return path
-
-
-def weights_stamp(model_path: str | Path) -> str:
-    """A model's identity for caches: its path plus each weights file's size and mtime (a retrained
-    checkpoint at the same path gets a new stamp); a hub id is its own stamp."""
-    path = Path(model_path)
-    weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
-    return json.dumps([str(model_path), *[[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in weights]])
 
 
 # How long a run goes and how often it saves or logs: extending a run resumes it, not restarts it.

@@ -25,7 +25,7 @@ import torch
 from transformers import Qwen2_5_VLProcessor
 
 from marc_ops.compression import CompressionConfig
-from marc_ops.eval.prompts import build_prompt
+from marc_ops.config.prompts import build_prompt
 from marc_ops.model import prepare_model_inputs
 from marc_ops.video import (
     DEFAULT_VIDEO_CONFIG,

@@ -17,9 +17,7 @@ Run it under accelerate (paper: ZeRO-2)::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,9 +31,7 @@ from transformers import Qwen2_5_VLProcessor
 from trl import SFTTrainer
 
 from marc_ops.compression import CompressionConfig
-from marc_ops.config import Params, ProjectPaths
-from marc_ops.data import load_videor1, stratified_sample
-from marc_ops.io import write_parquet
+from marc_ops.config.train import SFTTrainConfig
 from marc_ops.model import (
     apply_compression,
     compression_of,
@@ -43,15 +39,11 @@ from marc_ops.model import (
     load_qwen2_5_vl,
     load_qwen2_5_vl_processor,
 )
-from marc_ops.model.stages import base_model_path
-from marc_ops.stage import StageResult
-from marc_ops.train.config import SFTTrainConfig
 from marc_ops.train.dataset import (
     CheckpointWeightsMixin,
     SkippedSample,
     run_fingerprint,
     train_and_save,
-    training_log,
     usable_rows,
 )
 from marc_ops.train.inputs import (
@@ -244,43 +236,6 @@ def run_sft(run: SFTRun) -> Path:
         run.model_path,
         run.output_dir,
         sample_builder=view_builder(run.video),
-    )
-
-
-def sft_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
-    """The ``sft_checkpoint`` asset: a stratified sample of the CoT file, then SFT (or its resumption)."""
-    started = time.perf_counter()
-    config = params.train.sft
-    root = params.data.root(paths.project_dir)
-    manifest = load_videor1(root / params.data.cot_file, root, check_media=params.data.check_media).rows
-    rows = stratified_sample(manifest, min(config.train_size, manifest.height), seed=config.sample_seed)
-    out_dir = paths.asset("sft_checkpoint")
-    write_parquet(out_dir / "sft_rows.parquet", rows)
-    run = SFTRun(
-        model_path=str(base_model_path(paths)),
-        cot_rows=out_dir / "sft_rows.parquet",
-        output_dir=out_dir,
-        video=params.video,
-        sft=config,
-    )
-    # The same run under accelerate: accelerate launch ... -m marc_ops.train.sft --config <this file>
-    (out_dir / "run.yaml").write_text(yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
-    final = run_sft(run)
-    global_step, steps = training_log(out_dir, "loss")
-    losses = steps["loss"].to_list() if steps.height else []
-    skipped = json.loads((out_dir / "skipped_samples.json").read_text())
-    return StageResult(
-        outputs={"model": final, "run": out_dir / "run.yaml", "tensorboard": out_dir / "runs"},
-        metadata={
-            "rows": rows.height,
-            "grounded_clip_rows": sum(map(is_grounded, rows.iter_rows(named=True))) if config.grounded_clips else 0,
-            "skipped_samples": len(skipped),
-            "global_step": global_step,
-            "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None,
-            "seconds": round(time.perf_counter() - started, 2),
-        },
-        tables={"steps": steps},
     )
 
 

@@ -32,15 +32,12 @@ from tqdm import tqdm
 from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
 from marc_ops.compression import CompressionConfig
-from marc_ops.config import Params, ProjectPaths
-from marc_ops.io import append_jsonl, atomic_file, parse_jsonl, write_parquet
+from marc_ops.config.train import TeacherConfig
+from marc_ops.io import append_jsonl, atomic_file, parse_jsonl, weights_stamp, write_parquet
 from marc_ops.model import compression_of, load_qwen2_5_vl, load_qwen2_5_vl_processor
-from marc_ops.model.stages import initial_policy_path
 from marc_ops.rewards import score_answer
-from marc_ops.stage import StageResult
-from marc_ops.train.config import TeacherConfig
-from marc_ops.train.dataset import as_rows, weights_stamp
-from marc_ops.train.inputs import SampleBuilder, encode_prompt, model_inputs, vmr_builder, whole_video_builder
+from marc_ops.train.dataset import as_rows
+from marc_ops.train.inputs import SampleBuilder, encode_prompt, model_inputs, whole_video_builder
 from marc_ops.video import MediaError
 
 logger = logging.getLogger(__name__)
@@ -246,35 +243,3 @@ def _open_records(path: Path, settings: str) -> dict[str, dict[str, Any]]:
     return records
 
 
-def teacher_rewards_stage(paths: ProjectPaths, params: Params) -> StageResult:
-    """The ``teacher_rewards`` asset: a_full for every video sample of ``train_subset``."""
-    rows = pl.read_parquet(paths.asset("train_subset") / "train_subset.parquet")
-    summary = compute_teacher_rewards(
-        rows,
-        initial_policy_path(paths, params),
-        params.train.teacher,
-        paths.asset("teacher_rewards"),
-        dtype=params.model.dtype,
-        device=params.model.device,
-        # The 64-frame teacher sees the uncompressed VMR input (SPEC 7).
-        sample_builder=vmr_builder(paths.asset("vmr_selection") / "selection.parquet", params.video),
-    )
-    table = pl.read_parquet(summary.table_path)
-    return StageResult(
-        outputs={"records": summary.records_path, "table": summary.table_path},
-        metadata={
-            "video_samples": summary.n_video_samples,
-            "generated_now": summary.n_generated,
-            "resumed": summary.n_resumed,
-            "failed": summary.n_failed,
-            "mean_a_full": summary.mean_a_full,
-            "seconds": round(summary.seconds, 2),
-        },
-        tables={
-            "a_full_histogram": table.filter(pl.col("status") == "ok")
-            .group_by(pl.col("a_full").round(2))
-            .len("samples")
-            .sort("a_full"),
-            "failed": table.filter(pl.col("status") == "failed").select("problem_id", "reason"),
-        },
-    )

@@ -1,6 +1,6 @@
 """Video and image input: decoding (decord, PyAV fallback), frame sampling and Qwen2.5-VL resizing."""
 
-from marc_ops.video.config import DEFAULT_VIDEO_CONFIG, VideoConfig
+from marc_ops.config.video import DEFAULT_VIDEO_CONFIG, VideoConfig
 from marc_ops.video.decode import VideoInfo, iter_frames, open_video, probe_video
 from marc_ops.video.errors import ImageLoadError, MediaError, VideoDecodeError
 from marc_ops.video.image import load_image

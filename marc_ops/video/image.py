@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from marc_ops.video.config import DEFAULT_VIDEO_CONFIG, VideoConfig
+from marc_ops.config.video import DEFAULT_VIDEO_CONFIG, VideoConfig
 from marc_ops.video.errors import ImageLoadError
 from marc_ops.video.resize import resize_frames, smart_resize
 

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Qwen2.5-VL: 14-px patches merged 2x2, so every side must be a multiple of 28.
-PATCH_FACTOR = 28
+from marc_ops.config.video import PATCH_FACTOR
+
 # Qwen2.5-VL refuses images more elongated than this.
 MAX_ASPECT_RATIO = 200
 

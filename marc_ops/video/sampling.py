@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from marc_ops.video.config import DEFAULT_VIDEO_CONFIG, VideoConfig
+from marc_ops.config.video import DEFAULT_VIDEO_CONFIG, VideoConfig
 from marc_ops.video.decode import open_video
 from marc_ops.video.resize import resize_frames, smart_resize
 

@@ -34,40 +34,13 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub import constants as hf_constants
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
 
+from marc_ops.config.vmr import EmbedderConfig
 from marc_ops.video import open_video
 
 # The file names of open_clip's folder format (`local-dir:` and Hugging Face snapshots).
 CHECKPOINT_CONFIG = "open_clip_config.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-
-
-class EmbedderConfig(BaseModel):
-    """Which open_clip model embeds clips and questions, and how.
-
-    Attributes:
-        model_name: an open_clip architecture (``open_clip.list_models()``, e.g. "ViT-B-32"), or
-            the name recorded in a local checkpoint folder (the embedded default's "marc-tiny-clip").
-        pretrained: a hub tag of that architecture (e.g. "laion2b_s34b_b79k": the weights must be in
-            the Hugging Face cache), a local weights file for a built-in architecture, or a local
-            checkpoint folder holding ``open_clip_config.json`` and its weights.
-        frame_fps: frames per second of video averaged into a clip's embedding (SPEC 4.2: 1).
-        batch_size: frames or texts per forward pass; results do not depend on it.
-        device: torch device ("cpu", "cuda", "cuda:1", ...).
-        num_threads: torch intra-op CPU threads while embedding (restored afterwards); None keeps
-            torch's setting (all cores). A tiny model runs fastest on 1: its ops are too small to
-            split, and on a busy 2-core machine two threads embedded 40x slower than one.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model_name: str = Field(min_length=1)
-    pretrained: str = Field(min_length=1)
-    frame_fps: float = Field(default=1.0, gt=0)
-    batch_size: int = Field(default=64, ge=1)
-    device: str = "cpu"
-    num_threads: int | None = Field(default=None, ge=1)
 
 
 class ClipWeightsNotFoundError(FileNotFoundError):

@@ -30,32 +30,15 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 from lancedb.index import BTree, IvfPq
-from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from marc_ops.config.vmr import ClipIndexConfig
 from marc_ops.video import VideoDecodeError
 from marc_ops.vmr.embedding import VideoClips
 
 logger = logging.getLogger(__name__)
 
 KEY_COLUMNS = ["video_id", "clip_index"]
-
-
-class ClipIndexConfig(BaseModel):
-    """How the clip index is written and when it builds its indexes.
-
-    Attributes:
-        vector_index_min_rows: build the IVF-PQ vector index (and the ``video_id`` BTREE) once the
-            table holds at least this many rows; below it a flat scan is faster than the index pays
-            back and PQ has too few rows to train on.
-        commit_every: videos embedded per commit in :func:`fill_index`: larger batches make fewer,
-            larger data files; smaller ones lose less work to a kill.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    vector_index_min_rows: int = Field(default=10_000, ge=256)
-    commit_every: int = Field(default=16, ge=1)
 
 
 def table_name(model_id: str) -> str:

@@ -33,10 +33,10 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from marc_ops.config.vmr import RetrieverTrainingConfig
 from marc_ops.data.synthetic import CorpusFiles
 from marc_ops.io import atomic_dir, write_json
 from marc_ops.video import open_video
@@ -52,65 +52,6 @@ from marc_ops.vmr.retrieval import retrieve_clips
 
 WEIGHTS_FILE = "open_clip_model.safetensors"
 TRAINING_FILE = "training.json"
-
-
-class RetrieverTrainingConfig(BaseModel):
-    """The tiny retriever's architecture, its training data and its optimisation.
-
-    Architecture (open_clip CLIP): a ViT of ``vision_layers`` blocks of width ``vision_width``
-    over ``image_size``² frames cut into ``patch_size``² patches, a causal text transformer of
-    ``text_layers`` blocks of width ``text_width`` over ``context_length`` tokens of open_clip's
-    own BPE vocabulary, both projected to ``embed_dim``. Frames are squashed to a square (not
-    centre-cropped), so nothing at the edge of a wide frame is lost.
-
-    Data: each training shot contributes its frames at ``frames_per_second`` (centred slots, as
-    the embedder samples). Optimisation: ``steps`` AdamW steps of ``batch_size`` (text, frame)
-    pairs, learning rate warmed up linearly over the first ``warmup_steps`` then cosine-decayed,
-    on ``num_threads`` torch threads (restored afterwards).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model_name: str = Field(default="marc-tiny-clip", min_length=1, description="recorded in the checkpoint")
-    seed: int = Field(default=0, ge=0, description="seeds the initialisation, batch order and frame draws")
-    embed_dim: int = Field(default=64, ge=8)
-    image_size: int = Field(default=64, ge=16)
-    patch_size: int = Field(default=16, ge=2)
-    vision_width: int = Field(default=128, ge=16)
-    vision_layers: int = Field(default=2, ge=1)
-    text_width: int = Field(default=64, ge=16)
-    text_layers: int = Field(default=2, ge=1)
-    head_width: int = Field(default=32, ge=8, description="width of one attention head (vision and text)")
-    context_length: int = Field(
-        default=32, ge=8, description="text tokens; longer texts are cut (the corpus's longest query: 28)"
-    )
-    frames_per_second: float = Field(default=2.0, gt=0, description="training frames per second of each shot")
-    train_on_questions: bool = Field(default=True, description="add question ↔ evidence-shot pairs")
-    steps: int = Field(default=250, ge=0, description="optimiser steps; 0 saves the untrained initialisation")
-    batch_size: int = Field(default=64, ge=2)
-    learning_rate: float = Field(default=2e-3, gt=0)
-    weight_decay: float = Field(default=0.05, ge=0)
-    warmup_steps: int = Field(default=20, ge=0)
-    num_threads: int = Field(
-        default=1,
-        ge=1,
-        description="torch intra-op threads while training; the tiny model's ops are too small to split "
-        "(on a busy 2-core machine one thread ran a step 4x faster than two), and a fixed count keeps "
-        "the weights identical across machines",
-    )
-
-    @model_validator(mode="after")
-    def _check_shapes(self) -> RetrieverTrainingConfig:
-        if self.image_size % self.patch_size:
-            raise ValueError(
-                f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})"
-            )
-        for name in ("vision_width", "text_width"):
-            if getattr(self, name) % self.head_width:
-                raise ValueError(
-                    f"{name} ({getattr(self, name)}) must be a multiple of head_width ({self.head_width})"
-                )
-        return self
 
 
 def tiny_model_config(config: RetrieverTrainingConfig) -> dict[str, Any]:

@@ -31,8 +31,8 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
+from marc_ops.config.vmr import DEFAULT_SHOT_CONFIG, ShotConfig
 from marc_ops.video import VideoDecodeError, iter_frames, probe_video
 
 # The network's geometry, fixed by its weights (not knobs).
@@ -40,36 +40,6 @@ FRAME_SIZE = (48, 27)  # (width, height) of the frames TransNetV2 reads
 WINDOW = 100  # frames per forward pass
 CONTEXT = 25  # frames of context on each side of a window's scored middle
 STEP = WINDOW - 2 * CONTEXT  # 50: frames scored per window, and the stride between windows
-
-
-class ShotConfig(BaseModel):
-    """How `segment_video` runs TransNetV2 and turns its scores into shots.
-
-    Attributes:
-        threshold: a frame whose single-frame-head probability exceeds this is a boundary frame
-            (TransNetV2's default 0.5).
-        precision: "float32" runs the network as shipped; "bfloat16" under bfloat16 autocast
-            (convolutions and matmuls in bfloat16, scores within a few hundredths); "auto" picks
-            bfloat16 where the device computes it natively (a GPU that supports it, a CPU with
-            AVX512-BF16 or AMX), else float32. On a CPU without those, bfloat16 is slower.
-        batch_windows: 100-frame windows stacked into one forward pass. On the CPU one is
-            fastest (larger batches fall out of cache); on a GPU more help. Results agree up
-            to float rounding.
-        decode_chunk: frames decoded (at 48x27) per chunk before they enter the window buffer.
-            Results do not depend on it.
-        device: torch device the network runs on ("cpu", "cuda", "cuda:1", ...).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"
-    batch_windows: int = Field(default=1, ge=1)
-    decode_chunk: int = Field(default=500, ge=1)
-    device: str = "cpu"
-
-
-DEFAULT_SHOT_CONFIG = ShotConfig()
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def _segment_one(video_id: str, media_path: str, cached: Path, config: ShotConfi
     write_json(cached, record)
 
 
-def shot_segments(paths: ProjectPaths, params: Params) -> StageResult:
+def shot_segments_stage(paths: ProjectPaths, params: Params) -> StageResult:
     """TransNetV2 shots of every video: spans, start/end times and boundary scores.
 
     Videos fan out over ``vmr.shot_workers`` processes. Each finished video is written to
@@ -192,7 +192,7 @@ def shot_segments(paths: ProjectPaths, params: Params) -> StageResult:
 # retriever_checkpoint
 
 
-def retriever_checkpoint(paths: ProjectPaths, params: Params) -> StageResult:
+def retriever_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
     """The clip/question embedder: trained on the corpus (tiny profile) or checked in the HF cache (paper).
 
     Writes ``retriever.json`` (the resolved embedder config and its ``model_id``) that
@@ -239,7 +239,7 @@ def _open_index(paths: ProjectPaths, params: Params, embedder: ClipEmbedder) -> 
 # clip_embeddings
 
 
-def clip_embeddings(paths: ProjectPaths, params: Params) -> StageResult:
+def clip_embeddings_stage(paths: ProjectPaths, params: Params) -> StageResult:
     """Embed every clip (shot) of every segmented video into the LanceDB table of the embedding model.
 
     Written in place (not through a temporary copy): each video lands in one commit, so a killed
@@ -316,7 +316,7 @@ SELECTION_SCHEMA = {
 }
 
 
-def vmr_selection(paths: ProjectPaths, params: Params) -> StageResult:
+def vmr_selection_stage(paths: ProjectPaths, params: Params) -> StageResult:
     """Per sample: the top-k clips for its question (within its own video), in temporal order, and the
     exact frames to feed (1 fps, at most ``video.max_frames``, each tagged with its clip id).
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from marc_ops.stage import StageResult, stage_registry
+from marc_ops.registry import STAGES
+from marc_ops.stage import StageResult
 from marc_ops.tables import markdown_table
 from pipelines.defs.resources import MarcResource
 
@@ -38,5 +39,5 @@ def materialize_stage(name: str, context: dg.AssetExecutionContext, marc: MarcRe
     context.log.info(f"stage {name}: profile {params.profile}, project {paths.project_dir}")
     # A multi-partition key renders as "synthetic|marc@0.6", what the stage registry parses.
     partition = str(context.partition_key) if context.has_partition_key else None
-    result = stage_registry()[name](paths, params, partition)
+    result = STAGES[name](paths, params, partition)
     return dg.MaterializeResult(metadata={"profile": dg.MetadataValue.text(params.profile), **to_metadata(result)})

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from marc_ops.config import ProjectPaths
-from marc_ops.data.stages import DataRootMissingError, videor1_source
+from marc_ops.data.stages import DataRootMissingError, videor1_source_stage
 from pipelines.defs.assets import data as data_assets
 from pipelines.defs.resources import MarcResource
 
@@ -79,11 +79,11 @@ def test_paper_profile_without_data_root_names_the_missing_path(tmp_path: Path, 
     (tmp_path / "params.yaml").write_text((REPO_ROOT / "configs/paper.yaml").read_text())
     paths = ProjectPaths(tmp_path)
     with pytest.raises(DataRootMissingError, match="Video-R1-260k.json") as info:
-        videor1_source(paths, paths.params())
+        videor1_source_stage(paths, paths.params())
     assert str(missing) in str(info.value)
     missing.mkdir()
     with pytest.raises(DataRootMissingError, match=f"{missing} lacks Video-R1-260k.json"):
-        videor1_source(paths, paths.params())
+        videor1_source_stage(paths, paths.params())
 
 
 def _env(project: Path) -> dict[str, str]:

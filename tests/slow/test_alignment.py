@@ -14,8 +14,8 @@ import torch
 from tests_support import REPO_ROOT
 
 from marc_ops.config import load_params
-from marc_ops.model.align import alignment_check
-from marc_ops.train.config import AlignConfig
+from marc_ops.config.train import AlignConfig
+from marc_ops.train.align import alignment_check
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tests_support import REPO_ROOT
 
-from marc_ops.train.learning import profile_learning_config, run_learning_check
+from marc_ops.eval.learning import profile_learning_config, run_learning_check
 
 CGRPO_STEPS = 120  # as benchmarks/learning.py
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from marc_ops.config.train import TeacherConfig
 from marc_ops.data import load_videor1
 from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
 from marc_ops.model import build_tiny_checkpoint
-from marc_ops.train.config import TeacherConfig
 from marc_ops.train.teacher import compute_teacher_rewards
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -7,12 +7,17 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 from tests_support import small_tiny_params, write_params
 
 from marc_ops.config import ConfigError, ProjectPaths, load_params
+from marc_ops.config.train import AlignConfig
+from marc_ops.data.stages import videor1_source_stage
 from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
-from marc_ops.model.align import PROMPTS, caption_builder, caption_rows, shape_colours
+from marc_ops.train.align import PROMPTS, align_tiny_model, caption_builder, caption_rows, shape_colours
+from marc_ops.train.stages import base_model_stage
 from marc_ops.video import VideoConfig
 
 VIDEO = VideoConfig(max_pixels=100352, min_pixels=3136)
@@ -117,12 +122,6 @@ def test_interrupted_training_resumes_the_checkpoint_weights(
     """Two steps straight, or one step, stop, and resume to two: the same weights. transformers' own
     resume loads none of a Qwen2.5-VL checkpoint's tensors (CheckpointWeightsMixin); a finished run is
     not trained further when materialized again."""
-    import torch
-    from safetensors.torch import load_file
-
-    from marc_ops.model.align import align_tiny_model
-    from marc_ops.train.config import AlignConfig
-
     config = AlignConfig(max_steps=2, per_device_train_batch_size=2, save_steps=1, save_total_limit=None)
     straight = align_tiny_model(tiny_model, corpus, tmp_path / "straight", config, VIDEO)
     first = align_tiny_model(
@@ -142,23 +141,20 @@ def test_interrupted_training_resumes_the_checkpoint_weights(
 
 
 def test_base_model_stage_aligns_then_resumes(small_project: Path, one_thread):
-    from marc_ops.data.stages import videor1_source
-    from marc_ops.model.stages import base_model, base_model_path
-
     params = yaml.safe_load((small_project / "params.yaml").read_text())
     params["model"]["align"] = {"max_steps": 2, "per_device_train_batch_size": 2, "save_steps": 1}
     write_params(small_project, params)
     paths = ProjectPaths(small_project)
-    videor1_source(paths, paths.params())
-    first = base_model(paths, paths.params())
-    assert base_model_path(paths) == small_project / "assets/base_model/aligned/model"
-    assert (base_model_path(paths) / "config.json").is_file()
+    videor1_source_stage(paths, paths.params())
+    first = base_model_stage(paths, paths.params())
+    assert paths.base_model() == small_project / "assets/base_model/aligned/model"
+    assert (paths.base_model() / "config.json").is_file()
     assert first.metadata["align_steps"] == 2
     assert 0.0 <= first.metadata["heldout_background_accuracy"] <= 1.0
     assert 0.0 <= first.metadata["heldout_shape_colour_accuracy"] <= 1.0
     assert first.metadata["heldout_captions"] > 0
     assert first.tables["align_steps"].height == 2
-    again = base_model(paths, paths.params())  # finished at step 2: nothing more is trained
+    again = base_model_stage(paths, paths.params())  # finished at step 2: nothing more is trained
     assert again.metadata["built_now"] is False and again.metadata["align_steps"] == 2
 
 

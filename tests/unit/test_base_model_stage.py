@@ -7,19 +7,19 @@ import yaml
 
 from marc_ops.config import ProjectPaths
 from marc_ops.model import ModelNotAvailableError, load_qwen2_5_vl, load_qwen2_5_vl_processor
-from marc_ops.model.stages import base_model, base_model_path
+from marc_ops.train.stages import base_model_stage
 
 
 def test_tiny_base_model_builds_once_and_loads(small_project: Path):
     paths = ProjectPaths(small_project)
-    first = base_model(paths, paths.params())
+    first = base_model_stage(paths, paths.params())
     assert first.metadata["built_now"] is True
-    location = base_model_path(paths)
+    location = paths.base_model()
     assert location == small_project / "assets/base_model/checkpoint"
     model = load_qwen2_5_vl(location)
     processor = load_qwen2_5_vl_processor(location)
     assert model.config.text_config.vocab_size == len(processor.tokenizer)
-    again = base_model(paths, paths.params())
+    again = base_model_stage(paths, paths.params())
     assert again.metadata["built_now"] is False
 
 
@@ -32,4 +32,4 @@ def test_pretrained_model_missing_offline_names_it(small_project: Path, monkeypa
     params_file.write_text(yaml.safe_dump(raw))
     paths = ProjectPaths(small_project)
     with pytest.raises(ModelNotAvailableError, match="Qwen/Qwen2.5-VL-3B-Instruct"):
-        base_model(paths, paths.params())
+        base_model_stage(paths, paths.params())

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from marc_ops.stage import stage_registry
+from marc_ops.registry import STAGES
 from pipelines.definitions import defs
 
 
@@ -13,7 +13,7 @@ def test_definitions_load_and_validate():
 def test_every_stage_is_an_asset_and_every_asset_a_stage():
     graph = defs.resolve_asset_graph()
     names = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert names == set(stage_registry())
+    assert names == set(STAGES)
 
 
 def test_data_lineage():

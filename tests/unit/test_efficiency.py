@@ -12,18 +12,18 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 
 from marc_ops.compression import CompressionConfig
 from marc_ops.config import ProjectPaths
-from marc_ops.data.stages import videor1_source
+from marc_ops.data.stages import videor1_source_stage
 from marc_ops.eval.efficiency import (
     DEFAULT_METHODS,
     build_qwen2_5_vl_3b_processor,
     build_qwen2_5_vl_3b_random,
-    efficiency_profile_stage,
     format_table,
     profile_efficiency,
     qwen_vocabulary_tokenizer,
     synthetic_video_frames,
 )
 from marc_ops.eval.report import EfficiencyProfile
+from marc_ops.eval.stages import efficiency_profile_stage
 from marc_ops.io import write_json
 from marc_ops.model import (
     apply_compression,
@@ -275,7 +275,7 @@ def test_efficiency_profile_stage_writes_the_profile(small_project: Path, tiny_d
     params["synthetic"].update(n_train_videos=1, n_eval_videos=1, n_train_images=0, n_eval_images=0)
     params_file.write_text(yaml.safe_dump(params))
     paths = ProjectPaths(small_project)
-    videor1_source(paths, paths.params())
+    videor1_source_stage(paths, paths.params())
     write_json(paths.asset("base_model") / "model.json", {"source": "tiny", "model_id": "", "path": str(tiny_dir)})
     result = efficiency_profile_stage(paths, paths.params())
     out = small_project / "assets/efficiency_profile/profile.json"

@@ -8,11 +8,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from marc_ops.config import ProjectPaths
+from marc_ops.config import FINAL_MODEL_DIR, ProjectPaths
+from marc_ops.config.methods import resolve_method
+from marc_ops.config.tasks import resolve_task
+from marc_ops.data import load_task_rows
 from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
-from marc_ops.eval import EvalInput, load_task_rows, prepare_input, resolve_method, resolve_task
+from marc_ops.eval import EvalInput, prepare_input
 from marc_ops.eval.qwen_adapter import (
-    FINAL_MODEL_DIR,
     CheckpointNotFoundError,
     QwenAdapter,
     SelectionNotFoundError,

@@ -12,17 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from marc_ops.eval import (
+from marc_ops.config.prompts import (
     MARC_PAPER,
     PROMPT_TEMPLATES,
     VIDEO_R1_EVAL,
-    MediaSpec,
     PromptTemplate,
-    build_messages,
     build_prompt,
     prompt_template,
     question_text,
 )
+from marc_ops.data import MediaSpec, build_messages
 from marc_ops.video import VideoConfig
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"

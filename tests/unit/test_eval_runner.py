@@ -10,18 +10,16 @@ import polars as pl
 import pytest
 
 from marc_ops.compression import CompressionConfig
+from marc_ops.config.methods import METHODS, MethodSpec, resolve_method
+from marc_ops.config.prompts import MARC_PAPER
+from marc_ops.config.tasks import resolve_task
+from marc_ops.data import load_task_rows
 from marc_ops.eval import (
-    MARC_PAPER,
-    METHODS,
     EvalInput,
     GenerationOutput,
-    MethodSpec,
     RecordsFileError,
-    load_task_rows,
     read_records,
     records_path,
-    resolve_method,
-    resolve_task,
     run_benchmark,
 )
 from marc_ops.video import VideoDecodeError

@@ -8,19 +8,19 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS, resolve_task
+from marc_ops.data import BenchmarkFileNotFoundError, load_task_rows
 from marc_ops.eval import (
-    PAPER_BENCHMARKS,
     PAPER_ROWS,
     RECORD_SCHEMA,
-    TASKS,
-    BenchmarkFileNotFoundError,
-    load_task_rows,
+    paper_scores,
     paper_table,
+    paper_visual_tokens,
     read_records_dir,
-    resolve_task,
     score_table,
     summarize,
 )
+from marc_ops.eval.scoring import PRIOR_METHOD, prior_answer_records
 
 
 def _row(pid: str, problem_type: str, answer: str) -> dict:
@@ -201,7 +201,7 @@ def test_paper_table_transcribes_the_paper() -> None:
 
 def test_paper_visual_tokens_average_to_table_4() -> None:
     for frames, mean in (("64f", 2589.93), ("16f", 858.53), ("1f", 122.69)):
-        values = [TASKS[name].paper_visual_tokens[frames] for name in PAPER_BENCHMARKS]
+        values = [paper_visual_tokens(name)[frames] for name in PAPER_BENCHMARKS]
         assert sum(values) / 6 == pytest.approx(mean, abs=0.01)
 
 
@@ -214,7 +214,7 @@ def test_registry_names_the_video_r1_eval_files() -> None:
         assert task.name == name and task.file_name == f"eval_{name}.json"
     assert resolve_task("vsibench").mra_problem_types == ("regression", "numerical")
     assert all(not TASKS[n].mra_problem_types for n in PAPER_BENCHMARKS if n != "vsibench")
-    assert TASKS["synthetic"].paper_scores == {}
+    assert paper_scores("synthetic") == {}
 
 
 def test_unknown_benchmark_lists_the_known_ones() -> None:
@@ -245,7 +245,6 @@ def test_rows_load_in_file_order_with_media_resolved_against_the_eval_dir(tmp_pa
 
 
 def test_prior_answer_records_answer_each_type_with_its_most_common_training_answer() -> None:
-    from marc_ops.eval.scoring import PRIOR_METHOD, prior_answer_records
 
     train = pl.DataFrame(
         {

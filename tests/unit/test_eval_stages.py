@@ -14,9 +14,9 @@ import yaml
 from pydantic import ValidationError
 
 from marc_ops.config import Params, ProjectPaths
+from marc_ops.config.eval import EvalConfig
 from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
 from marc_ops.eval import read_records, records_path
-from marc_ops.eval.config import EvalConfig
 from marc_ops.eval.stages import (
     benchmark_scores_stage,
     eval_command,

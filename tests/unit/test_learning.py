@@ -6,7 +6,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from marc_ops.train.learning import STUDENT_CGRPO, STUDENT_SFT, TEACHER, paired_bootstrap, summarize_learning
+from marc_ops.eval.learning import (
+    STUDENT_CGRPO,
+    STUDENT_SFT,
+    TEACHER,
+    paired_bootstrap,
+    split_by_media,
+    summarize_learning,
+)
 
 
 def test_paired_bootstrap_mean_and_interval() -> None:
@@ -57,7 +64,6 @@ def test_summary_scores_eta_and_paired_difference() -> None:
 
 
 def test_split_by_media_keeps_a_videos_questions_together() -> None:
-    from marc_ops.train.learning import split_by_media
 
     rows = pl.DataFrame({"media_path": ["/v/b.mp4", "/v/a.mp4", "/v/b.mp4", "/v/c.mp4", "/i/d.png"]})
     first, second = split_by_media(rows)

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from marc_ops.eval import RECORD_SCHEMA, SUMMARY_SCHEMA, TASKS
+from marc_ops.config.tasks import TASKS
+from marc_ops.eval import RECORD_SCHEMA, SUMMARY_SCHEMA
 from marc_ops.eval.report import (
     CHANCE_SCHEMA,
     EfficiencyProfile,

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from marc_ops.config.synthetic import SCENE_COLOUR_OPTIONS
 from marc_ops.data.synthetic import (
     IMAGE_CATEGORY,
     SHAPE_KINDS,
@@ -25,7 +26,7 @@ from marc_ops.data.synthetic import (
 )
 from marc_ops.data.synthetic import corpus as corpus_module
 from marc_ops.data.synthetic.questions import LetterBalancer, plan_video
-from marc_ops.data.synthetic.scenes import SCENE_COLOUR_OPTIONS, MovingShape, Scene
+from marc_ops.data.synthetic.scenes import MovingShape, Scene
 
 # Small enough for a second or two, large enough for every category, problem type, cuts and dissolves.
 SMALL = {

@@ -13,11 +13,11 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from marc_ops.compression import merged_block_count
+from marc_ops.config.train import CGRPOTrainConfig
 from marc_ops.data import load_videor1
 from marc_ops.model import load_qwen2_5_vl, load_qwen2_5_vl_processor
 from marc_ops.rewards import completion_text, make_cgrpo_reward
 from marc_ops.train.cgrpo import CGRPOTrainer, cgrpo_dataset, train_cgrpo
-from marc_ops.train.config import CGRPOTrainConfig
 from marc_ops.train.inputs import whole_video_builder
 from marc_ops.video import VideoConfig
 

@@ -10,8 +10,8 @@ import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from pydantic import ValidationError
 
-from marc_ops.eval.methods import one_frame_compression
-from marc_ops.train.config import (
+from marc_ops.compression import one_frame_compression
+from marc_ops.config.train import (
     CGRPOTrainConfig,
     SFTTrainConfig,
     TeacherConfig,

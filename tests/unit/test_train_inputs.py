@@ -10,9 +10,8 @@ import polars as pl
 import pytest
 import torch
 
-from marc_ops.compression import CompressionConfig
+from marc_ops.compression import CompressionConfig, one_frame_compression
 from marc_ops.data import load_videor1
-from marc_ops.eval.methods import one_frame_compression
 from marc_ops.model import load_qwen2_5_vl_processor
 from marc_ops.rewards import format_score
 from marc_ops.train.dataset import usable_rows, write_skipped

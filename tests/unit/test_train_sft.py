@@ -10,10 +10,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from marc_ops.compression import one_frame_compression
+from marc_ops.config.train import SFTTrainConfig
 from marc_ops.data import load_videor1
-from marc_ops.eval.methods import one_frame_compression
 from marc_ops.model import load_qwen2_5_vl_processor
-from marc_ops.train.config import SFTTrainConfig
 from marc_ops.train.inputs import (
     GROUNDED_VIEW,
     grounded_clip_sample,

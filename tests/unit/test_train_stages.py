@@ -11,14 +11,13 @@ import pytest
 import yaml
 
 from marc_ops.config import DataConfig, ModelConfig, ProjectPaths
+from marc_ops.config.train import CGRPOTrainConfig, SFTTrainConfig, TeacherConfig, TrainParams
 from marc_ops.data import load_videor1
 from marc_ops.io import write_json
-from marc_ops.model.stages import initial_policy_path
-from marc_ops.train.cgrpo import CGRPORun, cgrpo_checkpoint_stage
-from marc_ops.train.config import CGRPOTrainConfig, SFTTrainConfig, TeacherConfig, TrainParams
+from marc_ops.train.cgrpo import CGRPORun
 from marc_ops.train.inputs import vmr_builder
-from marc_ops.train.sft import SFTRun, sft_checkpoint_stage
-from marc_ops.train.teacher import teacher_rewards_stage
+from marc_ops.train.sft import SFTRun
+from marc_ops.train.stages import cgrpo_checkpoint_stage, sft_checkpoint_stage, teacher_rewards_stage
 from marc_ops.video import VideoConfig
 from marc_ops.vmr.retrieval import RetrievedClip, plan_frames
 from marc_ops.vmr.stages import SELECTION_SCHEMA
@@ -125,12 +124,12 @@ def test_teacher_and_cgrpo_start_from_the_sft_warm_up_when_init_is_sft(
 ) -> None:
     paths, params = project
     params.train = params.train.model_copy(update={"init": "sft"})
-    assert initial_policy_path(paths, SimpleNamespace(train=params.train.model_copy(update={"init": "base"}))) == tiny_model
+    assert paths.initial_policy("base") == tiny_model
     with pytest.raises(FileNotFoundError, match="materialize the sft_checkpoint asset"):
         teacher_rewards_stage(paths, params)
     sft_checkpoint_stage(paths, params)
     warm = paths.asset("sft_checkpoint") / "model"
-    assert initial_policy_path(paths, params) == warm
+    assert paths.initial_policy(params.train.init) == warm
     teacher_rewards_stage(paths, params)
     result = cgrpo_checkpoint_stage(paths, params, tau=0.6)
     run = CGRPORun.model_validate(yaml.safe_load(result.outputs["run"].read_text()))

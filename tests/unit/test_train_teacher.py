@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from marc_ops.config.train import TeacherConfig
 from marc_ops.data import load_videor1
-from marc_ops.train.config import TeacherConfig
 from marc_ops.train.teacher import RECORDS_FILE, TABLE_SCHEMA, compute_teacher_rewards, read_a_full
 
 TEACHER = TeacherConfig(num_generations=3, max_completion_length=8)

@@ -5,10 +5,10 @@ joined by hard cuts and a few cross-fades; each question's answer is visible onl
 names, so shot detection, retrieval and a tiny video LLM all have something real to do offline.
 """
 
-from marc_ops.data.synthetic.config import SyntheticConfig
+from marc_ops.config.synthetic import BACKGROUNDS, SyntheticConfig
 from marc_ops.data.synthetic.corpus import CORPUS_FORMAT, CorpusFiles, generate_corpus
 from marc_ops.data.synthetic.questions import IMAGE_CATEGORY, VIDEO_CATEGORIES
-from marc_ops.data.synthetic.scenes import BACKGROUNDS, SHAPE_COLOURS, SHAPE_KINDS, WORDS
+from marc_ops.data.synthetic.scenes import SHAPE_COLOURS, SHAPE_KINDS, WORDS
 
 __all__ = [
     "BACKGROUNDS",

@@ -12,7 +12,7 @@ it, as in Video-R1, whose eval files sit beside their media in ``Evaluation/``):
                                 spans, transitions, scene descriptions
     captions.json               per training and held-out shot and image: its path (relative to out_dir),
                                 frame span (null for an image) and caption (the scene's description), the
-                                image-text pairs the tiny base model is aligned on (``marc_ops.model.align``)
+                                image-text pairs the tiny base model is aligned on (``marc_ops.train.align``)
     synthetic_config.json       the config and codec that produced it
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from marc_ops.data.synthetic.config import SyntheticConfig
+from marc_ops.config.synthetic import SyntheticConfig
 from marc_ops.data.synthetic.questions import (
     IMAGE_CATEGORY,
     LetterBalancer,

@@ -21,12 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from marc_ops.data.synthetic.config import SyntheticConfig
+from marc_ops.config.synthetic import BACKGROUNDS, SCENE_COLOUR_OPTIONS, SyntheticConfig
 from marc_ops.data.synthetic.render import CUT, DISSOLVE, VideoTimeline
 from marc_ops.data.synthetic.scenes import (
-    BACKGROUNDS,
     MAX_SHAPES,
-    SCENE_COLOUR_OPTIONS,
     SHAPE_COLOURS,
     SHAPE_KINDS,
     WORDS,

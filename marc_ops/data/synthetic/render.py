@@ -12,7 +12,8 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from marc_ops.data.synthetic.scenes import BACKGROUNDS, SHAPE_COLOURS, Scene
+from marc_ops.config.synthetic import BACKGROUNDS
+from marc_ops.data.synthetic.scenes import SHAPE_COLOURS, Scene
 
 CUT, DISSOLVE = "cut", "dissolve"
 

@@ -13,26 +13,8 @@ from typing import Any
 
 import numpy as np
 
-RGB = tuple[int, int, int]
+from marc_ops.config.synthetic import DEFAULT_SHAPE_RADIUS, RGB
 
-# Every shot of a video has its own background, so a question can name a shot by its colour.
-BACKGROUNDS: dict[str, RGB] = {
-    "red": (196, 40, 40),
-    "orange": (236, 138, 36),
-    "yellow": (232, 212, 60),
-    "green": (46, 150, 64),
-    "blue": (44, 84, 196),
-    "purple": (128, 52, 168),
-    "pink": (236, 150, 188),
-    "gray": (128, 128, 128),
-    "brown": (116, 74, 38),
-    "teal": (32, 148, 148),
-}
-# The options of every "which background appears" question, always in this order: a colour's letter
-# never changes. A 3-layer model that sees the colour picks a drawn option's letter at chance and a fixed
-# list's far above it (benchmarks/option_binding.py), so this family's list is fixed; a video of it has
-# exactly one shot with one of these backgrounds and its other shots take the other six.
-SCENE_COLOUR_OPTIONS: tuple[str, ...] = ("red", "yellow", "green", "blue")
 SHAPE_COLOURS: dict[str, RGB] = {
     "red": (230, 24, 24),
     "green": (24, 206, 40),
@@ -47,7 +29,6 @@ WORDS: tuple[str, ...] = (
     "LAMP", "BOOK", "DOOR", "ROSE", "CAKE", "BELL", "COIN", "DRUM", "FROG", "KITE",
 )  # fmt: skip
 MAX_SHAPES = 4
-DEFAULT_SHAPE_RADIUS = (0.09, 0.15)  # fractions of the frame height (SyntheticConfig.shape_radius)
 _COUNT_WORDS = ("no", "a", "two", "three", "four")
 
 

@@ -1,6 +1,6 @@
 """The learning check of the tiny profile: does C-GRPO on the compressed input beat SFT alone?
 
-One experiment, end to end on a synthetic corpus generated here (issue 5, item 6):
+One experiment, end to end on a synthetic corpus generated here:
 
 1. build the tiny Qwen2.5-VL from config (random weights);
 2. SFT warm-up on the CoT rows at the one-frame budget: it learns the ``<think>``/``<answer>`` format
@@ -43,17 +43,22 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from marc_ops.compression import CompressionConfig
+from marc_ops.config import load_params
+from marc_ops.config.methods import MethodSpec, one_frame_compression
+from marc_ops.config.prompts import prompt_template
+from marc_ops.config.tasks import resolve_task
+from marc_ops.config.train import CGRPOTrainConfig, SFTTrainConfig, TeacherConfig
 from marc_ops.data import load_videor1
+from marc_ops.data.benchmarks import load_task_rows
 from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
-from marc_ops.eval.methods import MethodSpec, one_frame_compression
-from marc_ops.eval.prompts import prompt_template
 from marc_ops.eval.qwen_adapter import QwenAdapter
 from marc_ops.eval.runner import records_path, run_benchmark
 from marc_ops.eval.scoring import prior_answer_records, read_records
-from marc_ops.eval.tasks import load_task_rows, resolve_task
 from marc_ops.model.builders import TinyQwen2_5_VLConfig, build_tiny_checkpoint
-from marc_ops.train.config import CGRPOTrainConfig, SFTTrainConfig, TeacherConfig
+from marc_ops.train.cgrpo import train_cgrpo
 from marc_ops.train.inputs import view_builder, whole_video_builder
+from marc_ops.train.sft import train_sft
+from marc_ops.train.teacher import compute_teacher_rewards, read_a_full
 from marc_ops.video import VideoConfig
 
 logger = logging.getLogger(__name__)
@@ -107,9 +112,8 @@ class LearningResult:
 
 # The corpus of the learning check: a few hundred held-out items for the paired comparison. Fixed sizes
 # (not multiples of the profile's), so a profile that grows its corpus does not grow this check with it.
-# 48 training images (was 32): with session 7's warm-up (every row and its grounded clip, 600 x 4) the
-# C-GRPO margin held at 48 and not at 32 (C-GRPO 33.0 against SFT-only 31.1, paired interval from -3.4);
-# docs/benchmarks.md, "Learning".
+# The margin is thin: with 32 training images instead of 48 the paired interval included zero (C-GRPO 33.0
+# against SFT-only 31.1, from -3.4); docs/benchmarks.md, "Learning".
 LARGER_CORPUS = {"n_train_videos": 192, "n_train_images": 48, "n_eval_videos": 96, "n_eval_images": 32}
 
 
@@ -123,11 +127,7 @@ def profile_learning_config(
     else the profile's own corpus.
     ``cgrpo_steps``: C-GRPO's ``max_steps`` (default: the profile's, which `make demo` can afford).
     """
-    import yaml
-
-    from marc_ops.config import Params
-
-    params = Params.model_validate(yaml.safe_load(Path(params_file).read_text()))
+    params = load_params(params_file)
     synthetic = params.synthetic
     if larger_corpus:
         synthetic = SyntheticConfig(
@@ -173,11 +173,6 @@ def run_learning_check(
     config: LearningConfig, out_dir: Path | str, *, log: Callable[[str], None] = logger.info
 ) -> LearningResult:
     """Run the whole experiment in ``out_dir`` (created; finished phases are reused on a rerun)."""
-    # Imported here: TRL is heavy and only the trainers need it.
-    from marc_ops.train.cgrpo import train_cgrpo
-    from marc_ops.train.sft import train_sft
-    from marc_ops.train.teacher import compute_teacher_rewards, read_a_full
-
     torch.set_num_threads(config.torch_threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

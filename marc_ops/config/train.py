@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from marc_ops.compression import CompressionConfig
-from marc_ops.eval.methods import one_frame_compression
+from marc_ops.compression import CompressionConfig, one_frame_compression
 
 if TYPE_CHECKING:
     from trl import GRPOConfig, SFTConfig

@@ -1,4 +1,5 @@
-"""The synthetic corpus's one config: sizes, frame geometry, shot timing, encoding."""
+"""The synthetic corpus's one config (sizes, frame geometry, shot timing, encoding) and the vocabulary
+it draws scenes from, which the config's checks count on."""
 
 from __future__ import annotations
 
@@ -6,7 +7,32 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from marc_ops.data.synthetic.scenes import BACKGROUNDS, DEFAULT_SHAPE_RADIUS, SCENE_COLOUR_OPTIONS
+RGB = tuple[int, int, int]
+
+
+# Every shot of a video has its own background, so a question can name a shot by its colour.
+BACKGROUNDS: dict[str, RGB] = {
+    "red": (196, 40, 40),
+    "orange": (236, 138, 36),
+    "yellow": (232, 212, 60),
+    "green": (46, 150, 64),
+    "blue": (44, 84, 196),
+    "purple": (128, 52, 168),
+    "pink": (236, 150, 188),
+    "gray": (128, 128, 128),
+    "brown": (116, 74, 38),
+    "teal": (32, 148, 148),
+}
+
+
+# The options of every "which background appears" question, always in this order: a colour's letter
+# never changes. A 3-layer model that sees the colour picks a drawn option's letter at chance and a fixed
+# list's far above it (benchmarks/option_binding.py), so this family's list is fixed; a video of it has
+# exactly one shot with one of these backgrounds and its other shots take the other six.
+SCENE_COLOUR_OPTIONS: tuple[str, ...] = ("red", "yellow", "green", "blue")
+
+
+DEFAULT_SHAPE_RADIUS = (0.09, 0.15)  # fractions of the frame height (SyntheticConfig.shape_radius)
 
 # The "bench" preset: ten times the default item counts, same frame geometry and timing.
 _BENCH_SIZES: dict[str, int] = {

@@ -26,17 +26,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from datasets import Dataset
 
 from marc_ops.compression import CompressionConfig
+from marc_ops.config.train import AlignConfig
 from marc_ops.data.synthetic import SHAPE_COLOURS, SHAPE_KINDS, CorpusFiles, SyntheticConfig, generate_corpus
 from marc_ops.model.builders import TinyQwen2_5_VLConfig, build_tiny_checkpoint
-from marc_ops.train.config import AlignConfig
+from marc_ops.model.generation import greedy_decode
+from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor
+from marc_ops.train.dataset import run_fingerprint, train_and_save
 from marc_ops.train.inputs import (
     SampleBuilder,
     TrainingSample,
     encode_prompt,
+    model_inputs,
     whole_video_sample,
 )
+from marc_ops.train.sft import build_sft_trainer
 from marc_ops.video import VideoConfig, open_video
 from marc_ops.vmr.embedding import clip_frame_indices
 from marc_ops.vmr.retrieval import decode_frames
@@ -130,11 +136,6 @@ def align_on_captions(
     """Caption-train the model in ``model_path`` on ``rows`` (:func:`caption_rows`' layout: ``prompt``,
     ``target``, ``media_path``, ``frame_indices``); returns ``out_dir/model``, resuming as
     :func:`align_tiny_model` does."""
-    from datasets import Dataset
-
-    from marc_ops.train.dataset import run_fingerprint, train_and_save
-    from marc_ops.train.sft import build_sft_trainer
-
     rows = list(rows)
     sft = config.as_sft()
     trainer = build_sft_trainer(
@@ -156,9 +157,6 @@ def greedy_texts(
 ) -> list[str]:
     """The model in ``model_path`` answers each row's ``prompt`` (chat messages) about its media
     (:func:`caption_builder`), greedily, uncompressed, in batches."""
-    from marc_ops.eval.qwen_adapter import greedy_decode
-    from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor
-
     model = load_qwen2_5_vl(model_path, dtype=torch.float32, device="cpu", attn_implementation="sdpa").eval()
     processor = load_qwen2_5_vl_processor(model_path)
     build = caption_builder(video)
@@ -166,7 +164,8 @@ def greedy_texts(
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         encoded = [encode_prompt(processor, CompressionConfig(), build(row), row["prompt"]) for row in chunk]
-        texts += greedy_decode(encoded, model, processor, max_new_tokens=max_new_tokens)
+        batch = model_inputs(encoded, processor, padding_side="left")
+        texts += greedy_decode(batch, model, processor, max_new_tokens=max_new_tokens)
     return texts
 
 

@@ -17,7 +17,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from marc_ops.compression import CompressionConfig
+from marc_ops.compression.config import CompressionConfig, one_frame_compression
 
 _CHECKPOINT_PATTERN = re.compile(r"^(base|sft|cgrpo:(?P<tau>\d+(\.\d+)?))$")
 _MARC_PATTERN = re.compile(r"^marc@(?P<tau>\d+(\.\d+)?)$")
@@ -59,11 +59,6 @@ class MethodSpec(BaseModel):
         """τ of a C-GRPO checkpoint, else ``None``."""
         match = _CHECKPOINT_PATTERN.match(self.checkpoint)
         return float(match["tau"]) if match and match["tau"] else None
-
-
-def one_frame_compression() -> CompressionConfig:
-    """64 frames → 32 temporal groups → 1 block (SPEC section 5 defaults for the ``marc`` method)."""
-    return CompressionConfig(enabled=True, ratio=0.5, window=8, target_blocks=1)
 
 
 def marc_method(tau: float = DEFAULT_MARC_TAU) -> MethodSpec:

@@ -9,17 +9,17 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from marc_ops.eval.methods import METHODS, resolve_method
-from marc_ops.eval.prompts import PROMPT_TEMPLATES, VIDEO_R1_EVAL
-from marc_ops.eval.tasks import PAPER_BENCHMARKS, TASKS
+from marc_ops.config.methods import METHODS, resolve_method
+from marc_ops.config.prompts import PROMPT_TEMPLATES, VIDEO_R1_EVAL
+from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS
 
 
 class EvalConfig(BaseModel):
     """The profile's ``eval`` section: which benchmark × method pairs run, and how.
 
     Attributes:
-        benchmarks: task names (``marc_ops.eval.tasks.TASKS``): the ``benchmark_scores`` partitions.
-        methods: method names (``marc_ops.eval.methods``); ``marc`` is stored as ``marc@0.6``.
+        benchmarks: task names (``marc_ops.config.tasks.TASKS``): the ``benchmark_scores`` partitions.
+        methods: method names (``marc_ops.config.methods``); ``marc`` is stored as ``marc@0.6``.
         batch_size: samples per ``generate`` call (left-padded); the records file is fsynced after each.
         max_new_tokens: the longest answer (SPEC section 8: 1024).
         limit: only the first ``limit`` rows of each benchmark file (``None``: all of them).
@@ -65,5 +65,3 @@ def _no_repeats(field: str, names: Sequence[str]) -> None:
     if repeated:
         raise ValueError(f"{field} lists {repeated} more than once ('marc' is 'marc@0.6'); keep one of each")
 
-
-# --- benchmark_scores -------------------------------------------------------------------------------

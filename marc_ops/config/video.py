@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from marc_ops.video.resize import PATCH_FACTOR
+# Qwen2.5-VL: 14-px patches merged 2x2, so every side must be a multiple of 28.
+PATCH_FACTOR = 28
 
 
 class VideoConfig(BaseModel):

@@ -1,4 +1,4 @@
-"""Typed, validated configuration: one model per stage, composed into a profile.
+"""The profile: every stage's typed config composed into one ``Params``, and how it is loaded.
 
 A profile is data (``configs/<name>.yaml``); ``params.yaml`` holds the active profile's knobs
 and is what both DVC (as params) and Dagster (through the ``marc`` resource) read, so the two
@@ -15,15 +15,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from marc_ops.data.synthetic import SyntheticConfig
-from marc_ops.eval.config import EvalConfig
-from marc_ops.model.builders import TinyQwen2_5_VLConfig
-from marc_ops.train.config import AlignConfig, TrainParams
-from marc_ops.video import VideoConfig
-from marc_ops.vmr.embedding import EmbedderConfig
-from marc_ops.vmr.index import ClipIndexConfig
-from marc_ops.vmr.retriever_training import RetrieverTrainingConfig
-from marc_ops.vmr.shots import ShotConfig
+from marc_ops.config.eval import EvalConfig
+from marc_ops.config.model import TinyQwen2_5_VLConfig
+from marc_ops.config.synthetic import SyntheticConfig
+from marc_ops.config.train import AlignConfig, TrainParams
+from marc_ops.config.video import VideoConfig
+from marc_ops.config.vmr import ClipIndexConfig, EmbedderConfig, RetrieverTrainingConfig, ShotConfig
 
 _ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
@@ -188,16 +185,3 @@ def profile_path(name: str, project_dir: Path) -> Path:
     return path
 
 
-class ProjectPaths:
-    """The project's fixed locations: params file and the artifact store ``assets/<asset_name>/``."""
-
-    def __init__(self, project_dir: Path | str, params_file: Path | str = "params.yaml") -> None:
-        self.project_dir = Path(project_dir).resolve()
-        self.params_file = (self.project_dir / params_file).resolve()
-        self.assets_dir = self.project_dir / "assets"
-
-    def asset(self, name: str) -> Path:
-        return self.assets_dir / name
-
-    def params(self) -> Params:
-        return load_params(self.params_file)

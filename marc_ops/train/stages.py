@@ -1,0 +1,208 @@
+"""The stages of the model and training assets: ``base_model``, ``teacher_rewards``,
+``sft_checkpoint`` and ``cgrpo_checkpoint`` (one partition per τ).
+
+``base_model``: on the tiny profile, build the tiny Qwen2.5-VL (tokenizer trained here, processor,
+random-init model) into ``assets/base_model/checkpoint``; with ``model.align``, caption-train it on
+the synthetic corpus (:mod:`marc_ops.train.align`) into ``assets/base_model/aligned/model``, which is
+then the base model. On the paper profile, resolve ``Qwen/Qwen2.5-VL-3B-Instruct`` (or a local path)
+in the HF cache, offline, and record where it is. Either way downstream stages read
+``assets/base_model/model.json`` (:meth:`~marc_ops.config.ProjectPaths.base_model`).
+
+The trainers write ``run.yaml`` beside their checkpoints: the same run under ``accelerate launch``
+(``-m marc_ops.train.sft`` / ``-m marc_ops.train.cgrpo --config <run.yaml>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from marc_ops.config import ModelConfig, Params, ProjectPaths
+from marc_ops.data import load_videor1, stratified_sample
+from marc_ops.io import atomic_dir, write_json, write_parquet
+from marc_ops.model.builders import build_tiny_checkpoint
+from marc_ops.model.loading import resolve_model_source
+from marc_ops.stage import StageResult
+from marc_ops.train.align import align_tiny_model, caption_accuracy, caption_rows
+from marc_ops.train.cgrpo import CGRPORun, run_cgrpo
+from marc_ops.train.dataset import training_log
+from marc_ops.train.inputs import is_grounded, vmr_builder
+from marc_ops.train.sft import SFTRun, run_sft
+from marc_ops.train.teacher import TABLE_FILE, compute_teacher_rewards
+
+
+def _tiny_stamp(model: ModelConfig) -> str:
+    return hashlib.sha256(model.tiny.model_dump_json().encode()).hexdigest()[:16]
+
+
+def base_model_stage(paths: ProjectPaths, params: Params) -> StageResult:
+    """The ``base_model`` asset: the model every training and evaluation stage starts from."""
+    out_dir = paths.asset("base_model")
+    model = params.model
+    built = False
+    metadata: dict[str, object] = {}
+    tables: dict[str, pl.DataFrame] = {}
+    if model.source == "tiny":
+        checkpoint = out_dir / "checkpoint"
+        stamp = checkpoint / "marc_tiny_stamp.txt"
+        if not (stamp.is_file() and stamp.read_text() == _tiny_stamp(model)):
+            if checkpoint.exists():
+                shutil.rmtree(checkpoint)
+            with atomic_dir(checkpoint) as tmp:
+                build_tiny_checkpoint(tmp, model.tiny)
+                (tmp / "marc_tiny_stamp.txt").write_text(_tiny_stamp(model))
+            built = True
+        location = checkpoint
+        if model.align is not None:
+            location, metadata, tables = _align(paths, params, checkpoint, out_dir / "aligned")
+    else:
+        location = Path(resolve_model_source(model.model_id))
+    n_bytes = sum(p.stat().st_size for p in location.rglob("*.safetensors"))
+    write_json(out_dir / "model.json", {"source": model.source, "model_id": model.model_id, "path": str(location)})
+    return StageResult(
+        outputs={"model": out_dir / "model.json", "checkpoint": location},
+        metadata={
+            "source": model.source,
+            "model_id": model.model_id if model.source == "pretrained" else "tiny (built from config)",
+            "built_now": built,
+            "weights_mb": round(n_bytes / 2**20, 2),
+            **metadata,
+        },
+        tables=tables,
+    )
+
+
+def _align(
+    paths: ProjectPaths, params: Params, checkpoint: Path, out_dir: Path
+) -> tuple[Path, dict[str, object], dict[str, pl.DataFrame]]:
+    """Caption-train the tiny model (resuming), then measure it on the held-out captions."""
+    assert params.model.align is not None
+    started = time.perf_counter()
+    corpus = params.data.root(paths.project_dir)
+    final = align_tiny_model(checkpoint, corpus, out_dir, params.model.align, params.video)
+    global_step, steps = training_log(out_dir, "loss")
+    measured = caption_accuracy(final, caption_rows(corpus, params.video, split="eval"), params.video)
+    metadata: dict[str, object] = {
+        "align_steps": global_step,
+        "align_first_loss": float(steps["loss"][0]) if steps.height else None,
+        "align_last_loss": float(steps["loss"][-1]) if steps.height else None,
+        "heldout_background_accuracy": round(measured["background_accuracy"], 4),
+        "heldout_shape_colour_accuracy": round(measured["shape_colour_accuracy"], 4),
+        "heldout_caption_exact_match": round(measured["exact_match"], 4),
+        "heldout_captions": int(measured["captions"]),
+        "align_seconds": round(time.perf_counter() - started, 1),
+    }
+    return final, metadata, {"align_steps": steps}
+
+
+def teacher_rewards_stage(paths: ProjectPaths, params: Params) -> StageResult:
+    """The ``teacher_rewards`` asset: a_full for every video sample of ``train_subset``."""
+    rows = pl.read_parquet(paths.asset("train_subset") / "train_subset.parquet")
+    summary = compute_teacher_rewards(
+        rows,
+        paths.initial_policy(params.train.init),
+        params.train.teacher,
+        paths.asset("teacher_rewards"),
+        dtype=params.model.dtype,
+        device=params.model.device,
+        # The 64-frame teacher sees the uncompressed VMR input (SPEC 7).
+        sample_builder=vmr_builder(paths.asset("vmr_selection") / "selection.parquet", params.video),
+    )
+    table = pl.read_parquet(summary.table_path)
+    return StageResult(
+        outputs={"records": summary.records_path, "table": summary.table_path},
+        metadata={
+            "video_samples": summary.n_video_samples,
+            "generated_now": summary.n_generated,
+            "resumed": summary.n_resumed,
+            "failed": summary.n_failed,
+            "mean_a_full": summary.mean_a_full,
+            "seconds": round(summary.seconds, 2),
+        },
+        tables={
+            "a_full_histogram": table.filter(pl.col("status") == "ok")
+            .group_by(pl.col("a_full").round(2))
+            .len("samples")
+            .sort("a_full"),
+            "failed": table.filter(pl.col("status") == "failed").select("problem_id", "reason"),
+        },
+    )
+
+
+def sft_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
+    """The ``sft_checkpoint`` asset: a stratified sample of the CoT file, then SFT (or its resumption)."""
+    started = time.perf_counter()
+    config = params.train.sft
+    root = params.data.root(paths.project_dir)
+    manifest = load_videor1(root / params.data.cot_file, root, check_media=params.data.check_media).rows
+    rows = stratified_sample(manifest, min(config.train_size, manifest.height), seed=config.sample_seed)
+    out_dir = paths.asset("sft_checkpoint")
+    write_parquet(out_dir / "sft_rows.parquet", rows)
+    run = SFTRun(
+        model_path=str(paths.base_model()),
+        cot_rows=out_dir / "sft_rows.parquet",
+        output_dir=out_dir,
+        video=params.video,
+        sft=config,
+    )
+    # The same run under accelerate: accelerate launch ... -m marc_ops.train.sft --config <this file>
+    (out_dir / "run.yaml").write_text(yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
+    final = run_sft(run)
+    global_step, steps = training_log(out_dir, "loss")
+    losses = steps["loss"].to_list() if steps.height else []
+    skipped = json.loads((out_dir / "skipped_samples.json").read_text())
+    return StageResult(
+        outputs={"model": final, "run": out_dir / "run.yaml", "tensorboard": out_dir / "runs"},
+        metadata={
+            "rows": rows.height,
+            "grounded_clip_rows": sum(map(is_grounded, rows.iter_rows(named=True))) if config.grounded_clips else 0,
+            "skipped_samples": len(skipped),
+            "global_step": global_step,
+            "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None,
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+        tables={"steps": steps},
+    )
+
+
+def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> StageResult:
+    """The ``cgrpo_checkpoint`` asset, one partition per tau: train (or resume) and record the run."""
+    if tau not in params.train.taus:
+        raise ValueError(f"tau {tau} is not one of the profile's train.taus {list(params.train.taus)}; add it there")
+    started = time.perf_counter()
+    out_dir = paths.cgrpo_run(tau)
+    run = CGRPORun(
+        model_path=str(paths.initial_policy(params.train.init)),
+        train_rows=paths.asset("train_subset") / "train_subset.parquet",
+        teacher_rewards=paths.asset("teacher_rewards") / TABLE_FILE,
+        output_dir=out_dir,
+        video=params.video,
+        vmr_selection=paths.asset("vmr_selection") / "selection.parquet",
+        cgrpo=params.train.cgrpo_for(tau),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The same run under accelerate: accelerate launch ... -m marc_ops.train.cgrpo --config <this file>
+    (out_dir / "run.yaml").write_text(yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
+    final = run_cgrpo(run)
+    global_step, steps = training_log(out_dir, "reward")
+    skipped = json.loads((out_dir / "skipped_samples.json").read_text())
+    return StageResult(
+        outputs={"model": final, "run": out_dir / "run.yaml", "tensorboard": out_dir / "runs"},
+        metadata={
+            "tau": tau,
+            "global_step": global_step,
+            "skipped_samples": len(skipped),
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+        tables={
+            "steps": steps,
+            "skipped": pl.DataFrame(skipped, schema={"problem_id": pl.String, "reason": pl.String}),
+        },
+    )
