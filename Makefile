@@ -57,8 +57,11 @@ repro: install
 bench: install
 	@for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+## lint: ruff (lint and format) and the import contracts of pyproject.toml (the library's layers)
 lint: install
 	$(BIN)/ruff check marc_ops pipelines tests benchmarks
+	$(BIN)/ruff format --check marc_ops pipelines tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 clean-assets:
 	rm -rf assets/*/

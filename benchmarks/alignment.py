@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--vision-depth", type=int, default=None, help="vision blocks (profile: model.tiny)")
     parser.add_argument(
-        "--vision-hidden-size", type=int, default=None, help="vision width; the MLP is twice it (profile: model.tiny)"
+        "--vision-hidden-size",
+        type=int,
+        default=None,
+        help="vision width; the MLP is twice it (profile: model.tiny)",
     )
     parser.add_argument(
         "--train-videos", type=int, default=None, help="training videos of the corpus (profile: synthetic)"
@@ -67,11 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.vision_depth is not None:
         # the last block keeps full attention, as in the profile's tower
         model = model.model_copy(
-            update={"vision_depth": args.vision_depth, "vision_fullatt_block_indexes": (args.vision_depth - 1,)}
+            update={
+                "vision_depth": args.vision_depth,
+                "vision_fullatt_block_indexes": (args.vision_depth - 1,),
+            }
         )
     if args.vision_hidden_size is not None:
         model = model.model_copy(
-            update={"vision_hidden_size": args.vision_hidden_size, "vision_intermediate_size": 2 * args.vision_hidden_size}
+            update={
+                "vision_hidden_size": args.vision_hidden_size,
+                "vision_intermediate_size": 2 * args.vision_hidden_size,
+            }
         )
     corpus = {"n_train_videos": args.train_videos, "shape_radius": args.shape_radius}
     synthetic = params.synthetic.model_validate(  # validated with the overrides, not copied past the checks

@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cgrpo-steps", type=int, default=CGRPO_STEPS, help=f"C-GRPO steps (default {CGRPO_STEPS})"
     )
-    parser.add_argument("--work", type=Path, default=None, help="keep the run here (default: a temporary dir)")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="keep the run here (default: a temporary dir)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "learning.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "learning_curve.png")
     args = parser.parse_args(argv)
@@ -80,14 +82,32 @@ def _plot(result: LearningResult, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     curve, summary = result.curve, result.summary
     fig, left = plt.subplots(figsize=(7, 4))
-    left.plot(curve["step"], curve["heldout_score"], marker="o", label="C-GRPO student, held-out score (1-frame budget)")
-    left.axhline(summary["sft_only_score"], color="grey", linestyle="--", label="SFT-only student (1-frame budget)")
-    left.axhline(summary["teacher_score"], color="black", linestyle=":", label="64-frame teacher (warm-up, uncompressed)")
+    left.plot(
+        curve["step"],
+        curve["heldout_score"],
+        marker="o",
+        label="C-GRPO student, held-out score (1-frame budget)",
+    )
+    left.axhline(
+        summary["sft_only_score"], color="grey", linestyle="--", label="SFT-only student (1-frame budget)"
+    )
+    left.axhline(
+        summary["teacher_score"],
+        color="black",
+        linestyle=":",
+        label="64-frame teacher (warm-up, uncompressed)",
+    )
     left.set_xlabel("C-GRPO step")
     left.set_ylabel("held-out synthetic score (%)")
     right = left.twinx()
     trained = result.train_log
-    right.plot(trained["step"], trained["train_reward"], color="tab:orange", alpha=0.5, label="training reward (mean R, every step)")
+    right.plot(
+        trained["step"],
+        trained["train_reward"],
+        color="tab:orange",
+        alpha=0.5,
+        label="training reward (mean R, every step)",
+    )
     right.set_ylabel("training reward")
     lines = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     labels = left.get_legend_handles_labels()[1] + right.get_legend_handles_labels()[1]
@@ -119,7 +139,10 @@ def _markdown(report: dict) -> str:
         "",
         "| Problem type | Model | Items | Mean reward (%) |",
         "|---|---|---|---|",
-        *[f"| {r['problem_type']} | {r['model']} | {r['items']} | {r['mean_reward']:.1f} |" for r in report["by_type"]],
+        *[
+            f"| {r['problem_type']} | {r['model']} | {r['items']} | {r['mean_reward']:.1f} |"
+            for r in report["by_type"]
+        ],
         "",
         "| C-GRPO step | Held-out score (%) | Training reward |",
         "|---|---|---|",

@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             align,
             params.video,
         )
-        said = greedy_texts(aligned, [caption_row(image, i) for i, image in enumerate(held_out)], params.video)
+        said = greedy_texts(
+            aligned, [caption_row(image, i) for i, image in enumerate(held_out)], params.video
+        )
         report["aligned"] = {
             "seconds": round(time.perf_counter() - started, 1),
             "caption_colour_accuracy": float(
@@ -180,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             report[options] = {
                 "seconds": round(time.perf_counter() - started, 1),
                 "letter_accuracy": float(
-                    np.mean([got == extract_answer(r["solution"]) for got, r in zip(letters, rows, strict=True)])
+                    np.mean(
+                        [got == extract_answer(r["solution"]) for got, r in zip(letters, rows, strict=True)]
+                    )
                 ),
                 "stated_colour_accuracy": float(
                     np.mean([s == r["colour"] for s, r in zip(stated, rows, strict=True)])
@@ -189,8 +193,13 @@ def main(argv: list[str] | None = None) -> int:
                 "examples": texts[:3],
             }
     report["machine"] = machine(load_start)
-    report["settings"] = {"captions": args.captions, "qa": args.qa, "held_out": 96, "align": align.model_dump(mode="json"),
-                          "sft": sft.model_dump(mode="json")}  # fmt: skip
+    report["settings"] = {
+        "captions": args.captions,
+        "qa": args.qa,
+        "held_out": 96,
+        "align": align.model_dump(mode="json"),
+        "sft": sft.model_dump(mode="json"),
+    }
     write_json(args.out, report)
     print(
         f"caption colour accuracy after alignment: {100 * report['aligned']['caption_colour_accuracy']:.1f} %"

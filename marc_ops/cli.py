@@ -86,14 +86,18 @@ def _cmd_vmr(args: argparse.Namespace) -> int:
     query = embedder.embed_query(args.question, args.option, sample_id="cli")
     selected = retrieve_clips(query, clips, k=args.k or params.vmr.top_k)
     frames, _ = plan_frames(selected, segmentation.fps, params.video, video=args.video)
-    print(f"{args.video}: {segmentation.num_frames} frames at {segmentation.fps:g} fps, "
-          f"{len(segmentation.spans)} shots; embedder {embedder.model_id}")
+    print(
+        f"{args.video}: {segmentation.num_frames} frames at {segmentation.fps:g} fps, "
+        f"{len(segmentation.spans)} shots; embedder {embedder.model_id}"
+    )
     print(f"question: {args.question}")
     print("| clip | frames | seconds | score |")
     print("|---:|---|---|---:|")
     for clip in selected:
-        print(f"| {clip.clip_index} | {clip.start_frame}-{clip.end_frame} | "
-              f"{clip.start_time:.2f}-{clip.end_time:.2f} | {clip.score:.4f} |")
+        print(
+            f"| {clip.clip_index} | {clip.start_frame}-{clip.end_frame} | "
+            f"{clip.start_time:.2f}-{clip.end_time:.2f} | {clip.score:.4f} |"
+        )
     print(f"frames fed to the model: {len(frames)} (1 fps, padded to whole temporal groups per clip)")
     return 0
 
@@ -111,8 +115,10 @@ def _cmd_eval_suite(args: argparse.Namespace) -> int:
     stage = STAGES["benchmark_scores"]
     for method in params.eval.methods:
         result = stage(paths, params, f"{args.benchmark}|{method}")
-        print(f"[{args.benchmark} | {method}] score {result.metadata.get('score')} "
-              f"(n={result.metadata.get('n')}, failed={result.metadata.get('failed')})")
+        print(
+            f"[{args.benchmark} | {method}] score {result.metadata.get('score')} "
+            f"(n={result.metadata.get('n')}, failed={result.metadata.get('failed')})"
+        )
     return 0
 
 
@@ -124,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     stage = sub.add_parser("stage", help="run one pipeline stage by asset name (DVC's driver)")
     stage.add_argument("name")
-    stage.add_argument("--partition", default=None, help="partition key of a partitioned stage (e.g. a tau: 0.6)")
+    stage.add_argument(
+        "--partition", default=None, help="partition key of a partitioned stage (e.g. a tau: 0.6)"
+    )
     stage.add_argument("-v", "--verbose", action="store_true", help="print every table")
     stage.set_defaults(func=_cmd_stage)
 
@@ -132,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("name")
     profile.set_defaults(func=_cmd_profile)
 
-    validate = sub.add_parser("validate-profile", help="validate profiles in configs/ without activating them")
+    validate = sub.add_parser(
+        "validate-profile", help="validate profiles in configs/ without activating them"
+    )
     validate.add_argument("names", nargs="+")
     validate.set_defaults(func=_cmd_validate)
 
@@ -146,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="evaluate a method on a benchmark (greedy, resumable)")
     evaluate.add_argument("--benchmark", required=True, help="e.g. synthetic, mvbench, vsibench")
     evaluate.add_argument("--method", required=True, help="e.g. baseline-64f, vmr-64f, marc@0.6, sft-1f")
-    evaluate.add_argument("--limit", type=int, default=None, help="only the first N samples of the benchmark file")
+    evaluate.add_argument(
+        "--limit", type=int, default=None, help="only the first N samples of the benchmark file"
+    )
     evaluate.set_defaults(func=_cmd_eval)
 
     suite = sub.add_parser("eval-suite", help="every method of the profile's eval.methods on one benchmark")

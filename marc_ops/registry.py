@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from marc_ops.config import Params, ProjectPaths
+from marc_ops.config.methods import METHODS
+from marc_ops.config.tasks import TASKS
 from marc_ops.data import stages as data
 from marc_ops.eval import stages as evaluation
 from marc_ops.stage import StageResult
@@ -31,11 +33,29 @@ class Stage:
     def __call__(self, paths: ProjectPaths, params: Params, partition_key: str | None = None) -> StageResult:
         if self.partition is None:
             if partition_key is not None:
-                raise ValueError(f"stage {self.run.__name__} is not partitioned; drop the partition {partition_key!r}")
+                raise ValueError(
+                    f"stage {self.run.__name__} is not partitioned; drop the partition {partition_key!r}"
+                )
             return self.run(paths, params)
         if partition_key is None:
             raise ValueError(f"stage {self.run.__name__} is partitioned: give a partition key")
         return self.run(paths, params, **self.partition(partition_key))
+
+
+def tau_keys(params: Params) -> list[str]:
+    """The ``cgrpo_checkpoint`` partition keys: the profile's ``train.taus`` (``0.6`` → ``"0.6"``)."""
+    return [f"{tau:g}" for tau in params.train.taus]
+
+
+def benchmark_keys() -> list[str]:
+    """The benchmark axis of ``benchmark_scores``: every declared benchmark (:data:`TASKS`)."""
+    return list(TASKS)
+
+
+def method_keys(params: Params) -> list[str]:
+    """The method axis of ``benchmark_scores``: every declared method (:data:`METHODS`), then any other
+    the profile evaluates (``marc@<tau>`` of a τ beyond the declared ones)."""
+    return list(dict.fromkeys([*METHODS, *params.eval.methods]))
 
 
 def tau_partition(key: str) -> dict[str, Any]:

@@ -50,7 +50,10 @@ def _run(job_name: str, key: str | dict[str, str] | None = None) -> tuple[str, f
 
 def _run_all(pool: ProcessPoolExecutor, runs: list[tuple[str, str | dict[str, str] | None]]) -> None:
     """``(job, partition key)`` runs, `WORKERS` at a time in the pool's processes; fails after all ran if any failed."""
-    print("==> " + ", ".join(job if key is None else f"{job} [{_key_label(key)}]" for job, key in runs), flush=True)
+    print(
+        "==> " + ", ".join(job if key is None else f"{job} [{_key_label(key)}]" for job, key in runs),
+        flush=True,
+    )
     failed = []
     for future in as_completed([pool.submit(_run, job, key) for job, key in runs]):
         label, seconds, success = future.result()

@@ -64,4 +64,3 @@ def _no_repeats(field: str, names: Sequence[str]) -> None:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ValueError(f"{field} lists {repeated} more than once ('marc' is 'marc@0.6'); keep one of each")
-

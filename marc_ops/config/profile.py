@@ -33,7 +33,9 @@ def expand_env(value: str) -> str:
         if name in os.environ:
             return os.environ[name]
         if default is None:
-            raise ConfigError(f"environment variable {name} is not set (used as ${{{name}}}); set it or give a default")
+            raise ConfigError(
+                f"environment variable {name} is not set (used as ${{{name}}}); set it or give a default"
+            )
         return default
 
     return os.path.expanduser(_ENV_PATTERN.sub(substitute, value))
@@ -51,11 +53,17 @@ class DataConfig(BaseModel):
     source: Literal["synthetic", "videor1"] = Field(
         description="'synthetic': generate the embedded corpus into data_root; 'videor1': use real files there"
     )
-    data_root: str = Field(description="media root; relative paths in the annotation files resolve against it")
-    annotation_files: list[str] = Field(
-        default=["Video-R1-260k.json"], min_length=1, description="training annotation files, relative to data_root"
+    data_root: str = Field(
+        description="media root; relative paths in the annotation files resolve against it"
     )
-    cot_file: str = Field(default="Video-R1-COT-165k.json", description="the CoT annotation file (SFT), in data_root")
+    annotation_files: list[str] = Field(
+        default=["Video-R1-260k.json"],
+        min_length=1,
+        description="training annotation files, relative to data_root",
+    )
+    cot_file: str = Field(
+        default="Video-R1-COT-165k.json", description="the CoT annotation file (SFT), in data_root"
+    )
     eval_dir: str = Field(description="directory holding the benchmark files eval_<name>.json")
     train_size: int = Field(ge=1, description="rows in the stratified training subset (paper: 5000)")
     sample_seed: int = 42
@@ -74,7 +82,8 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: Literal["tiny", "pretrained"] = Field(
-        default="tiny", description="'tiny': build from `tiny`; 'pretrained': load `model_id` (HF cache or local dir)"
+        default="tiny",
+        description="'tiny': build from `tiny`; 'pretrained': load `model_id` (HF cache or local dir)",
     )
     model_id: str = Field(
         default="Qwen/Qwen2.5-VL-3B-Instruct", description="hub id or local directory (source: pretrained)"
@@ -147,7 +156,9 @@ class Params(BaseModel):
     @model_validator(mode="after")
     def _synthetic_root_is_generated(self) -> Params:
         if self.data.source == "synthetic" and "${" in self.data.data_root:
-            raise ValueError("data.data_root of a synthetic profile must be a plain path the corpus is generated into")
+            raise ValueError(
+                "data.data_root of a synthetic profile must be a plain path the corpus is generated into"
+            )
         if self.model.align is not None and self.data.source != "synthetic":
             raise ValueError(
                 "model.align captions the synthetic corpus's shots and images: it needs data.source 'synthetic'"
@@ -158,7 +169,9 @@ class Params(BaseModel):
     def _evaluated_taus_are_trained(self) -> Params:
         for method in self.eval.methods:
             if method.startswith("marc@") and float(method.removeprefix("marc@")) not in self.train.taus:
-                raise ValueError(f"eval.methods has {method}, but {method.removeprefix('marc@')} is not in train.taus")
+                raise ValueError(
+                    f"eval.methods has {method}, but {method.removeprefix('marc@')} is not in train.taus"
+                )
         return self
 
 
@@ -183,5 +196,3 @@ def profile_path(name: str, project_dir: Path) -> Path:
         known = sorted(p.stem for p in (project_dir / "configs").glob("*.yaml") if p.stem not in ("dagster",))
         raise ConfigError(f"unknown profile {name!r}: {path} does not exist (known: {', '.join(known)})")
     return path
-
-

@@ -113,5 +113,3 @@ def build_prompt(row: Mapping[str, Any], template: PromptTemplate = VIDEO_R1_EVA
     """The text prompt of one Video-R1-format row (``problem``, ``problem_type``, ``options``)."""
     question = question_text(row["problem"], row["problem_type"], row.get("options"))
     return template.render(question, row["problem_type"])
-
-

@@ -143,5 +143,3 @@ def resolve_task(name: str) -> BenchmarkTask:
     if name not in TASKS:
         raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(TASKS)}")
     return TASKS[name]
-
-

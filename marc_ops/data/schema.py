@@ -81,10 +81,13 @@ def validate_record(raw: Any, data_root: Path, *, check_media: bool = True) -> d
     if not raw["problem"].strip():
         return Rejection("empty_problem", "the question text ('problem') is empty")
     if raw["data_type"] not in DATA_TYPES:
-        return Rejection("unknown_data_type", f"data_type {raw['data_type']!r} is not one of {list(DATA_TYPES)}")
+        return Rejection(
+            "unknown_data_type", f"data_type {raw['data_type']!r} is not one of {list(DATA_TYPES)}"
+        )
     if raw["problem_type"] not in PROBLEM_TYPES:
         return Rejection(
-            "unknown_problem_type", f"problem_type {raw['problem_type']!r} is not one of {list(PROBLEM_TYPES)}"
+            "unknown_problem_type",
+            f"problem_type {raw['problem_type']!r} is not one of {list(PROBLEM_TYPES)}",
         )
     options = raw.get("options") or []
     if not isinstance(options, list) or not all(isinstance(o, str) for o in options):

@@ -45,7 +45,9 @@ def _read_records(json_path: Path) -> list[tuple[int, Any]]:
         try:
             payload = json.loads(text)
         except json.JSONDecodeError as err:
-            raise DataFileError(json_path, f"not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from err
+            raise DataFileError(
+                json_path, f"not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
+            ) from err
         return list(enumerate(payload))
     records: list[tuple[int, Any]] = []
     for line_no, line in enumerate(text.splitlines()):
@@ -79,7 +81,11 @@ def load_many(json_paths: list[Path], data_root: Path, *, check_media: bool = Tr
     first_seen: dict[str, str] = {}
     for json_path in json_paths:
         for row_no, raw in _read_records(Path(json_path)):
-            result = raw if isinstance(raw, Rejection) else validate_record(raw, data_root, check_media=check_media)
+            result = (
+                raw
+                if isinstance(raw, Rejection)
+                else validate_record(raw, data_root, check_media=check_media)
+            )
             if not isinstance(result, Rejection):
                 where = f"{Path(json_path).name} row {row_no}"
                 if result["problem_id"] in first_seen:

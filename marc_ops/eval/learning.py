@@ -105,7 +105,9 @@ class LearningResult:
 
     records: pl.DataFrame  # model, problem_id, problem_type, reward, correct, extracted
     curve: pl.DataFrame  # step, heldout_score, train_reward, train_accuracy (at the evaluated steps)
-    train_log: pl.DataFrame = field(default_factory=pl.DataFrame)  # step, train_reward, train_accuracy (every step)
+    train_log: pl.DataFrame = field(
+        default_factory=pl.DataFrame
+    )  # step, train_reward, train_accuracy (every step)
     summary: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -162,7 +164,9 @@ def paired_bootstrap(
     """Mean of ``b - a`` per item and its percentile bootstrap interval (items resampled with replacement)."""
     diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
     if diff.ndim != 1 or len(diff) == 0:
-        raise ValueError(f"paired_bootstrap needs two equal-length 1-D arrays of item scores; got {diff.shape}")
+        raise ValueError(
+            f"paired_bootstrap needs two equal-length 1-D arrays of item scores; got {diff.shape}"
+        )
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(0, len(diff), size=(n_resamples, len(diff)))].mean(axis=1)
     tail = (1 - level) / 2
@@ -213,30 +217,59 @@ def run_learning_check(
 
     started = time.perf_counter()
     teacher = compute_teacher_rewards(
-        train_rows, warm, config.teacher, out_dir / "teacher", dtype="float32", sample_builder=builder, progress=False
+        train_rows,
+        warm,
+        config.teacher,
+        out_dir / "teacher",
+        dtype="float32",
+        sample_builder=builder,
+        progress=False,
     )
     timed("teacher_rewards", started)
 
     started = time.perf_counter()
     student = train_cgrpo(
-        config.cgrpo, train_rows, read_a_full(teacher.table_path), warm, out_dir / "cgrpo", sample_builder=builder
+        config.cgrpo,
+        train_rows,
+        read_a_full(teacher.table_path),
+        warm,
+        out_dir / "cgrpo",
+        sample_builder=builder,
     )
     timed("cgrpo", started)
 
     def evaluate(name: str, weights: Path, compression: CompressionConfig) -> pl.DataFrame:
         spec = MethodSpec(
-            name=name, max_frames=config.video.max_frames, use_vmr=False, compression=compression,
-            checkpoint="sft", description=f"learning check: {name}",
-        )  # fmt: skip
+            name=name,
+            max_frames=config.video.max_frames,
+            use_vmr=False,
+            compression=compression,
+            checkpoint="sft",
+            description=f"learning check: {name}",
+        )
         adapter = QwenAdapter(
-            weights, spec, video=config.video, dtype="float32", device="cpu", attn_implementation="sdpa",
-            selection_path=None, split="eval:synthetic", max_new_tokens=config.eval_max_new_tokens,
-        )  # fmt: skip
+            weights,
+            spec,
+            video=config.video,
+            dtype="float32",
+            device="cpu",
+            attn_implementation="sdpa",
+            selection_path=None,
+            split="eval:synthetic",
+            max_new_tokens=config.eval_max_new_tokens,
+        )
         path = records_path(out_dir / "heldout", task.name, name)
         run_benchmark(
-            task, spec, eval_rows, adapter, path, batch_size=config.eval_batch_size, progress=False,
-            video=config.video, template=prompt_template("video-r1-eval"),
-        )  # fmt: skip
+            task,
+            spec,
+            eval_rows,
+            adapter,
+            path,
+            batch_size=config.eval_batch_size,
+            progress=False,
+            video=config.video,
+            template=prompt_template("video-r1-eval"),
+        )
         return read_records(path).with_columns(pl.lit(name).alias("model"))
 
     started = time.perf_counter()
@@ -250,7 +283,12 @@ def run_learning_check(
     checkpoints = {int(path.name.split("-")[1]): path for path in (out_dir / "cgrpo").glob("checkpoint-*")}
     for step, checkpoint in sorted(checkpoints.items()):
         if step % config.eval_every == 0:
-            curve.append({"step": step, "heldout_score": heldout_score(evaluate(f"cgrpo@1f-step{step}", checkpoint, one_frame))})
+            curve.append(
+                {
+                    "step": step,
+                    "heldout_score": heldout_score(evaluate(f"cgrpo@1f-step{step}", checkpoint, one_frame)),
+                }
+            )
     timed("heldout_eval", started)
 
     # The chance level of the whole suite: each item answered with its type's most common training answer.
@@ -258,7 +296,11 @@ def run_learning_check(
     history = json.loads((out_dir / "cgrpo" / "trainer_state.json").read_text())["log_history"]
     train = pl.DataFrame(
         [
-            {"step": int(h["step"]), "train_reward": h["reward"], "train_accuracy": h["rewards/accuracy_reward/mean"]}
+            {
+                "step": int(h["step"]),
+                "train_reward": h["reward"],
+                "train_accuracy": h["rewards/accuracy_reward/mean"],
+            }
             for h in history
             if "reward" in h
         ]
@@ -269,14 +311,20 @@ def run_learning_check(
         records=all_records,
         curve=curve_frame,
         train_log=train,
-        summary={**summarize_learning(all_records, mean_a_full=teacher.mean_a_full), "prior_answer_score": heldout_score(prior)},
+        summary={
+            **summarize_learning(all_records, mean_a_full=teacher.mean_a_full),
+            "prior_answer_score": heldout_score(prior),
+        },
         seconds=seconds,
     )
 
 
 def summarize_learning(records: pl.DataFrame, *, mean_a_full: float | None = None) -> dict[str, float]:
     """Scores of the three models, eta = C-GRPO / teacher, and the paired C-GRPO - SFT difference."""
-    by_model = {name: records.filter(pl.col("model") == name).sort("problem_id") for name in (STUDENT_SFT, STUDENT_CGRPO, TEACHER)}
+    by_model = {
+        name: records.filter(pl.col("model") == name).sort("problem_id")
+        for name in (STUDENT_SFT, STUDENT_CGRPO, TEACHER)
+    }
     scores = {name: heldout_score(frame) for name, frame in by_model.items()}
     # Paired per item: each item's reward (accuracy or MRA), in percent.
     sft_items, cgrpo_items = (by_model[n]["reward"].to_numpy() * 100 for n in (STUDENT_SFT, STUDENT_CGRPO))

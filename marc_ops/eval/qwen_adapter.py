@@ -56,7 +56,9 @@ class SelectionNotFoundError(FileNotFoundError):
     """A VMR method's clips are not in ``vmr_selection``; the message says how to produce them."""
 
 
-def resolve_checkpoint(paths: ProjectPaths, method: MethodSpec, *, init: Literal["base", "sft"] = "base") -> Path:
+def resolve_checkpoint(
+    paths: ProjectPaths, method: MethodSpec, *, init: Literal["base", "sft"] = "base"
+) -> Path:
     """The directory holding ``method``'s weights.
 
     ``base``: the initial policy (``train.init``, passed as ``init``): the ``base_model`` asset's

@@ -13,6 +13,7 @@ import math
 import re
 from functools import lru_cache
 
+import jiwer
 from rouge_score import rouge_scorer
 
 # First <answer>...</answer>, as Video-R1's `re.search`; DOTALL so multi-line answers count.
@@ -52,22 +53,22 @@ def parse_number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+# Video-R1's word split: any run of whitespace separates words; case and punctuation stay as they are.
+_WORDS = jiwer.Compose(
+    [jiwer.SubstituteRegexes({r"\s+": " "}), jiwer.Strip(), jiwer.ReduceToListOfListOfWords()]
+)
+
+
 def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word-level Levenshtein distance divided by ``max(1, number of reference words)``.
+    """Word-level edit distance (jiwer's alignment) divided by ``max(1, number of reference words)``.
 
     Words are whitespace-separated and compared case-sensitively, as Video-R1's ``wer``;
     the ``max(1, ·)`` keeps an empty reference from dividing by zero.
     """
-    ref_words, hyp_words = reference.split(), hypothesis.split()
-    # One row of the (len(ref)+1) x (len(hyp)+1) edit-distance table at a time.
-    previous = list(range(len(hyp_words) + 1))
-    for i, ref_word in enumerate(ref_words, start=1):
-        current = [i]
-        for j, hyp_word in enumerate(hyp_words, start=1):
-            substitution = previous[j - 1] + (ref_word != hyp_word)
-            current.append(min(substitution, previous[j] + 1, current[j - 1] + 1))
-        previous = current
-    return previous[-1] / max(1, len(ref_words))
+    edits = jiwer.process_words(
+        reference, hypothesis, reference_transform=_WORDS, hypothesis_transform=_WORDS
+    )
+    return (edits.substitutions + edits.deletions + edits.insertions) / max(1, len(reference.split()))
 
 
 @lru_cache(maxsize=1)

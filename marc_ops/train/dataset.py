@@ -85,7 +85,9 @@ def write_skipped(out_dir: Path, skipped: list[SkippedSample]) -> Path:
 
 
 # How long a run goes and how often it saves or logs: extending a run resumes it, not restarts it.
-_BUDGET_FIELDS = frozenset({"max_steps", "num_train_epochs", "save_steps", "save_total_limit", "logging_steps"})
+_BUDGET_FIELDS = frozenset(
+    {"max_steps", "num_train_epochs", "save_steps", "save_total_limit", "logging_steps"}
+)
 
 
 def run_fingerprint(config: Any, model_path: str | Path, problem_ids: Iterable[str]) -> str:
@@ -119,7 +121,9 @@ def training_log(out_dir: Path, key: str) -> tuple[int, pl.DataFrame]:
     """A finished run's last step and its logged steps that carry ``key`` (``loss``, ``reward``), from
     the trainer state :func:`train_and_save` wrote: what a training stage shows."""
     history = json.loads((out_dir / STATE_FILE).read_text())["log_history"]
-    return (int(history[-1]["step"]) if history else 0), pl.DataFrame([entry for entry in history if key in entry])
+    return (int(history[-1]["step"]) if history else 0), pl.DataFrame(
+        [entry for entry in history if key in entry]
+    )
 
 
 def _finished_step(out_dir: Path, max_steps: int) -> int | None:

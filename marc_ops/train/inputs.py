@@ -110,7 +110,9 @@ def grounded_clip_sample(row: Mapping[str, Any], video: VideoConfig = DEFAULT_VI
     if not is_grounded(row):
         raise ValueError(f"row {row['problem_id']!r}: a grounded clip needs a video row with evidence_spans")
     reader = open_video(row["media_path"], video.backend)
-    clips = [ClipSpan(i, int(first), int(last)) for i, (first, last) in enumerate(sorted(row["evidence_spans"]))]
+    clips = [
+        ClipSpan(i, int(first), int(last)) for i, (first, last) in enumerate(sorted(row["evidence_spans"]))
+    ]
     frame_indices, clip_ids = plan_frames(clips, reader.fps, video, video=str(row["media_path"]))
     return TrainingSample(
         row=row, frames=decode_frames(reader, frame_indices, video), clip_ids=clip_ids, fps=video.fps
@@ -129,7 +131,9 @@ def view_builder(video: VideoConfig = DEFAULT_VIDEO_CONFIG) -> SampleBuilder:
     return build
 
 
-def vmr_builder(selection_path: Path, video: VideoConfig = DEFAULT_VIDEO_CONFIG, *, split: str = "train") -> SampleBuilder:
+def vmr_builder(
+    selection_path: Path, video: VideoConfig = DEFAULT_VIDEO_CONFIG, *, split: str = "train"
+) -> SampleBuilder:
     """The VMR input (SPEC 4.5): each video row's top-k clips, at the exact frames ``vmr_selection``
     recorded, with their per-frame clip ids. Image rows (and video rows without a selection, which
     ``vmr_selection`` quarantined) fall back to :func:`whole_video_sample` / the image itself.

@@ -64,7 +64,9 @@ def base_model_stage(paths: ProjectPaths, params: Params) -> StageResult:
     else:
         location = Path(resolve_model_source(model.model_id))
     n_bytes = sum(p.stat().st_size for p in location.rglob("*.safetensors"))
-    write_json(out_dir / "model.json", {"source": model.source, "model_id": model.model_id, "path": str(location)})
+    write_json(
+        out_dir / "model.json", {"source": model.source, "model_id": model.model_id, "path": str(location)}
+    )
     return StageResult(
         outputs={"model": out_dir / "model.json", "checkpoint": location},
         metadata={
@@ -161,7 +163,9 @@ def sft_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
         outputs={"model": final, "run": out_dir / "run.yaml", "tensorboard": out_dir / "runs"},
         metadata={
             "rows": rows.height,
-            "grounded_clip_rows": sum(map(is_grounded, rows.iter_rows(named=True))) if config.grounded_clips else 0,
+            "grounded_clip_rows": sum(map(is_grounded, rows.iter_rows(named=True)))
+            if config.grounded_clips
+            else 0,
             "skipped_samples": len(skipped),
             "global_step": global_step,
             "first_loss": losses[0] if losses else None,
@@ -175,7 +179,9 @@ def sft_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
 def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> StageResult:
     """The ``cgrpo_checkpoint`` asset, one partition per tau: train (or resume) and record the run."""
     if tau not in params.train.taus:
-        raise ValueError(f"tau {tau} is not one of the profile's train.taus {list(params.train.taus)}; add it there")
+        raise ValueError(
+            f"tau {tau} is not one of the profile's train.taus {list(params.train.taus)}; add it there"
+        )
     started = time.perf_counter()
     out_dir = paths.cgrpo_run(tau)
     run = CGRPORun(

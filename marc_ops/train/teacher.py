@@ -241,5 +241,3 @@ def _open_records(path: Path, settings: str) -> dict[str, dict[str, Any]]:
         with atomic_file(path) as handle:
             handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records.values())
     return records
-
-

@@ -120,7 +120,9 @@ class ClipIndex:
         """Each indexed video's clip spans, in ``clip_index`` order (to find videos re-cut since indexing)."""
         table = self.table.search().select(["video_id", "clip_index", "start_frame", "end_frame"]).to_arrow()
         spans: dict[str, list[tuple[int, int, int]]] = {}
-        for video_id, clip, first, last in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
+        for video_id, clip, first, last in zip(
+            *(table.column(c).to_pylist() for c in table.column_names), strict=True
+        ):
             spans.setdefault(video_id, []).append((clip, first, last))
         return {video: [(first, last) for _, first, last in sorted(rows)] for video, rows in spans.items()}
 

@@ -138,7 +138,10 @@ def decode_frames(reader: VideoReader, frame_indices: np.ndarray, video_config: 
     resized = []
     for chunk in reader.read(wanted, chunk_size=16):
         height, width = smart_resize(
-            chunk.shape[1], chunk.shape[2], min_pixels=video_config.min_pixels, max_pixels=video_config.max_pixels
+            chunk.shape[1],
+            chunk.shape[2],
+            min_pixels=video_config.min_pixels,
+            max_pixels=video_config.max_pixels,
         )
         resized.append(resize_frames(chunk, height, width))
     return np.concatenate(resized)[where]
@@ -159,9 +162,15 @@ def plan_frames(
     if not selected_clips:
         raise ValueError(f"{video}: no clips selected, nothing to assemble")
     clips = sorted(selected_clips, key=lambda clip: clip.start_frame)
-    per_clip = [clip_frame_indices(clip.start_frame, clip.end_frame, source_fps, video_config.fps) for clip in clips]
-    groups = allocate_groups([len(indices) for indices in per_clip], video_config.max_frames // FRAMES_PER_GROUP)
-    chosen = [_thin_and_pad(indices, FRAMES_PER_GROUP * n) for indices, n in zip(per_clip, groups, strict=True)]
+    per_clip = [
+        clip_frame_indices(clip.start_frame, clip.end_frame, source_fps, video_config.fps) for clip in clips
+    ]
+    groups = allocate_groups(
+        [len(indices) for indices in per_clip], video_config.max_frames // FRAMES_PER_GROUP
+    )
+    chosen = [
+        _thin_and_pad(indices, FRAMES_PER_GROUP * n) for indices, n in zip(per_clip, groups, strict=True)
+    ]
     clip_ids = np.repeat([clip.clip_index for clip in clips], [len(indices) for indices in chosen])
     return np.concatenate(chosen), clip_ids.astype(np.int64)
 

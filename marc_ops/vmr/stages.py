@@ -62,7 +62,12 @@ def vmr_samples(paths: ProjectPaths, params: Params) -> pl.DataFrame:
 
 
 def _videos(samples: pl.DataFrame) -> pl.DataFrame:
-    return samples.filter(pl.col("data_type") == "video").select("video_id", "media_path").unique("video_id").sort("video_id")
+    return (
+        samples.filter(pl.col("data_type") == "video")
+        .select("video_id", "media_path")
+        .unique("video_id")
+        .sort("video_id")
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,9 +128,13 @@ def shot_segments_stage(paths: ProjectPaths, params: Params) -> StageResult:
     if params.vmr.shot_workers > 1 and len(pending) > 1:
         # Fan out over processes (one TransNetV2 each, one torch thread each); results land per video.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(params.vmr.shot_workers, mp_context=context, initializer=_one_thread) as pool:
-            work = [pool.submit(_segment_one, video_id, media_path, cached, params.vmr.shots)
-                    for video_id, media_path, cached in pending]
+        with ProcessPoolExecutor(
+            params.vmr.shot_workers, mp_context=context, initializer=_one_thread
+        ) as pool:
+            work = [
+                pool.submit(_segment_one, video_id, media_path, cached, params.vmr.shots)
+                for video_id, media_path, cached in pending
+            ]
             for future in tqdm(as_completed(work), total=len(work), desc="shot segments", unit="video"):
                 future.result()
     else:
@@ -161,15 +170,30 @@ def shot_segments_stage(paths: ProjectPaths, params: Params) -> StageResult:
         )
     shots = pl.DataFrame(
         shot_rows,
-        schema={"video_id": pl.String, "shot_index": pl.Int64, "start_frame": pl.Int64, "end_frame": pl.Int64,
-                "start_time": pl.Float64, "end_time": pl.Float64, "boundary_score": pl.Float64},
+        schema={
+            "video_id": pl.String,
+            "shot_index": pl.Int64,
+            "start_frame": pl.Int64,
+            "end_frame": pl.Int64,
+            "start_time": pl.Float64,
+            "end_time": pl.Float64,
+            "boundary_score": pl.Float64,
+        },
     )
     video_table = pl.DataFrame(
         video_rows,
-        schema={"video_id": pl.String, "media_path": pl.String, "fps": pl.Float64, "num_frames": pl.Int64,
-                "shots": pl.Int64, "max_score": pl.Float64},
+        schema={
+            "video_id": pl.String,
+            "media_path": pl.String,
+            "fps": pl.Float64,
+            "num_frames": pl.Int64,
+            "shots": pl.Int64,
+            "max_score": pl.Float64,
+        },
     )
-    quarantine = pl.DataFrame(failed, schema={"video_id": pl.String, "media_path": pl.String, "reason": pl.String})
+    quarantine = pl.DataFrame(
+        failed, schema={"video_id": pl.String, "media_path": pl.String, "reason": pl.String}
+    )
     write_parquet(out_dir / "shots.parquet", shots)
     write_parquet(out_dir / "videos.parquet", video_table)
     write_parquet(out_dir / "quarantine.parquet", quarantine)
@@ -213,12 +237,18 @@ def retriever_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResu
             metadata["training_seconds"] = round(time.perf_counter() - started, 1)
     embedder = ClipEmbedder(embedder_config)
     if params.data.source == "synthetic":
-        recall = ground_truth_recall(embedder, params.data.root(paths.project_dir), split="eval", k=params.vmr.top_k)
+        recall = ground_truth_recall(
+            embedder, params.data.root(paths.project_dir), split="eval", k=params.vmr.top_k
+        )
         metadata[f"eval_recall_at_{params.vmr.top_k}"] = round(recall.recall_at_k, 4)
         metadata["eval_recall_at_1"] = round(recall.recall_at_1, 4)
     write_json(
         out_dir / "retriever.json",
-        {"embedder": embedder_config.model_dump(), "model_id": embedder.model_id, "embed_dim": embedder.embed_dim},
+        {
+            "embedder": embedder_config.model_dump(),
+            "model_id": embedder.model_id,
+            "embed_dim": embedder.embed_dim,
+        },
     )
     return StageResult(
         outputs={"retriever": out_dir / "retriever.json"},
@@ -232,7 +262,9 @@ def _load_embedder(paths: ProjectPaths) -> tuple[ClipEmbedder, dict[str, Any]]:
 
 
 def _open_index(paths: ProjectPaths, params: Params, embedder: ClipEmbedder) -> ClipIndex:
-    return ClipIndex(paths.asset("clip_embeddings") / "lancedb", embedder.model_id, embedder.embed_dim, params.vmr.index)
+    return ClipIndex(
+        paths.asset("clip_embeddings") / "lancedb", embedder.model_id, embedder.embed_dim, params.vmr.index
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +283,9 @@ def clip_embeddings_stage(paths: ProjectPaths, params: Params) -> StageResult:
     videos = pl.read_parquet(paths.asset("shot_segments") / "videos.parquet")
     spans_by_video = {
         video_id: list(zip(group["start_frame"].to_list(), group["end_frame"].to_list(), strict=True))
-        for (video_id,), group in shots.sort("video_id", "shot_index").group_by("video_id", maintain_order=True)
+        for (video_id,), group in shots.sort("video_id", "shot_index").group_by(
+            "video_id", maintain_order=True
+        )
     }
     to_index = [
         VideoToIndex(video_id=video_id, path=Path(media_path), spans=spans_by_video[video_id])
@@ -332,13 +366,17 @@ def vmr_selection_stage(paths: ProjectPaths, params: Params) -> StageResult:
     clips_cache: dict[str, VideoClips] = {}
     rows: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
-    for sample in tqdm(samples.iter_rows(named=True), total=samples.height, desc="vmr selection", unit="sample"):
+    for sample in tqdm(
+        samples.iter_rows(named=True), total=samples.height, desc="vmr selection", unit="sample"
+    ):
         base = {k: sample[k] for k in ("problem_id", "split", "data_type", "video_id", "media_path")}
         if sample["data_type"] == "image":
             rows.append({**base, "video_id": None})
             continue
         if sample["video_id"] not in fps_of:
-            failed.append({**base, "reason": f"video {sample['media_path']} was quarantined by shot_segments"})
+            failed.append(
+                {**base, "reason": f"video {sample['media_path']} was quarantined by shot_segments"}
+            )
             continue
         try:
             query = embedder.embed_query(sample["problem"], sample["options"], sample_id=sample["problem_id"])
@@ -360,14 +398,22 @@ def vmr_selection_stage(paths: ProjectPaths, params: Params) -> StageResult:
                 "frame_indices": frame_indices.tolist(),
                 "frame_clip_ids": clip_ids.tolist(),
                 "timestamps": (frame_indices / fps_of[sample["video_id"]]).tolist(),
-                "evidence_covered": _covers(selected, sample["evidence_spans"]) if sample["evidence_spans"] else None,
+                "evidence_covered": _covers(selected, sample["evidence_spans"])
+                if sample["evidence_spans"]
+                else None,
             }
         )
     selection = pl.DataFrame(rows, schema=SELECTION_SCHEMA)
     quarantine = pl.DataFrame(
         failed,
-        schema={"problem_id": pl.String, "split": pl.String, "data_type": pl.String, "video_id": pl.String,
-                "media_path": pl.String, "reason": pl.String},
+        schema={
+            "problem_id": pl.String,
+            "split": pl.String,
+            "data_type": pl.String,
+            "video_id": pl.String,
+            "media_path": pl.String,
+            "reason": pl.String,
+        },
     )
     out_dir = paths.asset("vmr_selection")
     with atomic_dir(out_dir) as tmp:
@@ -382,12 +428,18 @@ def vmr_selection_stage(paths: ProjectPaths, params: Params) -> StageResult:
     }
     covered = video_rows.filter(pl.col("evidence_covered").is_not_null())
     if covered.height:
-        metadata[f"evidence_recall_at_{params.vmr.top_k}"] = round(float(covered["evidence_covered"].mean()), 4)
-    per_split = selection.group_by("split").agg(
-        pl.len().alias("samples"),
-        pl.col("evidence_covered").mean().round(4).alias("evidence_recall"),
-        pl.col("frame_indices").list.len().mean().round(2).alias("mean_frames"),
-    ).sort("split")
+        metadata[f"evidence_recall_at_{params.vmr.top_k}"] = round(
+            float(covered["evidence_covered"].mean()), 4
+        )
+    per_split = (
+        selection.group_by("split")
+        .agg(
+            pl.len().alias("samples"),
+            pl.col("evidence_covered").mean().round(4).alias("evidence_recall"),
+            pl.col("frame_indices").list.len().mean().round(2).alias("mean_frames"),
+        )
+        .sort("split")
+    )
     return StageResult(
         outputs={"selection": out_dir / "selection.parquet"},
         metadata=metadata,

@@ -12,11 +12,25 @@ lineage_job = dg.define_asset_job(
 )
 # The lineage in parallel branches (what `make demo` runs side by side): the base model and its SFT
 # warm-up need only the source; the teacher needs both branches; the efficiency profile only the base model.
-model_job = dg.define_asset_job("model_job", selection=dg.AssetSelection.assets("base_model", "sft_checkpoint"))
+model_job = dg.define_asset_job(
+    "model_job", selection=dg.AssetSelection.assets("base_model", "sft_checkpoint")
+)
 teacher_job = dg.define_asset_job("teacher_job", selection=dg.AssetSelection.assets("teacher_rewards"))
-efficiency_job = dg.define_asset_job("efficiency_job", selection=dg.AssetSelection.assets("efficiency_profile"))
+efficiency_job = dg.define_asset_job(
+    "efficiency_job", selection=dg.AssetSelection.assets("efficiency_profile")
+)
 cgrpo_job = dg.define_asset_job("cgrpo_job", selection=dg.AssetSelection.assets("cgrpo_checkpoint"))
 benchmark_job = dg.define_asset_job("benchmark_job", selection=dg.AssetSelection.assets("benchmark_scores"))
 report_job = dg.define_asset_job("report_job", selection=dg.AssetSelection.assets("report"))
 
-JOBS = [data_job, vmr_job, model_job, teacher_job, efficiency_job, lineage_job, cgrpo_job, benchmark_job, report_job]
+JOBS = [
+    data_job,
+    vmr_job,
+    model_job,
+    teacher_job,
+    efficiency_job,
+    lineage_job,
+    cgrpo_job,
+    benchmark_job,
+    report_job,
+]

@@ -32,7 +32,9 @@ def to_metadata(result: StageResult) -> dict[str, dg.MetadataValue]:
     return metadata
 
 
-def materialize_stage(name: str, context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
+def materialize_stage(
+    name: str, context: dg.AssetExecutionContext, marc: MarcResource
+) -> dg.MaterializeResult:
     """Call the one implementation of stage ``name`` (the same one ``marc stage`` runs under DVC)."""
     paths = marc.paths()
     params = paths.params()
@@ -40,4 +42,6 @@ def materialize_stage(name: str, context: dg.AssetExecutionContext, marc: MarcRe
     # A multi-partition key renders as "synthetic|marc@0.6", what the stage registry parses.
     partition = str(context.partition_key) if context.has_partition_key else None
     result = STAGES[name](paths, params, partition)
-    return dg.MaterializeResult(metadata={"profile": dg.MetadataValue.text(params.profile), **to_metadata(result)})
+    return dg.MaterializeResult(
+        metadata={"profile": dg.MetadataValue.text(params.profile), **to_metadata(result)}
+    )

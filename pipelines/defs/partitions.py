@@ -1,18 +1,22 @@
-"""The real fan-out axes of the lineage."""
+"""The real fan-out axes of the lineage, built from the library's own declarations.
+
+τ comes from the active profile's ``train.taus``; benchmarks and methods from the declared
+benchmarks and methods (``marc_ops.registry``), so a partition key is always one the stage parses.
+"""
 
 import dagster as dg
 
-# C-GRPO's retention threshold τ (paper Table 3). A profile's `train.taus` must list these keys;
-# the stage checks the key against the active profile.
-tau_partitions = dg.StaticPartitionsDefinition(["0.4", "0.6", "0.8"])
+from marc_ops.registry import benchmark_keys, method_keys, tau_keys
+from pipelines.defs.resources import build_resources
 
-# Benchmark × method (paper Tables 1-3): the synthetic suite and the six benchmarks × every method.
-benchmark_partitions = dg.StaticPartitionsDefinition(
-    ["synthetic", "vsibench", "videommmu", "mmvu", "mvbench", "tempcompass", "videomme"]
-)
-method_partitions = dg.StaticPartitionsDefinition(
-    ["baseline-64f", "baseline-16f", "vmr-64f", "marc@0.4", "marc@0.6", "marc@0.8", "sft-1f", "sft-vmr-1f"]
-)
+_params = build_resources()["marc"].params()
+
+# C-GRPO's retention threshold τ (paper Table 3).
+tau_partitions = dg.StaticPartitionsDefinition(tau_keys(_params))
+
+# Benchmark × method (paper Tables 1-3).
+benchmark_partitions = dg.StaticPartitionsDefinition(benchmark_keys())
+method_partitions = dg.StaticPartitionsDefinition(method_keys(_params))
 benchmark_method_partitions = dg.MultiPartitionsDefinition(
     {"benchmark": benchmark_partitions, "method": method_partitions}
 )

@@ -18,7 +18,9 @@ def annotation_fingerprint(marc: MarcResource) -> str:
     parts = [params.profile]
     for name in params.data.annotation_files:
         path = root / name
-        parts.append(f"{name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.is_file() else f"{name}:absent")
+        parts.append(
+            f"{name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.is_file() else f"{name}:absent"
+        )
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

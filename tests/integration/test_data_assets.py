@@ -102,10 +102,16 @@ def test_dagster_cli_materializes_with_a_selection(small_project: Path):
     dagster = Path(sys.executable).parent / "dagster"
     done = subprocess.run(
         [str(dagster), "asset", "materialize", "-m", "pipelines.definitions", "--select", "*train_subset"],
-        cwd=REPO_ROOT, env=_env(small_project), capture_output=True, text=True, timeout=600,
+        cwd=REPO_ROOT,
+        env=_env(small_project),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert pl.read_parquet(small_project / "assets/train_subset/train_subset.parquet").height == SMALL_TRAIN_SIZE
+    assert (
+        pl.read_parquet(small_project / "assets/train_subset/train_subset.parquet").height == SMALL_TRAIN_SIZE
+    )
 
 
 def _free_port() -> int:
@@ -117,9 +123,19 @@ def _free_port() -> int:
 def test_webserver_serves_the_asset_graph(small_project: Path):
     port = _free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-m", "pipelines.definitions",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO_ROOT, env=_env(small_project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-m",
+            "pipelines.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO_ROOT,
+        env=_env(small_project),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
@@ -128,7 +144,9 @@ def test_webserver_serves_the_asset_graph(small_project: Path):
         while True:
             try:
                 request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"}
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=query,
+                    headers={"Content-Type": "application/json"},
                 )
                 payload = json.loads(urllib.request.urlopen(request, timeout=5).read())
                 break
@@ -149,7 +167,10 @@ def test_webserver_serves_the_asset_graph(small_project: Path):
 def test_dvc_repro_twice_changes_nothing_the_second_time(tmp_path: Path):
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     project = tmp_path / "clone"
     for rel in files:
@@ -168,12 +189,19 @@ def test_dvc_repro_twice_changes_nothing_the_second_time(tmp_path: Path):
     subprocess.run([*git, "commit", "-qm", "copy"], cwd=project, check=True)
     dvc = str(Path(sys.executable).parent / "dvc")
 
-    listed = subprocess.run([dvc, "stage", "list"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    listed = subprocess.run(
+        [dvc, "stage", "list"], cwd=project, env=env, capture_output=True, text=True, timeout=300
+    )
     assert listed.returncode == 0, listed.stderr
     assert "cgrpo_checkpoint@0.6" in listed.stdout and "efficiency_profile" in listed.stdout
     # Reproduce the data and VMR lineage (training and evaluation have their own tests).
     first = subprocess.run(
-        [dvc, "repro", "vmr_selection", "base_model"], cwd=project, env=env, capture_output=True, text=True, timeout=600
+        [dvc, "repro", "vmr_selection", "base_model"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for stage in ("train_subset", "shot_segments", "clip_embeddings", "vmr_selection", "base_model"):
@@ -181,11 +209,21 @@ def test_dvc_repro_twice_changes_nothing_the_second_time(tmp_path: Path):
     assert pl.read_parquet(project / "assets/train_subset/train_subset.parquet").height == 6
 
     second = subprocess.run(
-        [dvc, "repro", "vmr_selection", "base_model"], cwd=project, env=env, capture_output=True, text=True, timeout=600
+        [dvc, "repro", "vmr_selection", "base_model"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Running stage" not in second.stdout
     status = subprocess.run(
-        [dvc, "status", "vmr_selection", "base_model"], cwd=project, env=env, capture_output=True, text=True, timeout=300
+        [dvc, "status", "vmr_selection", "base_model"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert "Data and pipelines are up to date" in status.stdout

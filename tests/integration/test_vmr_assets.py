@@ -130,7 +130,9 @@ def test_marc_vmr_cli_prints_the_top_clips(vmr_project: Path, capsys: pytest.Cap
 
 def test_a_corrupt_video_is_quarantined_and_the_rest_proceed(vmr_project: Path):
     selection = pl.read_parquet(vmr_project / "assets/vmr_selection/selection.parquet")
-    victim = selection.filter((pl.col("data_type") == "video") & (pl.col("split") == "train"))["media_path"][0]
+    victim = selection.filter((pl.col("data_type") == "video") & (pl.col("split") == "train"))["media_path"][
+        0
+    ]
     Path(victim).write_bytes(b"\x00not an mp4 at all")
     result = _materialize(vmr_project, selection=["shot_segments", "clip_embeddings", "vmr_selection"])
     assert result.success

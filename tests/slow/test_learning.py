@@ -20,8 +20,12 @@ CGRPO_STEPS = 120  # as benchmarks/learning.py
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
-def test_cgrpo_student_beats_sft_only_at_the_same_budget_and_keeps_the_teachers_accuracy(tmp_path: Path) -> None:
-    config = profile_learning_config(REPO_ROOT / "configs" / "tiny.yaml", larger_corpus=True, cgrpo_steps=CGRPO_STEPS)
+def test_cgrpo_student_beats_sft_only_at_the_same_budget_and_keeps_the_teachers_accuracy(
+    tmp_path: Path,
+) -> None:
+    config = profile_learning_config(
+        REPO_ROOT / "configs" / "tiny.yaml", larger_corpus=True, cgrpo_steps=CGRPO_STEPS
+    )
 
     result = run_learning_check(config, tmp_path)
 
@@ -33,5 +37,7 @@ def test_cgrpo_student_beats_sft_only_at_the_same_budget_and_keeps_the_teachers_
     assert s["item_diff_ci_low"] > 0.0, s  # a margin that resampling the items does not erase
     assert s["eta"] >= 0.95, s
     # the curve starts at the SFT-only student and ends at the final C-GRPO student
-    assert result.curve["step"][0] == 0 and result.curve["heldout_score"][0] == pytest.approx(s["sft_only_score"])
+    assert result.curve["step"][0] == 0 and result.curve["heldout_score"][0] == pytest.approx(
+        s["sft_only_score"]
+    )
     assert result.curve["step"][-1] == config.cgrpo.max_steps

@@ -64,12 +64,19 @@ def test_cgrpo_runs_two_steps_in_two_cpu_processes(tmp_path: Path) -> None:
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(run))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "info"}
     command = [
-        str(Path(sys.executable).with_name("accelerate")), "launch",
-        "--config_file", "configs/accelerate/cpu_2proc.yaml",
-        "--num_processes", "2",
-        "--main_process_port", str(free_port()),
-        "-m", "marc_ops.train.cgrpo", "--config", str(tmp_path / "run.yaml"),
-    ]  # fmt: skip
+        str(Path(sys.executable).with_name("accelerate")),
+        "launch",
+        "--config_file",
+        "configs/accelerate/cpu_2proc.yaml",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "marc_ops.train.cgrpo",
+        "--config",
+        str(tmp_path / "run.yaml"),
+    ]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-6000:]

@@ -156,7 +156,9 @@ def test_report_leaves_out_a_pair_answered_by_an_older_checkpoint(
     benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-64f")
     benchmark_scores_stage(project, params, benchmark="synthetic", method="marc@0.6")
     weights = project.asset("cgrpo_checkpoint") / "tau_0.6" / "model" / "model.safetensors"
-    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # retrained, not rerun
+    os.utime(
+        weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9)
+    )  # retrained, not rerun
 
     result = report_stage(project, params)
     assert result.tables["scores"]["method"].to_list() == ["baseline-64f"]

@@ -8,9 +8,7 @@ from marc_ops.data import allocate_largest_remainder, stratified_sample
 
 def _manifest(counts: dict[str, int]) -> pl.DataFrame:
     rows = [
-        {"problem_id": f"{cat}-{i}", "category": cat}
-        for cat, count in counts.items()
-        for i in range(count)
+        {"problem_id": f"{cat}-{i}", "category": cat} for cat, count in counts.items() for i in range(count)
     ]
     return pl.DataFrame(rows)
 

@@ -107,7 +107,10 @@ def test_config_defaults_and_bench_preset() -> None:
     [
         ({"width": 225}, "width must be even"),
         ({"shots_per_video_min": 5, "shots_per_video_max": 3}, "shots_per_video_min (5) exceeds"),
-        ({"shots_per_video_max": 8}, "must be at most 7: every shot of a video gets its own background colour"),
+        (
+            {"shots_per_video_max": 8},
+            "must be at most 7: every shot of a video gets its own background colour",
+        ),
         ({"shot_seconds_min": 0.5, "fps": 8}, "shorter than dissolve_frames"),
         ({"shot_seconds_min": 2.0, "shot_seconds_max": 2.25}, "distinct durations"),
         ({"questions_per_video": 3}, "less than or equal to 2"),
@@ -137,13 +140,19 @@ def _still(kind: str, colour: str) -> MovingShape:
 @pytest.mark.parametrize(
     ("shapes", "text", "expected"),
     [
-        ([("square", "blue"), ("circle", "red"), ("square", "blue")], "KIWI",
-         "a red circle and two blue squares on a yellow background, text 'KIWI'"),
+        (
+            [("square", "blue"), ("circle", "red"), ("square", "blue")],
+            "KIWI",
+            "a red circle and two blue squares on a yellow background, text 'KIWI'",
+        ),
         ([("triangle", "black")], None, "a black triangle on a yellow background"),
-        ([("triangle", "white"), ("circle", "green"), ("circle", "red")], None,
-         "a red circle, a green circle and a white triangle on a yellow background"),
+        (
+            [("triangle", "white"), ("circle", "green"), ("circle", "red")],
+            None,
+            "a red circle, a green circle and a white triangle on a yellow background",
+        ),
     ],
-)  # fmt: skip
+)
 def test_scene_description_is_systematic(
     shapes: list[tuple[str, str]], text: str | None, expected: str
 ) -> None:
@@ -398,7 +407,9 @@ def test_the_answer_is_right_only_in_the_evidence_shot(corpus: CorpusFiles) -> N
             entry = shots[_shots_key(corpus, media_root, row["path"])]
             (evidence,) = row["evidence"]["shots"]
             named = BACKGROUND.search(row["problem"])
-            assert (named is None) == (row["data_source"] == "SynthScenes" and row["problem_type"] != "free-form")
+            assert (named is None) == (
+                row["data_source"] == "SynthScenes" and row["problem_type"] != "free-form"
+            )
             assert named is None or named.group(1) == entry["scenes"][evidence]["background"]
             for shot, (scene, span) in enumerate(zip(entry["scenes"], entry["spans"], strict=True)):
                 answer = _answer_from_shot(row, scene, span, entry["fps"])

@@ -37,12 +37,6 @@ TINY = CGRPOTrainConfig(
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
-
-
-
-
 @pytest.fixture(scope="module")
 def rows(train_corpus: Path) -> pl.DataFrame:
     return load_videor1(train_corpus / "Video-R1-260k.json", train_corpus).rows
@@ -147,7 +141,14 @@ def test_train_cgrpo_logs_skips_broken_videos_and_resumes(
     assert [s["problem_id"] for s in skipped] == ["broken-1"] and "broken-1" in caplog.text
     logged = json.loads((out / "trainer_state.json").read_text())["log_history"][0]
     tensorboard = scalars(out)
-    for key in ("reward", "rewards/accuracy_reward/mean", "cgrpo/eta", "cgrpo/r_c", "kl", "completions/mean_length"):
+    for key in (
+        "reward",
+        "rewards/accuracy_reward/mean",
+        "cgrpo/eta",
+        "cgrpo/r_c",
+        "kl",
+        "completions/mean_length",
+    ):
         assert key in logged, key
         assert f"train/{key}" in tensorboard, key
 
@@ -159,7 +160,9 @@ def test_train_cgrpo_logs_skips_broken_videos_and_resumes(
             longer, train, a_full_of(train), tiny_model, out, sample_builder=whole_video_builder(VIDEO)
         )
     assert "resuming C-GRPO from" in caplog.text and "checkpoint-1" in caplog.text
-    assert "resumed the weights of" in caplog.text  # CheckpointWeightsMixin: the step-1 weights, not the initial ones
+    assert (
+        "resumed the weights of" in caplog.text
+    )  # CheckpointWeightsMixin: the step-1 weights, not the initial ones
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert [entry["step"] for entry in state["log_history"] if "reward" in entry] == [1, 2]

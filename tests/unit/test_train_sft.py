@@ -30,12 +30,6 @@ VIDEO = VideoConfig(max_frames=8)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
-
-
-
-
 @pytest.fixture(scope="module")
 def cot_rows(train_corpus: Path) -> pl.DataFrame:
     return load_videor1(train_corpus / "Video-R1-COT-165k.json", train_corpus).rows
@@ -90,7 +84,9 @@ def test_mixed_budget_warm_up_alternates_compressed_and_uncompressed_batches(
 ) -> None:
     processor = load_qwen2_5_vl_processor(tiny_model)
     dataset, _ = sft_dataset(cot_rows.filter(pl.col("data_type") == "video").head(1))
-    collate = SFTCollator(processor, one_frame_compression(), whole_video_builder(VIDEO), mix_uncompressed=True)
+    collate = SFTCollator(
+        processor, one_frame_compression(), whole_video_builder(VIDEO), mix_uncompressed=True
+    )
     batches = [collate(list(dataset)) for _ in range(3)]
     placeholders = [int((b["input_ids"] == processor.video_token_id).sum()) for b in batches]
     assert [bool(b[UNCOMPRESSED_KEY]) for b in batches] == [False, True, False]
@@ -98,12 +94,24 @@ def test_mixed_budget_warm_up_alternates_compressed_and_uncompressed_batches(
     assert placeholders[1] == 4 * placeholders[0] and placeholders[2] == placeholders[0]
 
     config = SFTTrainConfig(
-        learning_rate=1e-3, per_device_train_batch_size=1, max_steps=2, num_train_epochs=100, logging_steps=1,
-        save_steps=100, bf16=False, gradient_checkpointing=False, mix_uncompressed=True,
+        learning_rate=1e-3,
+        per_device_train_batch_size=1,
+        max_steps=2,
+        num_train_epochs=100,
+        logging_steps=1,
+        save_steps=100,
+        bf16=False,
+        gradient_checkpointing=False,
+        mix_uncompressed=True,
         compression=one_frame_compression(),
-    )  # fmt: skip
-    final = train_sft(config, cot_rows.filter(pl.col("data_type") == "video").head(1), tiny_model, tmp_path,
-                      sample_builder=whole_video_builder(VIDEO))  # fmt: skip
+    )
+    final = train_sft(
+        config,
+        cot_rows.filter(pl.col("data_type") == "video").head(1),
+        tiny_model,
+        tmp_path,
+        sample_builder=whole_video_builder(VIDEO),
+    )
     # the uncompressed step ran (a mismatched placeholder count would raise) and the student's budget is saved
     assert json.loads((final / "config.json").read_text())["marc_compression"]["target_blocks"] == 1
     with pytest.raises(ValueError, match="gradient_checkpointing: false"):
@@ -123,15 +131,15 @@ def test_grounded_clips_add_each_grounded_video_row_once_more_right_after_it(cot
             before = dataset[i - 1]
             assert before["view"] == "whole" and before["problem_id"] == record["problem_id"]
             assert before["target"] == record["target"] and before["prompt"] == record["prompt"]
-    assert sorted(p for p, v in zip(dataset["problem_id"], dataset["view"], strict=True) if v == GROUNDED_VIEW) == sorted(
-        str(p) for p in grounded["problem_id"]
-    )
+    assert sorted(
+        p for p, v in zip(dataset["problem_id"], dataset["view"], strict=True) if v == GROUNDED_VIEW
+    ) == sorted(str(p) for p in grounded["problem_id"])
 
 
 def test_grounded_clip_is_the_evidence_span_at_one_frame_a_second(cot_rows: pl.DataFrame) -> None:
-    row = cot_rows.filter(
-        (pl.col("data_type") == "video") & (pl.col("evidence_spans").list.len() > 0)
-    ).row(0, named=True)
+    row = cot_rows.filter((pl.col("data_type") == "video") & (pl.col("evidence_spans").list.len() > 0)).row(
+        0, named=True
+    )
     reader = open_video(row["media_path"])
     first, last = sorted(row["evidence_spans"])[0]
     # by hand: ceil(seconds) one-second slots over the span, each its centre frame; an odd count is
@@ -143,12 +151,16 @@ def test_grounded_clip_is_the_evidence_span_at_one_frame_a_second(cot_rows: pl.D
     video = VideoConfig(max_frames=64)  # no thinning: the span is a few seconds
     sample = grounded_clip_sample({**row, "evidence_spans": [[first, last]]}, video)
     assert sample.is_video and sample.clip_ids.tolist() == [0] * len(expected)
-    assert np.array_equal(sample.frames, decode_frames(open_video(row["media_path"]), np.asarray(expected), video))
+    assert np.array_equal(
+        sample.frames, decode_frames(open_video(row["media_path"]), np.asarray(expected), video)
+    )
     whole = whole_video_sample(row, video)
     assert sample.frames.shape[1:] == whole.frames.shape[1:]
     # the builder dispatches on the row's view
     build = view_builder(video)
-    assert np.array_equal(build({**row, "view": GROUNDED_VIEW, "evidence_spans": [[first, last]]}).frames, sample.frames)
+    assert np.array_equal(
+        build({**row, "view": GROUNDED_VIEW, "evidence_spans": [[first, last]]}).frames, sample.frames
+    )
     assert np.array_equal(build({**row, "view": "whole"}).frames, whole.frames)
     with pytest.raises(ValueError, match=str(row["problem_id"])):
         grounded_clip_sample({**row, "evidence_spans": []}, video)

@@ -27,10 +27,6 @@ CPU = {"bf16": False, "gradient_checkpointing": False, "max_steps": 1, "save_ste
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
-
-
 @pytest.fixture()
 def project(tiny_model: Path, train_corpus: Path, tmp_path: Path) -> tuple[ProjectPaths, SimpleNamespace]:
     """A project whose train_subset and base_model assets exist, and the params the stages read."""
@@ -75,19 +71,27 @@ def _write_vmr_selection(paths: ProjectPaths, rows: pl.DataFrame, video: VideoCo
     for row in rows.iter_rows(named=True):
         record = {"problem_id": row["problem_id"], "split": "train", "data_type": row["data_type"]}
         if row["data_type"] == "video":
-            spans = [[0, 7], *row["evidence_spans"]] if row["evidence_spans"][0][0] > 7 else row["evidence_spans"]
+            spans = (
+                [[0, 7], *row["evidence_spans"]] if row["evidence_spans"][0][0] > 7 else row["evidence_spans"]
+            )
             clips = [
-                RetrievedClip(i, first, last, first / 8, (last + 1) / 8, 1.0) for i, (first, last) in enumerate(spans)
+                RetrievedClip(i, first, last, first / 8, (last + 1) / 8, 1.0)
+                for i, (first, last) in enumerate(spans)
             ]
             frames, clip_ids = plan_frames(clips, 8.0, video)
             record |= {"frame_indices": frames.tolist(), "frame_clip_ids": clip_ids.tolist()}
         records.append(record)
-    schema = {k: SELECTION_SCHEMA[k] for k in ("problem_id", "split", "data_type", "frame_indices", "frame_clip_ids")}
+    schema = {
+        k: SELECTION_SCHEMA[k]
+        for k in ("problem_id", "split", "data_type", "frame_indices", "frame_clip_ids")
+    }
     paths.asset("vmr_selection").mkdir(parents=True)
     pl.DataFrame(records, schema=schema).write_parquet(paths.asset("vmr_selection") / "selection.parquet")
 
 
-def test_vmr_builder_gives_the_recorded_frames_and_clip_ids(project: tuple[ProjectPaths, SimpleNamespace]) -> None:
+def test_vmr_builder_gives_the_recorded_frames_and_clip_ids(
+    project: tuple[ProjectPaths, SimpleNamespace],
+) -> None:
     paths, params = project
     table = pl.read_parquet(paths.asset("vmr_selection") / "selection.parquet")
     rows = pl.read_parquet(paths.asset("train_subset") / "train_subset.parquet")
@@ -149,7 +153,9 @@ def test_sft_stage(project: tuple[ProjectPaths, SimpleNamespace]) -> None:
     assert json.loads((paths.asset("sft_checkpoint") / "skipped_samples.json").read_text()) == []
 
 
-def test_changed_settings_start_over_instead_of_resuming(project: tuple[ProjectPaths, SimpleNamespace]) -> None:
+def test_changed_settings_start_over_instead_of_resuming(
+    project: tuple[ProjectPaths, SimpleNamespace],
+) -> None:
     paths, params = project
     sft_checkpoint_stage(paths, params)  # lr 1e-3, one step, checkpoint-1 left behind
     assert (paths.asset("sft_checkpoint") / "checkpoint-1").is_dir()

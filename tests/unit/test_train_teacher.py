@@ -18,12 +18,6 @@ TEACHER = TeacherConfig(num_generations=3, max_completion_length=8)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
-
-
-
-
 @pytest.fixture(scope="module")
 def rows(train_corpus: Path) -> pl.DataFrame:
     return load_videor1(train_corpus / "Video-R1-260k.json", train_corpus).rows

@@ -54,10 +54,21 @@ def test_category_is_first_path_component(path, category):
 def test_loads_good_rows_with_schema_and_category(data_root: Path):
     rows = [
         _row(1),
-        _row(2, path="./CLEVRER/video_10000-11000/video_10001.mp4", problem_type="numerical", options=[],
-             solution="<answer> 3 </answer>"),
-        _row("img-3", data_type="image", path="./Chart/chartqa/001.png", problem_type="OCR", options=[],
-             solution="<answer>KIWI</answer>"),
+        _row(
+            2,
+            path="./CLEVRER/video_10000-11000/video_10001.mp4",
+            problem_type="numerical",
+            options=[],
+            solution="<answer> 3 </answer>",
+        ),
+        _row(
+            "img-3",
+            data_type="image",
+            path="./Chart/chartqa/001.png",
+            problem_type="OCR",
+            options=[],
+            solution="<answer>KIWI</answer>",
+        ),
     ]
     (data_root / "Video-R1-260k.json").write_text(json.dumps(rows))
     loaded = load_videor1(data_root / "Video-R1-260k.json", data_root)
@@ -66,7 +77,9 @@ def test_loads_good_rows_with_schema_and_category(data_root: Path):
     assert loaded.rows["problem_id"].to_list() == ["1", "2", "img-3"]
     assert loaded.rows["category"].to_list() == ["LLaVA-Video-178K", "CLEVRER", "Chart"]
     assert loaded.rows["answer"].to_list() == ["A", "3", "KIWI"]
-    assert loaded.rows["media_path"][1] == str((data_root / "CLEVRER/video_10000-11000/video_10001.mp4").resolve())
+    assert loaded.rows["media_path"][1] == str(
+        (data_root / "CLEVRER/video_10000-11000/video_10001.mp4").resolve()
+    )
     assert loaded.rows["source_row"].to_list() == [0, 1, 2]
 
 
@@ -133,7 +146,13 @@ def test_unreadable_file_raises_naming_it(tmp_path: Path, content, message):
 def test_eval_file_loads_with_the_same_loader(data_root: Path):
     eval_rows = [
         _row(100, data_source="MVBench"),
-        _row(101, problem_type="regression", options=[], solution="<answer>2.5</answer>", data_source="VSI-Bench"),
+        _row(
+            101,
+            problem_type="regression",
+            options=[],
+            solution="<answer>2.5</answer>",
+            data_source="VSI-Bench",
+        ),
     ]
     (data_root / "eval_mvbench.json").write_text(json.dumps(eval_rows))
     loaded = load_videor1(data_root / "eval_mvbench.json", data_root)

@@ -97,7 +97,9 @@ def generate_corpus(config: SyntheticConfig, out_dir: Path | str) -> CorpusFiles
         tqdm(total=total, desc="synthetic corpus", unit="item") as progress,
     ):
         files = CorpusFiles.under(tmp)
-        train_rows, train_shots, train_captions = _write_split(config, "train", tmp, problem_ids, codec, progress)
+        train_rows, train_shots, train_captions = _write_split(
+            config, "train", tmp, problem_ids, codec, progress
+        )
         eval_rows, eval_shots, eval_captions = _write_split(
             config, "eval", files.eval_json.parent, problem_ids, codec, progress
         )

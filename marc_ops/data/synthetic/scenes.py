@@ -24,10 +24,9 @@ SHAPE_COLOURS: dict[str, RGB] = {
     "black": (12, 12, 12),
 }
 SHAPE_KINDS: tuple[str, ...] = ("circle", "square", "triangle")
-WORDS: tuple[str, ...] = (
-    "KIWI", "LIME", "PEAR", "PLUM", "FISH", "BIRD", "STAR", "MOON", "SHIP", "TREE",
-    "LAMP", "BOOK", "DOOR", "ROSE", "CAKE", "BELL", "COIN", "DRUM", "FROG", "KITE",
-)  # fmt: skip
+WORDS: tuple[str, ...] = tuple(
+    "KIWI LIME PEAR PLUM FISH BIRD STAR MOON SHIP TREE LAMP BOOK DOOR ROSE CAKE BELL COIN DRUM FROG KITE".split()
+)
 MAX_SHAPES = 4
 _COUNT_WORDS = ("no", "a", "two", "three", "four")
 
