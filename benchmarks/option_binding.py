@@ -1,6 +1,6 @@
 """Seeing against answering: does the caption-pretrained tiny model pick the option letter of what it sees?
 
-Why the trained tiny models stay at chance on the synthetic suite's multiple-choice items (issue 6):
+Why a trained tiny model can name what it sees and still answer a multiple-choice item at chance:
 this separates perception from the step that turns it into an answer. On still images with one large
 shape (radius a quarter to a third of the frame height, on one of the 10 backgrounds):
 

@@ -68,8 +68,8 @@ class SyntheticConfig(BaseModel):
             "(smallest, largest) shape radius as a fraction of the frame height (default: 12-19 px at 224x128, "
             "about one of Qwen2.5-VL's 28-pixel merged patches). Measured (docs/benchmarks.md, 'Shape size'): "
             "the caption-pretrained tiny model names the shape colours of held-out shots far more often with "
-            "larger shapes (0.2-0.3); the tiny profile keeps the default, which issue 5's learning check and the "
-            "report were measured on"
+            "larger shapes (0.2-0.3); the tiny profile keeps the default, on which the learning check and the "
+            "report are measured"
         ),
     )
     shots_per_video_min: int = Field(default=3, ge=2, description="fewest shots in a video")

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from qwen_vl_utils.vision_process import smart_resize as qwen_smart_resize
 
 from marc_ops.config.video import PATCH_FACTOR
 
@@ -19,20 +20,21 @@ def smart_resize(
 ) -> tuple[int, int]:
     """Target (height, width) for a frame: both multiples of `factor`, area within the bounds.
 
-    The rule of Qwen2.5-VL (qwen-vl-utils / the Qwen2-VL image processor):
+    Qwen2.5-VL's rule, as qwen-vl-utils computes it (``qwen_vl_utils.smart_resize``, the code
+    Video-R1 samples frames with):
     1. round each side to the nearest multiple of `factor` (Python's `round`, so exact ties
-       go to the even multiple, as in Qwen), at least `factor`;
+       go to the even multiple), at least `factor`;
     2. if that area exceeds `max_pixels`, scale the *original* sides by
        sqrt(max_pixels / (height*width)) and round each side *down* to a multiple of `factor`;
     3. else if it is below `min_pixels`, scale by sqrt(min_pixels / (height*width)) and round
        each side *up*.
-    The aspect ratio is kept up to the rounding. `H*W <= max_pixels` is a hard guarantee:
-    where flooring a very thin side to zero would be clamped back up to `factor` (aspect
-    ratios near 200, or `min_pixels` close to `max_pixels`), the longer side is cut to the
-    largest multiple of `factor` that fits. Qwen does not do this last step; it never changes
-    a result that already satisfies the bound.
+    The aspect ratio is kept up to the rounding. On top of it, `H*W <= max_pixels` is a hard
+    guarantee here: where step 2 floors a very thin side to zero (aspect ratios near 200, or
+    `min_pixels` close to `max_pixels`), the side becomes `factor` and the longer side is cut to
+    the largest multiple of `factor` that fits. This never changes a result that already
+    satisfies the bound.
 
-    Raises ValueError for non-positive sides or an aspect ratio above 200.
+    Raises ValueError for non-positive sides, an aspect ratio above 200, or min_pixels > max_pixels.
     """
     if height < 1 or width < 1:
         raise ValueError(f"frame size must be positive, got height={height}, width={width}")
@@ -43,16 +45,8 @@ def smart_resize(
         )
     if min_pixels > max_pixels:
         raise ValueError(f"min_pixels ({min_pixels}) must be <= max_pixels ({max_pixels})")
-    h = max(factor, round(height / factor) * factor)
-    w = max(factor, round(width / factor) * factor)
-    if h * w > max_pixels:
-        scale = math.sqrt(height * width / max_pixels)
-        h = max(factor, math.floor(height / scale / factor) * factor)
-        w = max(factor, math.floor(width / scale / factor) * factor)
-    elif h * w < min_pixels:
-        scale = math.sqrt(min_pixels / (height * width))
-        h = math.ceil(height * scale / factor) * factor
-        w = math.ceil(width * scale / factor) * factor
+    h, w = qwen_smart_resize(height, width, factor, min_pixels=min_pixels, max_pixels=max_pixels)
+    h, w = max(factor, h), max(factor, w)
     if h * w > max_pixels:
         if h >= w:
             h = max(factor, math.floor(max_pixels / w / factor) * factor)

@@ -1,4 +1,4 @@
-"""Learning, shown (issue 5, item 6): the tiny profile's C-GRPO student beats its SFT-only student.
+"""Learning, shown: the tiny profile's C-GRPO student beats its SFT-only student.
 
 The whole check of ``benchmarks/learning.py`` (its numbers are in docs/benchmarks.md), from a random
 tiny model: ~20 minutes on 2 cores. The margin is judged per held-out item, paired: the lower end of
