@@ -30,18 +30,19 @@ from pathlib import Path
 
 import torch
 
-from marc_ops.eval.efficiency import (
-    DEFAULT_METHODS,
+from marc_ops.data.synthetic.frames import synthetic_video_frames
+from marc_ops.eval.efficiency.profiler import DEFAULT_METHODS, profile_efficiency
+from marc_ops.eval.efficiency.schema import EfficiencyProfile
+from marc_ops.eval.report import format_table, reference_method
+from marc_ops.io import write_json
+from marc_ops.model import (
     QWEN2_5_VL_3B_NAME,
     build_qwen2_5_vl_3b_processor,
     build_qwen2_5_vl_3b_random,
-    format_table,
-    profile_efficiency,
-    reference_row,
-    synthetic_video_frames,
+    build_tiny_checkpoint,
+    load_qwen2_5_vl,
+    load_qwen2_5_vl_processor,
 )
-from marc_ops.io import write_json
-from marc_ops.model import build_tiny_checkpoint, load_qwen2_5_vl, load_qwen2_5_vl_processor
 from marc_ops.video import VideoConfig, sample_frames
 
 FRAMES = 64  # the baseline's frames; the other methods take theirs from these
@@ -151,17 +152,18 @@ def _frames(args: argparse.Namespace):
 
 def _report_targets(profile: dict) -> bool:
     """Print the claim's two checks, as ratios from this one run; True when both hold."""
-    ref = reference_row(profile)
-    marc = next(row for row in profile["methods"] if row["method"].startswith("marc"))
-    merge_share = marc["merge_s"] / ref["prefill_s"]
+    checked = EfficiencyProfile.model_validate(profile)
+    ref = reference_method(checked)
+    marc = next(m for m in checked.methods if m.method.startswith("marc"))
+    merge_share = marc.merge_s / ref.prefill_s
     checks = [
         (
-            f"merge / {ref['method']} prefill = {merge_share:.3%} (target < {MERGE_BUDGET:.0%})",
+            f"merge / {ref.method} prefill = {merge_share:.3%} (target < {MERGE_BUDGET:.0%})",
             merge_share < MERGE_BUDGET,
         ),
         (
-            f"{marc['method']} visual tokens per sample = {marc['visual_tokens']:g} (target <= {TOKEN_BUDGET})",
-            marc["visual_tokens"] <= TOKEN_BUDGET,
+            f"{marc.method} visual tokens per sample = {marc.visual_tokens:g} (target <= {TOKEN_BUDGET})",
+            marc.visual_tokens <= TOKEN_BUDGET,
         ),
     ]
     for text, ok in checks:

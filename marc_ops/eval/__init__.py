@@ -4,10 +4,10 @@ A benchmark run is ``run_benchmark(resolve_task(name), resolve_method(name), row
 the model adapter (Qwen2.5-VL with the method's frames, VMR and compression) is the only part
 that touches a model. Benchmarks, methods and prompt templates are declared in
 :mod:`marc_ops.config` (a profile names them), a benchmark's rows are read by
-:func:`marc_ops.data.load_task_rows`.
+:func:`marc_ops.data.load_task_rows`. The paper's printed figures are in
+:mod:`marc_ops.eval.report.paper`.
 """
 
-from marc_ops.eval.paper import PAPER_ROWS, PAPER_VISUAL_TOKENS, PaperRow, paper_scores, paper_visual_tokens
 from marc_ops.eval.runner import (
     EvalInput,
     GenerationOutput,
@@ -22,7 +22,6 @@ from marc_ops.eval.scoring import (
     RECORD_SCHEMA,
     SUMMARY_SCHEMA,
     RecordsFileError,
-    paper_table,
     read_records,
     read_records_dir,
     score_table,
@@ -30,19 +29,13 @@ from marc_ops.eval.scoring import (
 )
 
 __all__ = [
-    "PAPER_ROWS",
-    "PAPER_VISUAL_TOKENS",
     "RECORD_SCHEMA",
     "SUMMARY_SCHEMA",
     "EvalInput",
     "GenerationOutput",
     "ModelAdapter",
-    "PaperRow",
     "RecordsFileError",
     "RunSummary",
-    "paper_scores",
-    "paper_table",
-    "paper_visual_tokens",
     "prepare_input",
     "prompt_hash",
     "read_records",

@@ -15,7 +15,6 @@ from typing import Any
 import polars as pl
 
 from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS, resolve_task
-from marc_ops.eval.paper import PAPER_ROWS
 from marc_ops.io import parse_jsonl
 from marc_ops.rewards.accuracy import extract_answer
 
@@ -141,30 +140,6 @@ def score_table(
     return _wide(summary, value, benchmarks, methods)
 
 
-def paper_table(*, table: str | None = None) -> pl.DataFrame:
-    """The paper's reported figures in the same layout, with ``label``/``frames``/``source`` columns.
-
-    ``Mean`` is the paper's printed mean; ``table`` (``"Table 1"``, ``"Table 2"``, ``"Table 3"``)
-    keeps one table's rows.
-    """
-    rows = [row for row in PAPER_ROWS if table is None or row.table == table]
-    long = pl.DataFrame(
-        [
-            {"method": row.key, "benchmark": name, "score": row.scores[name]}
-            for row in rows
-            for name in PAPER_BENCHMARKS
-        ],
-        schema={"method": pl.String(), "benchmark": pl.String(), "score": pl.Float64()},
-    )
-    wide = _wide(long, "score", PAPER_BENCHMARKS, [row.key for row in rows])
-    return wide.with_columns(
-        pl.Series("Mean", [row.reported_mean for row in rows], dtype=pl.Float64()),
-        pl.Series("label", [row.label for row in rows], dtype=pl.String()),
-        pl.Series("frames", [row.frames for row in rows], dtype=pl.Int64()),
-        pl.Series("source", [f"MARC paper {row.table}" for row in rows], dtype=pl.String()),
-    )
-
-
 PRIOR_METHOD = "prior-answer"
 
 
@@ -192,10 +167,20 @@ def prior_answer_records(
         scored = task.score(row, output)
         records.append(
             {
-                "problem_id": str(row["problem_id"]), "benchmark": task.name, "method": method,
-                "prompt_hash": "", "problem_type": row["problem_type"], "answer": extract_answer(row["solution"]),
-                "output": output, "extracted": scored.extracted, "reward": scored.reward, "correct": scored.correct,
-                "visual_tokens": 0, "latency_s": 0.0, "status": "ok", "error": None,
-            }  # fmt: skip
+                "problem_id": str(row["problem_id"]),
+                "benchmark": task.name,
+                "method": method,
+                "prompt_hash": "",
+                "problem_type": row["problem_type"],
+                "answer": extract_answer(row["solution"]),
+                "output": output,
+                "extracted": scored.extracted,
+                "reward": scored.reward,
+                "correct": scored.correct,
+                "visual_tokens": 0,
+                "latency_s": 0.0,
+                "status": "ok",
+                "error": None,
+            }
         )
     return pl.DataFrame(records, schema=RECORD_SCHEMA)

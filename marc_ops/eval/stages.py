@@ -43,10 +43,11 @@ from marc_ops.config.video import VideoConfig
 from marc_ops.data import load_videor1
 from marc_ops.data.benchmarks import load_task_rows
 from marc_ops.data.videor1 import DataFileError
-from marc_ops.eval.efficiency import DEFAULT_METHODS, format_table, profile_efficiency
+from marc_ops.eval.efficiency.profiler import DEFAULT_METHODS, profile_efficiency
 from marc_ops.eval.qwen_adapter import CheckpointNotFoundError, QwenAdapter, resolve_checkpoint
 from marc_ops.eval.report import (
     build_report,
+    format_table,
     multiple_choice_by_category,
     multiple_choice_vs_chance,
     reward_by_problem_type,
@@ -170,7 +171,9 @@ def _run_inputs(paths: ProjectPaths, params: Params, benchmark: str, method: str
     return _RunInputs(task, spec, checkpoint, selection, context)
 
 
-def _current_context(paths: ProjectPaths, params: Params, benchmark: str, method: str) -> dict[str, Any] | None:
+def _current_context(
+    paths: ProjectPaths, params: Params, benchmark: str, method: str
+) -> dict[str, Any] | None:
     """The run context ``benchmark`` × ``method`` would be answered with now (None: no checkpoint, or a
     method or benchmark this version does not know)."""
     try:
@@ -203,7 +206,9 @@ def _evaluate(
     task, spec, checkpoint, selection = inputs.task, inputs.spec, inputs.checkpoint, inputs.selection
     rows = load_task_rows(task, params.data.evals(paths.project_dir)).rows
     records_file = records_path(paths.asset("benchmark_scores"), task.name, spec.name)
-    _forget_records_of_another_run(records_file, run_context_path(paths, task.name, spec.name), inputs.context)
+    _forget_records_of_another_run(
+        records_file, run_context_path(paths, task.name, spec.name), inputs.context
+    )
     adapter = QwenAdapter(
         checkpoint,
         spec,

@@ -4,6 +4,8 @@
 - ``loading``: ``load_qwen2_5_vl`` / ``load_qwen2_5_vl_processor`` for the real or the tiny checkpoint.
 - ``patch``: ``apply_compression`` (model side: merge the vision tower's temporal groups, fix mRoPE).
 - ``processing``: ``prepare_model_inputs`` (processor side: count the compressed video placeholders).
+- ``qwen2_5_vl_3b``: the real Qwen2.5-VL-3B architecture with random weights and a processor for it
+  (Qwen's token ids), for timing the real shapes offline.
 """
 
 from marc_ops.model.builders import (
@@ -31,13 +33,23 @@ from marc_ops.model.processing import (
     prepare_model_inputs,
     temporal_group_clip_ids,
 )
+from marc_ops.model.qwen2_5_vl_3b import (
+    QWEN2_5_VL_3B_NAME,
+    build_qwen2_5_vl_3b_processor,
+    build_qwen2_5_vl_3b_random,
+    qwen2_5_vl_3b_config,
+    qwen_vocabulary_tokenizer,
+)
 from marc_ops.model.tokenizer import build_tiny_tokenizer
 
 __all__ = [
+    "QWEN2_5_VL_3B_NAME",
     "CompressedVideoOutput",
     "ModelNotAvailableError",
     "TinyQwen2_5_VLConfig",
     "apply_compression",
+    "build_qwen2_5_vl_3b_processor",
+    "build_qwen2_5_vl_3b_random",
     "build_tiny_checkpoint",
     "build_tiny_processor",
     "build_tiny_qwen2_5_vl",
@@ -50,6 +62,8 @@ __all__ = [
     "load_qwen2_5_vl_processor",
     "merge_video_features",
     "prepare_model_inputs",
+    "qwen2_5_vl_3b_config",
+    "qwen_vocabulary_tokenizer",
     "resolve_model_source",
     "temporal_group_clip_ids",
 ]

@@ -13,25 +13,22 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 from marc_ops.compression import CompressionConfig
 from marc_ops.config import ProjectPaths
 from marc_ops.data.stages import videor1_source_stage
-from marc_ops.eval.efficiency import (
-    DEFAULT_METHODS,
-    build_qwen2_5_vl_3b_processor,
-    build_qwen2_5_vl_3b_random,
-    format_table,
-    profile_efficiency,
-    qwen_vocabulary_tokenizer,
-    synthetic_video_frames,
-)
-from marc_ops.eval.report import EfficiencyProfile
+from marc_ops.data.synthetic.frames import synthetic_video_frames
+from marc_ops.eval.efficiency.profiler import DEFAULT_METHODS, profile_efficiency
+from marc_ops.eval.efficiency.schema import EfficiencyProfile
+from marc_ops.eval.report import format_table
 from marc_ops.eval.stages import efficiency_profile_stage
 from marc_ops.io import write_json
 from marc_ops.model import (
     apply_compression,
+    build_qwen2_5_vl_3b_processor,
+    build_qwen2_5_vl_3b_random,
     build_tiny_checkpoint,
     build_tiny_tokenizer,
     load_qwen2_5_vl,
     load_qwen2_5_vl_processor,
     prepare_model_inputs,
+    qwen_vocabulary_tokenizer,
 )
 from marc_ops.model.tokenizer import QWEN2_5_VL_SPECIAL_TOKENS
 
@@ -41,9 +38,17 @@ SIDE = 56
 TOKENS_PER_GROUP = (SIDE // 28) ** 2
 PROFILE_KEYS = {"device", "model", "dtype", "batch_size", "input", "methods"}
 METHOD_KEYS = {
-    "method", "frames", "visual_tokens", "vision_s", "prefill_s", "generate_s", "end_to_end_s", "merge_s",
-    "peak_memory_gb", "memory_kind",
-}  # fmt: skip
+    "method",
+    "frames",
+    "visual_tokens",
+    "vision_s",
+    "prefill_s",
+    "generate_s",
+    "end_to_end_s",
+    "merge_s",
+    "peak_memory_gb",
+    "memory_kind",
+}
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +77,14 @@ def profiled(tiny) -> tuple[dict, list[tuple[int, int]]]:
     try:
         frames = synthetic_video_frames(64, height=SIDE, width=SIDE)
         profile = profile_efficiency(
-            model, processor, frames, methods=DEFAULT_METHODS, device="cpu", answer_tokens=ANSWER_TOKENS,
+            model,
+            processor,
+            frames,
+            methods=DEFAULT_METHODS,
+            device="cpu",
+            answer_tokens=ANSWER_TOKENS,
             batch_size=2,
-        )  # fmt: skip
+        )
     finally:
         model.generate = original
     return profile, calls
@@ -151,9 +161,13 @@ def test_generating_from_precomputed_features_matches_generating_from_pixels(tin
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         frames = torch.as_tensor(synthetic_video_frames(8, height=SIDE, width=SIDE)).permute(0, 3, 1, 2)
         inputs = prepare_model_inputs(
-            processor, compression, text=[text], videos=[frames],
-            video_metadata=[{"fps": 1.0, "total_num_frames": 8}], return_tensors="pt",
-        )  # fmt: skip
+            processor,
+            compression,
+            text=[text],
+            videos=[frames],
+            video_metadata=[{"fps": 1.0, "total_num_frames": 8}],
+            return_tensors="pt",
+        )
         forced = {"do_sample": False, "min_new_tokens": 4, "max_new_tokens": 4}
         from_pixels = model.generate(**inputs, **forced)
         rest = {k: v for k, v in inputs.items() if k not in ("pixel_values_videos", "video_clip_ids")}
@@ -191,18 +205,37 @@ def test_profile_rejects_frames_in_the_wrong_layout(tiny) -> None:
 
 # Qwen/Qwen2.5-VL-3B-Instruct, config.json
 PUBLISHED_TEXT = {
-    "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
-    "num_attention_heads": 16, "num_key_value_heads": 2, "hidden_act": "silu", "max_position_embeddings": 128000,
-    "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
-}  # fmt: skip
+    "vocab_size": 151936,
+    "hidden_size": 2048,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 2,
+    "hidden_act": "silu",
+    "max_position_embeddings": 128000,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": True,
+}
 PUBLISHED_VISION = {
-    "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 2048,
-    "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
-    "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2, "hidden_act": "silu",
-}  # fmt: skip
+    "depth": 32,
+    "hidden_size": 1280,
+    "intermediate_size": 3420,
+    "num_heads": 16,
+    "out_hidden_size": 2048,
+    "patch_size": 14,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "window_size": 112,
+    "fullatt_block_indexes": [7, 15, 23, 31],
+    "tokens_per_second": 2,
+    "hidden_act": "silu",
+}
 PUBLISHED_TOKEN_IDS = {
-    "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
-}  # fmt: skip
+    "image_token_id": 151655,
+    "video_token_id": 151656,
+    "vision_start_token_id": 151652,
+    "vision_end_token_id": 151653,
+}
 
 
 @pytest.fixture(scope="module")
@@ -237,8 +270,10 @@ def test_qwen_vocabulary_tokenizer_has_qwens_ids_and_the_tiny_bpe() -> None:
     ids = tokenizer.convert_tokens_to_ids(list(QWEN2_5_VL_SPECIAL_TOKENS))
     assert ids == list(range(151643, 151643 + len(QWEN2_5_VL_SPECIAL_TOKENS)))
     assert tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|vision_start|>", "<|video_pad|>"]) == [
-        151645, 151652, 151656,
-    ]  # fmt: skip
+        151645,
+        151652,
+        151656,
+    ]
     assert len(tokenizer) <= PUBLISHED_TEXT["vocab_size"]
     assert (tokenizer.eos_token, tokenizer.pad_token, tokenizer.bos_token) == (
         "<|im_end|>",
@@ -258,9 +293,13 @@ def test_3b_processor_emits_qwens_video_token_ids() -> None:
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     frames = torch.as_tensor(synthetic_video_frames(4)).permute(0, 3, 1, 2)  # 448 x 224: 128 tokens per group
     inputs = prepare_model_inputs(
-        processor, CompressionConfig(), text=[text], videos=[frames],
-        video_metadata=[{"fps": 1.0, "total_num_frames": 4}], return_tensors="pt",
-    )  # fmt: skip
+        processor,
+        CompressionConfig(),
+        text=[text],
+        videos=[frames],
+        video_metadata=[{"fps": 1.0, "total_num_frames": 4}],
+        return_tensors="pt",
+    )
     assert inputs["video_grid_thw"].tolist() == [[2, 16, 32]]
     assert int((inputs["input_ids"] == PUBLISHED_TOKEN_IDS["video_token_id"]).sum()) == 2 * 128
     assert int(inputs["input_ids"].max()) < PUBLISHED_TEXT["vocab_size"]
@@ -276,7 +315,9 @@ def test_efficiency_profile_stage_writes_the_profile(small_project: Path, tiny_d
     params_file.write_text(yaml.safe_dump(params))
     paths = ProjectPaths(small_project)
     videor1_source_stage(paths, paths.params())
-    write_json(paths.asset("base_model") / "model.json", {"source": "tiny", "model_id": "", "path": str(tiny_dir)})
+    write_json(
+        paths.asset("base_model") / "model.json", {"source": "tiny", "model_id": "", "path": str(tiny_dir)}
+    )
     result = efficiency_profile_stage(paths, paths.params())
     out = small_project / "assets/efficiency_profile/profile.json"
     assert result.outputs == {"profile": out}

@@ -10,16 +10,8 @@ import pytest
 
 from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS, resolve_task
 from marc_ops.data import BenchmarkFileNotFoundError, load_task_rows
-from marc_ops.eval import (
-    PAPER_ROWS,
-    RECORD_SCHEMA,
-    paper_scores,
-    paper_table,
-    paper_visual_tokens,
-    read_records_dir,
-    score_table,
-    summarize,
-)
+from marc_ops.eval import RECORD_SCHEMA, read_records_dir, score_table, summarize
+from marc_ops.eval.report import PAPER_ROWS, paper_scores, paper_table, paper_visual_tokens
 from marc_ops.eval.scoring import PRIOR_METHOD, prior_answer_records
 
 
@@ -49,15 +41,33 @@ def _records(
         }
         if output is None:
             records.append(
-                {**base, "output": None, "extracted": None, "reward": 0.0, "correct": False, "visual_tokens": None,
-                 "latency_s": None, "status": "failed", "error": "VideoDecodeError: x.mp4: no frames"}
-            )  # fmt: skip
+                {
+                    **base,
+                    "output": None,
+                    "extracted": None,
+                    "reward": 0.0,
+                    "correct": False,
+                    "visual_tokens": None,
+                    "latency_s": None,
+                    "status": "failed",
+                    "error": "VideoDecodeError: x.mp4: no frames",
+                }
+            )
             continue
         score = task.score(row, output)
         records.append(
-            {**base, "output": output, "extracted": score.extracted, "reward": score.reward, "correct": score.correct,
-             "visual_tokens": tokens, "latency_s": 2.0, "status": "ok", "error": None}
-        )  # fmt: skip
+            {
+                **base,
+                "output": output,
+                "extracted": score.extracted,
+                "reward": score.reward,
+                "correct": score.correct,
+                "visual_tokens": tokens,
+                "latency_s": 2.0,
+                "status": "ok",
+                "error": None,
+            }
+        )
     return pl.DataFrame(records, schema=RECORD_SCHEMA)
 
 
@@ -186,8 +196,16 @@ def test_summary_and_table_from_records_files(tmp_path: Path) -> None:
 
 def test_paper_table_transcribes_the_paper() -> None:
     table = paper_table()
-    assert table.columns[:8] == ["method", "VSI-Bench", "VideoMMMU", "MMVU (mc)", "MVBench", "TempCompass",
-                                 "VideoMME (w/o sub)", "Mean"]  # fmt: skip
+    assert table.columns[:8] == [
+        "method",
+        "VSI-Bench",
+        "VideoMMMU",
+        "MMVU (mc)",
+        "MVBench",
+        "TempCompass",
+        "VideoMME (w/o sub)",
+        "Mean",
+    ]
     baseline = table.filter(pl.col("method") == "baseline-64f").row(0, named=True)
     assert (baseline["VSI-Bench"], baseline["VideoMME (w/o sub)"], baseline["Mean"]) == (32.93, 53.55, 42.21)
     assert baseline["source"] == "MARC paper Table 1"
@@ -232,10 +250,16 @@ def test_missing_benchmark_file_names_the_path_and_the_expected_file(tmp_path: P
 
 def test_rows_load_in_file_order_with_media_resolved_against_the_eval_dir(tmp_path: Path) -> None:
     rows = [
-        {"problem_id": i, "problem": "How far?", "data_type": "video", "problem_type": "regression",
-         "solution": "<answer>2.5</answer>", "path": f"./VSI/{i}.mp4"}
+        {
+            "problem_id": i,
+            "problem": "How far?",
+            "data_type": "video",
+            "problem_type": "regression",
+            "solution": "<answer>2.5</answer>",
+            "path": f"./VSI/{i}.mp4",
+        }
         for i in (3, 1, 2)
-    ]  # fmt: skip
+    ]
     (tmp_path / "eval_vsibench.json").write_text(json.dumps(rows))
     manifest = load_task_rows(resolve_task("vsibench"), tmp_path)
     assert manifest.rows["problem_id"].to_list() == ["3", "1", "2"]
@@ -249,15 +273,25 @@ def test_prior_answer_records_answer_each_type_with_its_most_common_training_ans
     train = pl.DataFrame(
         {
             "problem_type": ["numerical", "numerical", "numerical", "multiple choice", "multiple choice"],
-            "solution": ["<answer>2</answer>", "<answer>3</answer>", "<answer>3</answer>",
-                         "<answer>B</answer>", "<answer>A</answer>"],  # fmt: skip
+            "solution": [
+                "<answer>2</answer>",
+                "<answer>3</answer>",
+                "<answer>3</answer>",
+                "<answer>B</answer>",
+                "<answer>A</answer>",
+            ],
         }
     )
     eval_rows = pl.DataFrame(
         {
             "problem_id": ["1", "2", "3", "4"],
             "problem_type": ["numerical", "numerical", "multiple choice", "OCR"],
-            "solution": ["<answer>3</answer>", "<answer>2</answer>", "<answer>B</answer>", "<answer>CAT</answer>"],
+            "solution": [
+                "<answer>3</answer>",
+                "<answer>2</answer>",
+                "<answer>B</answer>",
+                "<answer>CAT</answer>",
+            ],
             "options": [None, None, ["A. x", "B. y"], None],
         }
     )

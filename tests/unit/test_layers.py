@@ -19,7 +19,11 @@ def test_import_contracts_are_kept():
         [str(lint_imports), "--no-cache"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for contract in ("marc_ops is layered", "no import cycle among marc_ops modules", "never imports the orchestrator"):
+    for contract in (
+        "marc_ops is layered",
+        "no import cycle among marc_ops modules",
+        "never imports the orchestrator",
+    ):
         assert contract in result.stdout
     assert "BROKEN" not in result.stdout
 
@@ -43,7 +47,11 @@ def _function_local_imports(path: Path) -> list[str]:
 
 def test_no_function_local_import_of_the_library():
     """Imports sit at the top of a module, so the layer contracts see every dependency."""
-    offenders = [hit for path in sorted((REPO_ROOT / "marc_ops").rglob("*.py")) for hit in _function_local_imports(path)]
+    offenders = [
+        hit
+        for path in sorted((REPO_ROOT / "marc_ops").rglob("*.py"))
+        for hit in _function_local_imports(path)
+    ]
     assert offenders == []
 
 

@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 from marc_ops.config.tasks import TASKS
 from marc_ops.eval import RECORD_SCHEMA, SUMMARY_SCHEMA
+from marc_ops.eval.efficiency.schema import EfficiencyProfile
 from marc_ops.eval.report import (
     CHANCE_SCHEMA,
-    EfficiencyProfile,
     ReportFiles,
     build_report,
     guessing_p_value,
@@ -90,11 +90,25 @@ def efficiency() -> dict:
 @pytest.fixture(scope="module")
 def chance() -> pl.DataFrame:
     rows = [
-        {"benchmark": "synthetic", "method": "baseline-64f", "n_mc": 20, "mc_accuracy": 45.0, "chance": 25.0,
-         "above_chance": 20.0, "p_guessing": 0.0409},
-        {"benchmark": "synthetic", "method": "marc@0.6", "n_mc": 20, "mc_accuracy": 30.0, "chance": 25.0,
-         "above_chance": 5.0, "p_guessing": 0.3828},
-    ]  # fmt: skip
+        {
+            "benchmark": "synthetic",
+            "method": "baseline-64f",
+            "n_mc": 20,
+            "mc_accuracy": 45.0,
+            "chance": 25.0,
+            "above_chance": 20.0,
+            "p_guessing": 0.0409,
+        },
+        {
+            "benchmark": "synthetic",
+            "method": "marc@0.6",
+            "n_mc": 20,
+            "mc_accuracy": 30.0,
+            "chance": 25.0,
+            "above_chance": 5.0,
+            "p_guessing": 0.3828,
+        },
+    ]
     return pl.DataFrame(rows, schema=CHANCE_SCHEMA)
 
 
@@ -120,9 +134,13 @@ def _cells(line: str) -> list[str]:
 def test_files_are_written(report: ReportFiles) -> None:
     root = report.markdown.parent
     assert sorted(p.name for p in root.iterdir()) == [
-        "accuracy_vs_tokens.csv", "accuracy_vs_tokens.png", "efficiency.png", "metrics.json", "report.html",
+        "accuracy_vs_tokens.csv",
+        "accuracy_vs_tokens.png",
+        "efficiency.png",
+        "metrics.json",
+        "report.html",
         "report.md",
-    ]  # fmt: skip
+    ]
     assert set(report.plots) == {"accuracy_vs_tokens", "efficiency"}
 
 
@@ -132,8 +150,17 @@ def test_table_1_sets_our_numbers_beside_the_papers(report: ReportFiles) -> None
     ours = _cells(_table_line(md, "| `marc@0.6` (ours)", "## Table 1"))
     assert ours == ["`marc@0.6` (ours)", "1", "—", "—", "50.42†", "44.90", "—", "—", "—"]
     paper = _cells(_table_line(md, "| _MARC-3B (paper)_", "## Table 1"))
-    assert paper == ["_MARC-3B (paper)_", "_1_", "_27.55_", "_33.11_", "_51.99_", "_45.82_", "_55.34_", "_39.44_",
-                     "_42.20_"]  # fmt: skip
+    assert paper == [
+        "_MARC-3B (paper)_",
+        "_1_",
+        "_27.55_",
+        "_33.11_",
+        "_51.99_",
+        "_45.82_",
+        "_55.34_",
+        "_39.44_",
+        "_42.20_",
+    ]
     baseline = _cells(_table_line(md, "| `baseline-64f` (ours)", "## Table 1"))
     assert baseline[1:5] == ["64", "—", "—", "47.11"]
     # A model we only quote has its paper row and no row of ours.
@@ -159,8 +186,22 @@ def test_synthetic_suite_is_its_own_table_with_chance(report: ReportFiles) -> No
     assert "not comparable" in section
     row = _cells(_table_line(section, "| `marc@0.6`", "## Synthetic"))
     # Method, Frames, Score, Accuracy, MRA, n, Failed, Visual tokens, Latency, MC items, MC acc, chance, above.
-    assert row == ["`marc@0.6`", "1", "27.50", "27.50", "27.50", "48", "2", "64.0", "1.50", "20", "30.00", "25.00",
-                   "+5.00", "0.383"]  # fmt: skip
+    assert row == [
+        "`marc@0.6`",
+        "1",
+        "27.50",
+        "27.50",
+        "27.50",
+        "48",
+        "2",
+        "64.0",
+        "1.50",
+        "20",
+        "30.00",
+        "25.00",
+        "+5.00",
+        "0.383",
+    ]
     assert "25.00%" in section
     # baseline-16f has no MC figures: dashes, not zeros.
     assert _cells(_table_line(section, "| `baseline-16f`", "## Synthetic"))[-5:] == ["—"] * 5
@@ -171,8 +212,12 @@ def test_failed_samples_are_counted(report: ReportFiles) -> None:
     md = report.markdown.read_text()
     section = md[md.index("## Failed samples") :]
     assert _cells(_table_line(section, "| MMVU (mc) | `marc@0.6`", "## Failed")) == [
-        "MMVU (mc)", "`marc@0.6`", "1000", "3", "0.3%",
-    ]  # fmt: skip
+        "MMVU (mc)",
+        "`marc@0.6`",
+        "1000",
+        "3",
+        "0.3%",
+    ]
     assert "| Synthetic | `marc@0.6` | 48 | 2 | 4.2% |" in section
 
 
@@ -261,8 +306,15 @@ def test_summary_with_a_repeated_pair_is_rejected(summary: pl.DataFrame, tmp_pat
 
 def test_multiple_choice_vs_chance_from_records_and_rows() -> None:
     def record(pid: str, problem_type: str, reward: float, status: str = "ok") -> dict:
-        return {**dict.fromkeys(RECORD_SCHEMA), "problem_id": pid, "benchmark": "synthetic", "method": "m",
-                "problem_type": problem_type, "reward": reward, "status": status}  # fmt: skip
+        return {
+            **dict.fromkeys(RECORD_SCHEMA),
+            "problem_id": pid,
+            "benchmark": "synthetic",
+            "method": "m",
+            "problem_type": problem_type,
+            "reward": reward,
+            "status": status,
+        }
 
     records = pl.DataFrame(
         [
@@ -292,8 +344,15 @@ def test_multiple_choice_vs_chance_from_records_and_rows() -> None:
 
 def test_multiple_choice_by_category_and_its_table(summary: pl.DataFrame, tmp_path: Path) -> None:
     def record(pid: str, method: str, reward: float) -> dict:
-        return {**dict.fromkeys(RECORD_SCHEMA), "problem_id": pid, "benchmark": "synthetic", "method": method,
-                "problem_type": "multiple choice", "reward": reward, "status": "ok"}  # fmt: skip
+        return {
+            **dict.fromkeys(RECORD_SCHEMA),
+            "problem_id": pid,
+            "benchmark": "synthetic",
+            "method": method,
+            "problem_type": "multiple choice",
+            "reward": reward,
+            "status": "ok",
+        }
 
     # Scenes: 9 items of 4 options; Shapes: 2 items of 3 options.
     scenes = [str(i) for i in range(9)]
@@ -312,33 +371,62 @@ def test_multiple_choice_by_category_and_its_table(summary: pl.DataFrame, tmp_pa
     )
     out = multiple_choice_by_category(records, {"synthetic": rows})
     by = {(r["method"], r["category"]): r for r in out.iter_rows(named=True)}
-    assert set(by) == {("marc@0.6", "SynthScenes"), ("marc@0.6", "SynthShapes"), ("baseline-64f", "SynthScenes")}
+    assert set(by) == {
+        ("marc@0.6", "SynthScenes"),
+        ("marc@0.6", "SynthShapes"),
+        ("baseline-64f", "SynthScenes"),
+    }
     scene = by["marc@0.6", "SynthScenes"]
-    assert (scene["n_mc"], scene["mc_accuracy"], scene["chance"]) == (9, pytest.approx(600 / 9), pytest.approx(25.0))
+    assert (scene["n_mc"], scene["mc_accuracy"], scene["chance"]) == (
+        9,
+        pytest.approx(600 / 9),
+        pytest.approx(25.0),
+    )
     assert scene["above_chance"] == pytest.approx(600 / 9 - 25)
     assert scene["p_guessing"] == pytest.approx(guessing_p_value([0.25] * 9, 6))  # 6 of 9 at 1/4: 0.0100
     assert scene["p_guessing"] == pytest.approx(0.0100, abs=5e-5)
     shapes = by["marc@0.6", "SynthShapes"]
-    assert (shapes["n_mc"], shapes["mc_accuracy"], shapes["p_guessing"]) == (2, 50.0, pytest.approx(1 - 4 / 9))
+    assert (shapes["n_mc"], shapes["mc_accuracy"], shapes["p_guessing"]) == (
+        2,
+        50.0,
+        pytest.approx(1 - 4 / 9),
+    )
     files = build_report(summary, None, tmp_path, profile="tiny", by_category=out)
     md = files.markdown.read_text()
     section = md[md.index("## Synthetic suite") : md.index("## Table 1")]
     assert "| Method | SynthScenes (n=9, chance 25.00) | SynthShapes (n=2, chance 33.33) |" in section
     assert _cells(_table_line(section, "| `marc@0.6` | 66", "## Synthetic")) == [
-        "`marc@0.6`", "66.67 (+41.67*)", "50.00 (+16.67)"
-    ]  # fmt: skip
-    assert _cells(_table_line(section, "| `baseline-64f` | 0", "## Synthetic")) == ["`baseline-64f`", "0.00 (-25.00)", "—"]
+        "`marc@0.6`",
+        "66.67 (+41.67*)",
+        "50.00 (+16.67)",
+    ]
+    assert _cells(_table_line(section, "| `baseline-64f` | 0", "## Synthetic")) == [
+        "`baseline-64f`",
+        "0.00 (-25.00)",
+        "—",
+    ]
     assert "Above chance with 95 % confidence: `marc@0.6` on SynthScenes." in section
     metrics = json.loads(files.metrics_json.read_text())
-    assert metrics["synthetic/marc@0.6/mc_by_category/SynthScenes/mc_above_chance"] == pytest.approx(600 / 9 - 25)
+    assert metrics["synthetic/marc@0.6/mc_by_category/SynthScenes/mc_above_chance"] == pytest.approx(
+        600 / 9 - 25
+    )
     with pytest.raises(ValueError, match="by_category lacks"):
         build_report(summary, None, tmp_path / "x", profile="tiny", by_category=out.drop("category"))
 
 
-def test_reward_by_problem_type_and_its_table_against_the_prior(summary: pl.DataFrame, tmp_path: Path) -> None:
+def test_reward_by_problem_type_and_its_table_against_the_prior(
+    summary: pl.DataFrame, tmp_path: Path
+) -> None:
     def record(pid: str, method: str, problem_type: str, reward: float, status: str = "ok") -> dict:
-        return {**dict.fromkeys(RECORD_SCHEMA), "problem_id": pid, "benchmark": "synthetic", "method": method,
-                "problem_type": problem_type, "reward": reward, "status": status}  # fmt: skip
+        return {
+            **dict.fromkeys(RECORD_SCHEMA),
+            "problem_id": pid,
+            "benchmark": "synthetic",
+            "method": method,
+            "problem_type": problem_type,
+            "reward": reward,
+            "status": status,
+        }
 
     records = pl.DataFrame(
         [
@@ -358,14 +446,23 @@ def test_reward_by_problem_type_and_its_table_against_the_prior(summary: pl.Data
     assert by["marc@0.6", "multiple choice"] == (2, pytest.approx(50.0))
     assert by["marc@0.6", "regression"] == (2, pytest.approx(20.0))
     assert by["prior-answer", "regression"] == (2, pytest.approx(70.0))
-    with_prior = pl.concat([summary, pl.DataFrame([_summary_row("synthetic", "prior-answer", 35.0, 0.0)],
-                                                  schema=SUMMARY_SCHEMA)])  # fmt: skip
+    with_prior = pl.concat(
+        [summary, pl.DataFrame([_summary_row("synthetic", "prior-answer", 35.0, 0.0)], schema=SUMMARY_SCHEMA)]
+    )
     files = build_report(with_prior, None, tmp_path, profile="tiny", by_type=types)
     md = files.markdown.read_text()
     section = md[md.index("## Synthetic suite") : md.index("## Table 1")]
     assert "| Method | multiple choice (n=2) | regression (n=2) |" in section
-    assert _cells(_table_line(section, "| `marc@0.6` | 50", "## Synthetic")) == ["`marc@0.6`", "50.00", "20.00"]
-    assert _cells(_table_line(section, "| `prior-answer` | 0", "## Synthetic")) == ["`prior-answer`", "0.00", "70.00"]
+    assert _cells(_table_line(section, "| `marc@0.6` | 50", "## Synthetic")) == [
+        "`marc@0.6`",
+        "50.00",
+        "20.00",
+    ]
+    assert _cells(_table_line(section, "| `prior-answer` | 0", "## Synthetic")) == [
+        "`prior-answer`",
+        "0.00",
+        "70.00",
+    ]
     assert "above `prior-answer`'s: `marc@0.6` 1 of 2." in section
     metrics = json.loads(files.metrics_json.read_text())
     assert metrics["synthetic/marc@0.6/reward_by_type/regression"] == pytest.approx(20.0)

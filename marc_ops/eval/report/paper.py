@@ -1,16 +1,20 @@
 """The MARC paper's printed figures, laid out as printed so they can be checked line by line.
 
-Tables 1-3: each method's score per benchmark (percent) and its printed mean; Table 4: mean visual
-tokens per sample at 64 frames, 16 frames and one frame's worth. Column order of every tuple:
-:data:`~marc_ops.config.tasks.PAPER_BENCHMARKS` (VSI-Bench, VideoMMMU, MMVU (mc), MVBench,
-TempCompass, VideoMME (w/o sub)).
+Tables 1-3: each method's score per benchmark (percent) and its printed mean, the rows of each
+table in the paper's order and its caption; Table 4: mean visual tokens per sample at 64 frames,
+16 frames and one frame's worth; Fig. 4's points; section 4.2's efficiency reduction (Fig. 5).
+Column order of every tuple: :data:`~marc_ops.config.tasks.PAPER_BENCHMARKS` (VSI-Bench,
+VideoMMMU, MMVU (mc), MVBench, TempCompass, VideoMME (w/o sub)).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import polars as pl
+
 from marc_ops.config.tasks import PAPER_BENCHMARKS
+from marc_ops.eval.scoring import score_table
 
 
 @dataclass(frozen=True)
@@ -73,3 +77,62 @@ def paper_visual_tokens(benchmark: str) -> dict[str, float]:
     return {
         setting: tokens[benchmark] for setting, tokens in PAPER_VISUAL_TOKENS.items() if benchmark in tokens
     }
+
+
+# Rows of each table in the paper's order, by PaperRow key (Tables 2 and 3 repeat Table 1 rows).
+PAPER_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "Table 1": (
+        "baseline-64f",
+        "baseline-16f",
+        "internvl3.5-2b",
+        "internvl3.5-4b",
+        "gemma-3-4b",
+        "bytevideollm",
+        "moviechat",
+        "vidcom2",
+        "marc@0.6",
+    ),
+    "Table 2": ("baseline-64f", "vmr-64f", "sft-vmr-1f", "sft-1f", "marc@0.6"),
+    "Table 3": ("marc@0.4", "marc@0.6", "marc@0.8"),
+}
+PAPER_CAPTIONS = {
+    "Table 1": "Performance of models and compression methods on the six benchmarks",
+    "Table 2": "Effect of the VMR; MARC against supervised fine-tuning",
+    "Table 3": "Ablation of τ in C-GRPO",
+}
+# Fig. 4 plots the baseline at 64 and 16 frames and MARC; their tokens are the paper's Table 4 settings.
+PAPER_FIG4_POINTS = {"baseline-64f": "64f", "baseline-16f": "16f", "marc@0.6": "1f"}
+# Paper section 4.2 / Fig. 5: MMVU (mc), one A6000, batch 15; MARC-3B relative to Qwen2.5-VL-3B at 64 frames.
+PAPER_EFFICIENCY_SETTING = "MMVU (mc) samples, answer-only prompt, one NVIDIA A6000, batch 15"
+PAPER_EFFICIENCY_CHANGE = {
+    "visual_tokens": (122.69 - 2589.93) / 2589.93 * 100,
+    "peak_memory_gb": -72.4,  # 41.63 -> 11.48 GB
+    "prefill_s": None,  # not reported
+    "generate_s": -23.9,
+    "end_to_end_s": -11.1,
+}
+
+
+def paper_table(*, table: str | None = None) -> pl.DataFrame:
+    """The paper's reported figures in :func:`~marc_ops.eval.scoring.score_table`'s layout, with
+    ``label``/``frames``/``source`` columns.
+
+    ``Mean`` is the paper's printed mean; ``table`` (``"Table 1"``, ``"Table 2"``, ``"Table 3"``)
+    keeps one table's rows.
+    """
+    rows = [row for row in PAPER_ROWS if table is None or row.table == table]
+    long = pl.DataFrame(
+        [
+            {"method": row.key, "benchmark": name, "score": row.scores[name]}
+            for row in rows
+            for name in PAPER_BENCHMARKS
+        ],
+        schema={"method": pl.String(), "benchmark": pl.String(), "score": pl.Float64()},
+    )
+    wide = score_table(long, methods=[row.key for row in rows])
+    return wide.with_columns(
+        pl.Series("Mean", [row.reported_mean for row in rows], dtype=pl.Float64()),
+        pl.Series("label", [row.label for row in rows], dtype=pl.String()),
+        pl.Series("frames", [row.frames for row in rows], dtype=pl.Int64()),
+        pl.Series("source", [f"MARC paper {row.table}" for row in rows], dtype=pl.String()),
+    )

@@ -1,0 +1,99 @@
+"""The report's explanatory prose, as ``str.format`` templates filled in by the sections that use them."""
+
+# --- overview --------------------------------------------------------------------------------------------
+
+RUN = (
+    "Benchmarks run: {benchmarks}. Methods: {methods}. Samples: {n} scored, of which {failed} failed "
+    "(a failed sample scores 0 and stays in the denominator)."
+)
+SCORES = (
+    "Scores are percent: accuracy, or for {mra} the mean of accuracy and MRA (mean relative accuracy on "
+    "numerical-answer items). Rows in italics labelled **(paper)** are the MARC paper's printed figures; "
+    "every other number is ours. {missing} marks a benchmark we did not run. † marks a score with failed "
+    "samples."
+)
+NOT_COMPARABLE = (
+    "> **Not comparable to the paper.** This run scored none of the paper's six benchmarks, only "
+    "{benchmarks}. The paper's figures in Tables 1-3 were measured with 2B-4B video LLMs (Qwen2.5-VL-3B and "
+    "peers) on real benchmarks (VSI-Bench, VideoMMMU, MMVU, MVBench, TempCompass, VideoMME); they are shown "
+    "for reference only, and our rows there are {missing}."
+)
+
+# --- our own suites ------------------------------------------------------------------------------------
+
+OWN_SUITE = (
+    "{name}: {description}. Our own suite: the paper has no figures for it, and its scores are not "
+    "comparable to the paper's real-benchmark numbers."
+)
+PRIOR_ANSWER = (
+    "`{prior}` is no model: each item gets the most common training answer of its problem type (a "
+    "majority-answer baseline, stronger than guessing where one answer dominates, as durations do); a model "
+    "at or below it on a problem type has learnt the answer format but not what the video shows. Score "
+    "above `{prior}`, in points: {margins}."
+)
+CHANCE = (
+    "Chance on the multiple-choice items (guessing uniformly among each item's options): {levels}. Above "
+    "chance is MC accuracy minus chance, in points. p (guessing) is the probability that guessing gets at "
+    "least as many items right (exact, one-sided): below 0.05 a method is above chance with 95 % "
+    "confidence; above it the margin may be luck. {verdict}"
+)
+CHANCE_NOT_SHOWN = (
+    "Chance level not shown: it needs each item's options, which the records do not hold (pass "
+    "`multiple_choice=multiple_choice_vs_chance(records, rows)`)."
+)
+ABOVE_CHANCE = "Above chance with 95 % confidence: {methods}."
+NONE_ABOVE_CHANCE = "No method is above chance with 95 % confidence."
+NONE_ABOVE_CHANCE_ON_A_CATEGORY = "No method is above chance with 95 % confidence on any category."
+BY_CATEGORY = (
+    "Multiple-choice accuracy per category, % (in brackets: points above chance; * where guessing gets as "
+    "many right less than 5 % of the time):"
+)
+BY_TYPE = (
+    "Mean reward per problem type, % (multiple choice and numbers: right or wrong; regression: MRA; "
+    "free-form: mean ROUGE-1/2/L F1 against the reference; failed samples count 0):"
+)
+BY_TYPE_AGAINST_PRIOR = "Problem types on which a method's mean reward is above `{prior}`'s: {counts}."
+
+# --- the paper's tables and figures ----------------------------------------------------------------------
+
+PAPER_TABLE = (
+    "Mean is over the six benchmarks ({missing} unless all six ran). Frames: frames fed, or for compressed "
+    "methods the frames' worth of tokens left (paper Table 1 note)."
+)
+VISUAL_TOKENS = "Mean visual tokens the LLM saw per sample, over the samples that ran."
+ACCURACY_VS_TOKENS = (
+    "Each point is one method: its score against the mean visual tokens per sample that the LLM saw (log "
+    "scale). Hollow grey squares are the paper's figures (Table 1 scores, Table 4 token counts), drawn only "
+    "on the paper's benchmarks."
+)
+FAILURES = "Samples whose media could not be read; each scores 0 and the reason is in its record's `error`."
+
+# --- efficiency: the report's section ------------------------------------------------------------------
+
+NO_EFFICIENCY_PROFILE = "No efficiency profile was given; run the `efficiency_profile` asset."
+EFFICIENCY_SETTING = (
+    "`{model}` on {device}, {dtype}, batch {batch_size}; input: {input}. Times are seconds per sample; "
+    "memory is {memory} in GB."
+)
+EFFICIENCY_BOUND = (
+    "The vision tower takes **{share:.1f}%** of end-to-end time for `{method}`. Compression after the "
+    "encoder leaves that part untouched, so on this input it can save at most {rest:.1f}% of end-to-end "
+    "time; the vision share of each method is in the last column above."
+)
+EFFICIENCY_CHANGE = (
+    "Change relative to `{method}` (negative is cheaper). The paper's row is its reported reduction "
+    "({paper_setting}; peak GPU memory 41.63 → 11.48 GB)."
+)
+
+# --- efficiency: the profile on its own (format_table) ---------------------------------------------------
+
+PROFILE_SETTING = (
+    "`{model}` on {device}, {dtype}, batch {batch_size}; {input}. Seconds per sample; memory is the "
+    "{memory} in GB (2^30 bytes), weights included."
+)
+PROFILE_RATIOS = "Ratios to `{method}` (1.00x = the same cost):"
+PROFILE_BOUND = (
+    "The vision tower takes {share:.1%} of `{method}`'s end-to-end time. Compression after the encoder "
+    "(MARC merges the vision tower's output) leaves that part untouched, so with the same frames in it can "
+    "save at most {rest:.1%} of end-to-end time here."
+)
