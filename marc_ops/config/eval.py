@@ -1,6 +1,7 @@
 """The ``eval:`` section of a profile: which benchmarks and methods the pipeline evaluates, and how.
 
-A leaf module (no import of ``marc_ops.config``), so ``Params`` can hold it.
+Checked against the declared benchmarks (:mod:`.tasks`), methods (:mod:`.methods`) and prompt
+templates (:mod:`.prompts`) when a profile is loaded.
 """
 
 from __future__ import annotations

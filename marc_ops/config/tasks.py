@@ -1,6 +1,8 @@
 """Benchmarks as declarative tasks: a data spec plus small pure functions to prompt, score and aggregate.
 
-A task is looked up by name (``vsibench``, ``videommmu``, ``mmvu``, ``mvbench``, ``tempcompass``,
+A task is declared here, with the configs, because a profile names benchmarks (``eval.benchmarks``)
+and is checked against them when it is loaded; its rows are read by
+:func:`marc_ops.data.load_task_rows`. A task is looked up by name (``vsibench``, ``videommmu``, ``mmvu``, ``mvbench``, ``tempcompass``,
 ``videomme``, ``synthetic``); its file is Video-R1's ``eval_<name>.json`` (the names
 ``src/eval_bench.py`` reads from ``src/r1-v/Evaluation/``), in the schema of SPEC section 3.
 

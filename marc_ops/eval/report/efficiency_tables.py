@@ -46,15 +46,7 @@ def efficiency_section(cost: EfficiencyProfile | None) -> Section:
     title = "Efficiency (cf. paper Fig. 5)"
     if cost is None:
         return Section(title, (text.NO_EFFICIENCY_PROFILE,))
-    memory = "peak CUDA memory" if cost.memory_kind == "cuda" else "peak process RSS"
-    setting = text.EFFICIENCY_SETTING.format(
-        model=cost.model,
-        device=cost.device,
-        dtype=cost.dtype,
-        batch_size=cost.batch_size,
-        input=cost.input,
-        memory=memory,
-    )
+    setting = _setting(text.EFFICIENCY_SETTING, cost, cuda_memory="peak CUDA memory")
     columns = (
         "Method",
         "Frames",
@@ -124,15 +116,7 @@ def format_table(profile: Mapping[str, Any] | EfficiencyProfile) -> str:
     vision tower's share (the ``efficiency_profile`` asset's metadata, the benchmark script's output)."""
     checked = EfficiencyProfile.model_validate(profile)
     ref = reference_method(checked)
-    memory = "peak CUDA memory allocated" if checked.memory_kind == "cuda" else "peak process RSS"
-    head = text.PROFILE_SETTING.format(
-        model=checked.model,
-        device=checked.device,
-        dtype=checked.dtype,
-        batch_size=checked.batch_size,
-        input=checked.input,
-        memory=memory,
-    )
+    head = _setting(text.PROFILE_SETTING, checked, cuda_memory="peak CUDA memory allocated")
     costs = pl.DataFrame(
         [
             {
@@ -173,4 +157,17 @@ def format_table(profile: Mapping[str, Any] | EfficiencyProfile) -> str:
             markdown_table(ratios),
             text.PROFILE_BOUND.format(share=share, method=ref.method, rest=1 - share),
         ]
+    )
+
+
+def _setting(template: str, cost: EfficiencyProfile, *, cuda_memory: str) -> str:
+    """``template`` filled with what the profile ran on and how its memory was measured."""
+    memory = cuda_memory if cost.memory_kind == "cuda" else "peak process RSS"
+    return template.format(
+        model=cost.model,
+        device=cost.device,
+        dtype=cost.dtype,
+        batch_size=cost.batch_size,
+        input=cost.input,
+        memory=memory,
     )
