@@ -29,7 +29,9 @@ from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 
+from marc_ops.compression.base import CompressedVideo, Compressor, grid_positions
 from marc_ops.compression.config import CompressionConfig
 
 
@@ -216,3 +218,74 @@ def _clip_list(clip_ids: torch.Tensor | Sequence[int], n_blocks: int | None) -> 
     if n_blocks is not None and len(clips) != n_blocks:
         raise ValueError(f"clip_ids has {len(clips)} entries but blocks has {n_blocks}; give one per block")
     return clips
+
+
+# --- as a compressor (``compress("marc", ...)``) -------------------------------------------------------------
+
+
+class MARCOptions(BaseModel):
+    """The memory-aware merge through the common API: the retention sets the global block budget.
+
+    Attributes:
+        clip_ids: the VMR clip of each temporal group (T,); ``None``: the whole video is one clip.
+        ratio: ρ, the fraction of blocks each short-term window removes (eq 5).
+        window: m, the most blocks of one clip in a short-term window.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clip_ids: tuple[int, ...] | None = None
+    ratio: float = Field(default=0.5, ge=0.0, lt=1.0)
+    window: int = Field(default=8, ge=1)
+
+
+def _marc_target(n_groups: int, retention: float) -> int:
+    """The blocks kept at ``retention``: ``max(1, floor(retention · T))``, one frame's worth at least."""
+    return max(1, math.floor(Fraction(repr(float(retention))) * n_groups))
+
+
+def _marc_clips(n_groups: int, options: MARCOptions) -> list[int]:
+    return [0] * n_groups if options.clip_ids is None else _clip_list(list(options.clip_ids), n_groups)
+
+
+def _marc_run(
+    tokens: torch.Tensor, grid: tuple[int, int], retention: float, options: MARCOptions
+) -> CompressedVideo:
+    n_groups, per_group = tokens.shape[0], tokens.shape[1]
+    result = memory_aware_merge(
+        tokens,
+        _marc_clips(n_groups, options),
+        ratio=options.ratio,
+        window=options.window,
+        target_blocks=_marc_target(n_groups, retention),
+    )
+    # Each merged block sits at its members' rounded mean group; its token at (row, col) stands for
+    # the source token at that group, row and col.
+    within = torch.arange(per_group, device=tokens.device)
+    kept = (result.positions.to(tokens.device)[:, None] * per_group + within[None, :]).reshape(-1)
+    return CompressedVideo(
+        tokens=result.blocks.reshape(-1, tokens.shape[2]),
+        positions=grid_positions(kept, grid),
+        kept=kept,
+        source_tokens=n_groups * per_group,
+        method="marc",
+    )
+
+
+def _marc_count(n_groups: int, grid: tuple[int, int], retention: float, options: MARCOptions) -> int:
+    blocks = merged_block_count(
+        _marc_clips(n_groups, options),
+        ratio=options.ratio,
+        window=options.window,
+        target_blocks=_marc_target(n_groups, retention),
+    )
+    return blocks * grid[0] * grid[1]
+
+
+MARC = Compressor(
+    name="marc",
+    run=_marc_run,
+    options=MARCOptions,
+    count=_marc_count,
+    description="MARC's memory-aware temporal merge: clip windows, then a global merge to the block budget",
+)
