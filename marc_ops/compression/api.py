@@ -23,11 +23,22 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ValidationError
 
-from marc_ops.compression import memory_aware
+from marc_ops.compression import bytevideollm, dycoke, fastvid, holitom, memory_aware, moviechat, vidcom2
 from marc_ops.compression.base import CompressedVideo, Compressor, check_tokens, identity, resolve_retention
 
 # Lookup by name is the feature: a model config, an evaluation method and the CLI name a compressor.
-COMPRESSORS: dict[str, Compressor] = {spec.name: spec for spec in (memory_aware.MARC,)}
+COMPRESSORS: dict[str, Compressor] = {
+    spec.name: spec
+    for spec in (
+        memory_aware.MARC,
+        moviechat.MOVIECHAT,
+        vidcom2.VIDCOM2,
+        bytevideollm.BYTEVIDEOLLM,
+        fastvid.FASTVID,
+        dycoke.DYCOKE,
+        holitom.HOLITOM,
+    )
+}
 
 
 def list_methods() -> list[str]:
@@ -106,4 +117,6 @@ def output_count(
     ratio = resolve_retention(source, retention=retention, budget=budget)
     if ratio >= 1.0:
         return source
+    if spec.count is None:
+        return None
     return spec.count(n_groups, (int(grid[0]), int(grid[1])), ratio, checked)

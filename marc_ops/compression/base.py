@@ -6,7 +6,7 @@ The methods (one module each) build on these; :mod:`.api` looks them up by name.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -52,8 +52,8 @@ class CompressedVideo:
 
 # run(tokens (T, P, d), (H', W'), retention, options) -> CompressedVideo
 CompressorFn = Callable[[torch.Tensor, tuple[int, int], float, Any], CompressedVideo]
-# count(T, (H', W'), retention, options) -> N', or None when it depends on the features
-CountFn = Callable[[int, tuple[int, int], float, Any], "int | None"]
+# count(T, (H', W'), retention, options) -> N'; a method whose count depends on the features has none
+CountFn = Callable[[int, tuple[int, int], float, Any], int]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Compressor:
     name: str
     run: CompressorFn
     options: type[BaseModel]
-    count: CountFn = field(default=lambda t, grid, retention, options: None)
+    count: CountFn | None = None
     description: str = ""
 
 

@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from marc_ops.compression.base import CompressedVideo, Compressor, grid_positions
-from marc_ops.compression.config import CompressionConfig
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ def memory_aware_merge(
     shortest decimal form (0.3 is 3/10), so that float error never drops a block:
     ``ratio=0.3, n=10`` keeps 7.
     """
-    config = CompressionConfig(enabled=True, ratio=ratio, window=window, target_blocks=target_blocks)
+    check_merge_parameters(ratio, window, target_blocks)
     n_blocks = _check_blocks(blocks)
     clips = _clip_list(clip_ids, n_blocks)
 
@@ -106,16 +105,16 @@ def memory_aware_merge(
     pair_sims = block_similarity(blocks[:-1].detach(), blocks[1:].detach()).tolist()
     merged: list[torch.Tensor] = []
     groups: list[list[int]] = []
-    for span in _clip_windows(clips, config.window):
+    for span in _clip_windows(clips, window):
         window_blocks = rows[span.start : span.stop]
         window_groups = [[index] for index in span]
         window_sims = pair_sims[span.start : span.stop - 1]
-        _merge_consecutive(window_blocks, window_groups, window_sims, _kept_count(len(span), config.ratio))
+        _merge_consecutive(window_blocks, window_groups, window_sims, _kept_count(len(span), ratio))
         merged += window_blocks
         groups += window_groups
 
     # Phase 2: across the whole sequence, clip boundaries included.
-    target = _target_count(n_blocks, config.ratio, config.target_blocks)
+    target = _target_count(n_blocks, ratio, target_blocks)
     if len(merged) > target:
         stacked = torch.stack(merged).detach()
         sims = block_similarity(stacked[:-1], stacked[1:]).tolist()
@@ -144,10 +143,30 @@ def merged_block_count(
         clip_ids: (N,) int tensor or sequence, the VMR clip of each block.
         ratio, window, target_blocks: as in ``memory_aware_merge``.
     """
-    config = CompressionConfig(enabled=True, ratio=ratio, window=window, target_blocks=target_blocks)
+    check_merge_parameters(ratio, window, target_blocks)
     clips = _clip_list(clip_ids, None)
-    after_windows = sum(_kept_count(len(span), config.ratio) for span in _clip_windows(clips, config.window))
-    return min(after_windows, _target_count(len(clips), config.ratio, config.target_blocks))
+    after_windows = sum(_kept_count(len(span), ratio) for span in _clip_windows(clips, window))
+    return min(after_windows, _target_count(len(clips), ratio, target_blocks))
+
+
+def check_merge_parameters(ratio: float, window: int, target_blocks: int | None) -> None:
+    """The merge's parameters, each checked with an error that says what to change."""
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(
+            f"ratio={ratio!r} is outside [0, 1): it is the fraction of temporal blocks to remove; "
+            "use 0 to keep every block and e.g. 0.5 to halve them (1 would remove everything)"
+        )
+    if window < 1:
+        raise ValueError(
+            f"window={window!r} must be >= 1: it is the most temporal blocks of one clip merged "
+            "together in the first phase (the paper's m; the default is 8)"
+        )
+    if target_blocks is not None and target_blocks < 1:
+        raise ValueError(
+            f"target_blocks={target_blocks!r} must be >= 1 or None: it is the number of "
+            "temporal blocks left after merging (1 = one frame's worth of tokens); "
+            "use None to derive it from ratio"
+        )
 
 
 def _merge_consecutive(

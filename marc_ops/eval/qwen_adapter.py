@@ -155,9 +155,9 @@ class QwenAdapter:
         model, processor = self.model, self.processor
         started = time.perf_counter()
         encoded = [self._encode(item, model, processor) for item in batch]
-        batch = model_inputs(encoded, processor, padding_side="left")
-        texts = greedy_decode(batch, model, processor, max_new_tokens=self.max_new_tokens)
-        latency = (time.perf_counter() - started) / len(batch)
+        inputs = model_inputs(encoded, processor, padding_side="left")
+        texts = greedy_decode(inputs, model, processor, max_new_tokens=self.max_new_tokens)
+        latency = (time.perf_counter() - started) / len(encoded)
         return [
             GenerationOutput(
                 text=text, visual_tokens=visual_token_count(sample.input_ids, processor), latency_s=latency
@@ -170,7 +170,7 @@ class QwenAdapter:
     ) -> EncodedSample:
         """The sample's frames (or image) and its prompt, with the placeholders ``model``'s compression expects."""
         sample = self.build_sample(item.row)
-        return encode_prompt(processor, compression_of(model), sample, messages=item.messages)
+        return encode_prompt(processor, compression_of(model), sample, messages=item.messages, encoder=model)
 
 
 @torch.inference_mode()

@@ -1,9 +1,12 @@
-"""Qwen2.5-VL for MARC: offline tiny builders, one loader, and the memory-aware compression patch.
+"""Qwen2.5-VL for MARC: offline tiny builders, one loader, and the video-token compression patch.
 
 - ``builders``: the embedded default's tokenizer (trained here), processor and tiny model.
 - ``loading``: ``load_qwen2_5_vl`` / ``load_qwen2_5_vl_processor`` for the real or the tiny checkpoint.
-- ``patch``: ``apply_compression`` (model side: merge the vision tower's temporal groups, fix mRoPE).
+- ``patch``: ``apply_compression`` (model side: compress the vision tower's output, place it for mRoPE).
+- ``video_compression``: the compression layer without the model (MARC's merge or any method).
+- ``importance``: per-token importance from the vision tower's last block (FastVID, HoliTom).
 - ``processing``: ``prepare_model_inputs`` (processor side: count the compressed video placeholders).
+- ``generation``: greedy decoding of a batch.
 - ``qwen2_5_vl_3b``: the real Qwen2.5-VL-3B architecture with random weights and a processor for it
   (Qwen's token ids), for timing the real shapes offline.
 """
@@ -21,13 +24,7 @@ from marc_ops.model.loading import (
     load_qwen2_5_vl_processor,
     resolve_model_source,
 )
-from marc_ops.model.patch import (
-    CompressedVideoOutput,
-    apply_compression,
-    compression_of,
-    is_compression_patched,
-    merge_video_features,
-)
+from marc_ops.model.patch import apply_compression, compression_of, is_compression_patched
 from marc_ops.model.processing import (
     compressed_video_token_count,
     prepare_model_inputs,
@@ -41,8 +38,16 @@ from marc_ops.model.qwen2_5_vl_3b import (
     qwen_vocabulary_tokenizer,
 )
 from marc_ops.model.tokenizer import build_tiny_tokenizer
+from marc_ops.model.video_compression import (
+    CompressedVideoOutput,
+    compress_video_features,
+    merge_video_features,
+    video_token_count,
+)
 
 __all__ = [
+    "compress_video_features",
+    "video_token_count",
     "QWEN2_5_VL_3B_NAME",
     "CompressedVideoOutput",
     "ModelNotAvailableError",

@@ -18,9 +18,13 @@ def greedy_decode(
     """Decode a left-padded batch greedily; return only the new text of each sample.
 
     ``batch``: the model's keyword inputs (``input_ids`` (B, P), ``attention_mask`` (B, P), the
-    visual tensors), left-padded so that every sample's prompt ends at the same column.
+    visual tensors or videos compressed up front as ``mm_encoder_outputs``), left-padded so that
+    every sample's prompt ends at the same column.
     """
-    inputs = {key: value.to(model.device) for key, value in batch.items()}
+    inputs = {
+        key: value.to(model.device) if isinstance(value, torch.Tensor) else value
+        for key, value in batch.items()
+    }
     generated = model.generate(
         **inputs,
         do_sample=False,

@@ -1,11 +1,14 @@
-"""The processor side of the compression layer: a compressed video gets N'·h·w/4 placeholder tokens.
+"""The processor side of the compression layer: a compressed video gets exactly N' placeholder tokens.
 
 Qwen2.5-VL's processor expands each ``<|video_pad|>`` of the prompt into one token per merged
-patch, ``t·h·w/4`` for a video of grid ``(t, h, w)``. Once the model merges the video's ``t``
-temporal groups down to ``N'`` blocks (``marc_ops.model.patch``) the prompt must hold exactly
-``N'·h·w/4`` of them, or the features and the text disagree. ``N'`` depends only on the clip
-layout and the configuration (``merged_block_count``), never on the pixels, so the processor can
-count before the vision tower runs.
+patch, ``t·h·w/4`` for a video of grid ``(t, h, w)``. Once the model compresses the video to ``N'``
+tokens (``marc_ops.model.patch``) the prompt must hold exactly ``N'`` of them, or the features and
+the text disagree. For ``marc`` (``N'·h·w/4`` with ``N'`` from ``merged_block_count``), MovieChat,
+ByteVideoLLM and DyCoke the clip layout and the configuration decide ``N'``, so the processor counts
+before the vision tower runs. VidCom2, FastVID and HoliTom keep a number that depends on the
+features: their caller runs the model's ``get_video_features`` first and passes the counts of what
+it returned (``video_token_counts``), then hands those features to the model
+(``mm_encoder_outputs``) instead of the pixels.
 
 Clip ids. The Visual Memory Retriever tags each *frame* with its clip (SPEC 4.5) and pads every
 clip to an even number of frames, so each temporal group (2 frames) lies inside one clip.
@@ -23,7 +26,8 @@ from collections.abc import Sequence
 import torch
 from transformers import BatchFeature, Qwen2_5_VLProcessor
 
-from marc_ops.compression import CompressionConfig, merged_block_count
+from marc_ops.compression import CompressionConfig
+from marc_ops.model.video_compression import video_token_count
 
 
 def temporal_group_clip_ids(
@@ -70,26 +74,25 @@ def compressed_video_token_count(
     *,
     spatial_merge_size: int = 2,
 ) -> int:
-    """How many ``<|video_pad|>`` tokens the model expects for one video: ``N'·h·w / merge²``.
+    """How many ``<|video_pad|>`` tokens the model expects for one video, when the configuration decides it.
 
     Args:
         grid_thw: the video's ``(t, h, w)`` patch grid (``video_grid_thw`` row).
         clip_ids: (t,) the clip of each temporal group.
         compression: the model's compression; disabled gives the uncompressed ``t·h·w / merge²``.
         spatial_merge_size: the vision tower's patch merger (Qwen2.5-VL: 2).
+
+    Raises:
+        ValueError: the method's count depends on the features (pass ``video_token_counts``).
     """
-    t, h, w = (int(x) for x in grid_thw)
-    if len(clip_ids) != t:
+    count = video_token_count(grid_thw, clip_ids, compression, spatial_merge_size=spatial_merge_size)
+    if count is None:
         raise ValueError(
-            f"a video of grid ({t}, {h}, {w}) needs {t} clip ids (one per temporal group), got {len(clip_ids)}"
+            f"compression method {compression.method!r} keeps a number of tokens that depends on the features: "
+            "run the model's get_video_features first and pass the counts of what it returned as "
+            "video_token_counts (marc_ops.train.inputs.encode_prompt does, given the model)"
         )
-    tokens_per_group = h * w // spatial_merge_size**2
-    if not compression.enabled:
-        return t * tokens_per_group
-    blocks = merged_block_count(
-        clip_ids, ratio=compression.ratio, window=compression.window, target_blocks=compression.target_blocks
-    )
-    return blocks * tokens_per_group
+    return count
 
 
 def prepare_model_inputs(
@@ -100,6 +103,7 @@ def prepare_model_inputs(
     images=None,
     videos=None,
     video_clip_ids: Sequence[Sequence[int]] | None = None,
+    video_token_counts: Sequence[int] | None = None,
     **processor_kwargs,
 ) -> BatchFeature:
     """Run ``processor`` with video placeholders counted for the compressed model.
@@ -117,6 +121,8 @@ def prepare_model_inputs(
             ``video_metadata=[{"fps": 1.0, "total_num_frames": F}, ...]`` so that
             ``second_per_grid_ts`` is 2 s (without it transformers assumes 24 fps).
         video_clip_ids: per video, the clip id of each frame; ``None`` makes each video one clip.
+        video_token_counts: per video, the number of placeholders, when the caller already knows it
+            (the compressed features it will pass); ``None``: counted from the configuration.
         **processor_kwargs: passed on (``return_tensors``, ``padding``, ``padding_side``, ...).
     """
     if videos is None:
@@ -136,7 +142,10 @@ def prepare_model_inputs(
             else temporal_group_clip_ids(video_clip_ids[video_idx], n_groups, temporal_patch_size)
         )
         group_ids.append(ids)
-        count = compressed_video_token_count(grid, ids, compression, spatial_merge_size=merge_size)
+        if video_token_counts is None:
+            count = compressed_video_token_count(grid, ids, compression, spatial_merge_size=merge_size)
+        else:
+            count = int(video_token_counts[video_idx])
         return processor.video_token * count
 
     # replace_video_token is the processor's documented hook for placeholder expansion; override

@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-from transformers import Qwen2_5_VLProcessor
+from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
 from marc_ops.compression import CompressionConfig
 from marc_ops.config.prompts import build_prompt
 from marc_ops.model import prepare_model_inputs
+from marc_ops.model.video_compression import CompressedVideoOutput, concat_video_features
 from marc_ops.video import (
     DEFAULT_VIDEO_CONFIG,
     VideoConfig,
@@ -205,6 +206,7 @@ class EncodedSample:
     problem_id: str
     input_ids: torch.Tensor
     visual: dict[str, torch.Tensor]
+    video_features: CompressedVideoOutput | None = None
 
 
 def encode_prompt(
@@ -212,14 +214,21 @@ def encode_prompt(
     compression: CompressionConfig,
     sample: TrainingSample,
     messages: list[dict[str, Any]] | None = None,
+    *,
+    encoder: Qwen2_5_VLForConditionalGeneration | None = None,
 ) -> EncodedSample:
     """Render ``messages`` (default: :func:`prompt_messages` of the row) and process the sample's pixels.
 
     ``compression`` must be the model's own (``compression_of(model)``): it decides the number of
-    video placeholders.
+    video placeholders. Where the method's count depends on the features (VidCom2, FastVID,
+    HoliTom), ``encoder`` (the model) compresses the video here: the prompt gets exactly as many
+    placeholders as it returned, and the sample carries those features (``video_features``)
+    instead of the pixels, so the vision tower runs once.
     """
     messages = prompt_messages(sample.row) if messages is None else messages
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if sample.is_video and compression.counts_from_features:
+        return _encode_compressed_first(processor, compression, sample, text, encoder)
     if sample.is_video:
         inputs = prepare_model_inputs(
             processor,
@@ -243,14 +252,66 @@ def encode_prompt(
     )
 
 
-def collate_visual(samples: Sequence[EncodedSample]) -> dict[str, torch.Tensor]:
+def _encode_compressed_first(
+    processor: Qwen2_5_VLProcessor,
+    compression: CompressionConfig,
+    sample: TrainingSample,
+    text: str,
+    encoder: Qwen2_5_VLForConditionalGeneration | None,
+) -> EncodedSample:
+    """Process the video uncompressed, compress it with ``encoder``, and cut its placeholder run to N'."""
+    if encoder is None:
+        raise ValueError(
+            f"compression method {compression.method!r} keeps a number of tokens that depends on the features: "
+            "pass the model as encoder= so the video is compressed before the prompt is built"
+        )
+    inputs = prepare_model_inputs(
+        processor,
+        CompressionConfig(),
+        text=[text],
+        videos=[sample.frames],
+        video_clip_ids=[sample.clip_ids.tolist()],
+        video_metadata=[{"fps": sample.fps, "total_num_frames": len(sample.frames)}],
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        features = encoder.model.get_video_features(
+            inputs["pixel_values_videos"].to(encoder.device, encoder.dtype),
+            inputs["video_grid_thw"].to(encoder.device),
+            video_clip_ids=inputs["video_clip_ids"],
+            return_dict=True,
+        )
+    input_ids = inputs["input_ids"][0]
+    is_video = (input_ids == processor.video_token_id).nonzero().flatten()
+    start, kept = int(is_video[0]), len(features.pooler_output[0])
+    input_ids = torch.cat([input_ids[: start + kept], input_ids[int(is_video[-1]) + 1 :]])
+    return EncodedSample(
+        problem_id=sample.problem_id,
+        input_ids=input_ids,
+        visual={key: inputs[key] for key in VIDEO_KEYS if key != "pixel_values_videos"},
+        video_features=features,
+    )
+
+
+def collate_visual(samples: Sequence[EncodedSample]) -> dict[str, Any]:
     """The visual tensors of a batch: each key concatenated over the samples that have it, in row order.
 
     Qwen2.5-VL consumes images and videos in order of appearance, one per row here, so row
-    order is the packing it expects.
+    order is the packing it expects. Videos compressed up front (``video_features``) travel as
+    ``mm_encoder_outputs={"video": ...}``, every video of the batch alike.
     """
     keys = [key for key in (*IMAGE_KEYS, *VIDEO_KEYS) if any(key in s.visual for s in samples)]
-    return {key: torch.cat([s.visual[key] for s in samples if key in s.visual]) for key in keys}
+    collated: dict[str, Any] = {
+        key: torch.cat([s.visual[key] for s in samples if key in s.visual]) for key in keys
+    }
+    precomputed = [s.video_features for s in samples if s.video_features is not None]
+    if precomputed:
+        if "pixel_values_videos" in collated:
+            raise ValueError(
+                "a batch mixes videos compressed up front with raw video pixels; encode them alike"
+            )
+        collated["mm_encoder_outputs"] = {"video": concat_video_features(precomputed)}
+    return collated
 
 
 def mm_token_type_ids(input_ids: torch.Tensor, processor: Qwen2_5_VLProcessor) -> torch.Tensor:

@@ -364,7 +364,18 @@ def test_bad_inputs_are_rejected():
 
 def test_config_defaults_are_off_and_round_trip():
     config = CompressionConfig()
-    assert config.model_dump() == {"enabled": False, "ratio": 0.5, "window": 8, "target_blocks": None}
+    assert config.model_dump() == {
+        "enabled": False,
+        "method": "marc",
+        "ratio": 0.5,
+        "window": 8,
+        "target_blocks": None,
+        "retention": None,
+        "budget": None,
+        "budget_groups": None,
+        "options": {},
+        "importance": "attention",
+    }
     marc = CompressionConfig(enabled=True, ratio=0.5, window=8, target_blocks=1)
     assert CompressionConfig(**marc.model_dump()) == marc
     assert CompressionConfig.model_validate_json(marc.model_dump_json()) == marc
