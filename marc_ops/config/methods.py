@@ -9,6 +9,13 @@ it into a model; the runner only names it.
 The ``*-1f`` rows feed 64 frames through the same compression as MARC, down to one temporal
 group ("one frame's worth" of tokens, paper Table 1 note); ``sft-1f`` without VMR, ``sft-vmr-1f``
 with it (paper Table 2).
+
+The compared compressors (``BASELINES.md``) run on the base model's 64 frames, training-free, by
+name and budget: ``<method>@<r>`` with ``r < 1`` keeps that fraction of a video's tokens (SCORE's
+setting: ``fastvid@0.25``), ``<method>@<n>`` with an integer ``n >= 1`` keeps about ``n`` tokens per
+video (MARC's Table 1 setting: ``vidcom2@120``), and ``moviechat-<n>f`` keeps ``n`` frames' worth
+(``moviechat-1f``). Each name is also the method's records file, a Dagster partition key and a DVC
+``foreach`` item, so it holds only letters, digits, ``-``, ``.`` and ``@``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,17 @@ from marc_ops.compression.config import CompressionConfig, one_frame_compression
 
 _CHECKPOINT_PATTERN = re.compile(r"^(base|sft|cgrpo:(?P<tau>\d+(\.\d+)?))$")
 _MARC_PATTERN = re.compile(r"^marc@(?P<tau>\d+(\.\d+)?)$")
+_COMPRESSOR_PATTERN = re.compile(r"^(?P<method>[a-z0-9]+)@(?P<budget>\d+(\.\d+)?)$")
+_FRAMES_PATTERN = re.compile(r"^(?P<method>[a-z0-9]+)-(?P<frames>\d+)f$")
+# What each compared method is, for the method's description.
+_COMPRESSOR_LABELS = {
+    "moviechat": "MovieChat (short-term windows to 2 frames, then long-term merged)",
+    "vidcom2": "VidCom2 (frame uniqueness sets each frame's share; globally and locally distinct tokens kept)",
+    "bytevideollm": "ByteVideoLLM / Dynamic-VLM (adaptive spatial pooling per frame)",
+    "fastvid": "FastVID (DySeg segments, salient tokens, density-peak anchors merged)",
+    "dycoke": "DyCoke TTM (pairs and quads of frames, tokens least like their anchor frame kept)",
+    "holitom": "HoliTom (static windows merged over time, dynamic tokens pruned by importance)",
+}
 DEFAULT_MARC_TAU = 0.6
 
 
@@ -74,6 +92,34 @@ def marc_method(tau: float = DEFAULT_MARC_TAU) -> MethodSpec:
     )
 
 
+def compressor_method(
+    method: str, *, retention: float | None = None, budget: int | None = None, frames: int | None = None
+) -> MethodSpec:
+    """A compared compressor on the base model's 64 frames at one budget (named as the module docstring says)."""
+    if method not in _COMPRESSOR_LABELS:
+        raise ValueError(
+            f"{method!r} is not a compared compression method; known: {', '.join(_COMPRESSOR_LABELS)}"
+        )
+    if frames is not None:
+        worth = "one frame's" if frames == 1 else f"{frames} frames'"
+        name, budget_text = f"{method}-{frames}f", f"{worth} worth of tokens"
+        compression = CompressionConfig(enabled=True, method=method, budget_groups=frames)
+    elif budget is not None:
+        name, budget_text = f"{method}@{budget}", f"about {budget} tokens per video"
+        compression = CompressionConfig(enabled=True, method=method, budget=budget)
+    else:
+        name, budget_text = f"{method}@{retention:g}", f"{retention:.0%} of the tokens"
+        compression = CompressionConfig(enabled=True, method=method, retention=retention)
+    return MethodSpec(
+        name=name,
+        max_frames=64,
+        use_vmr=False,
+        compression=compression,
+        checkpoint="base",
+        description=f"Qwen2.5-VL, 64 frames, {_COMPRESSOR_LABELS[method]}, {budget_text}",
+    )
+
+
 METHODS: dict[str, MethodSpec] = {
     method.name: method
     for method in (
@@ -117,6 +163,19 @@ METHODS: dict[str, MethodSpec] = {
             checkpoint="sft",
             description="SFT checkpoint, VMR top-3 clips compressed to one frame's worth",
         ),
+        # MARC Table 1: the compared compressors at about one frame's worth of tokens (paper App. A.2).
+        compressor_method("moviechat", frames=1),
+        compressor_method("vidcom2", budget=120),
+        compressor_method("bytevideollm", budget=120),
+        # SCORE Table 1: the compared compressors at 40 %, 25 % and 10 % of the tokens. DyCoke has no 10 %
+        # row: its passes keep every anchor frame whole, so it cannot go below about 28 % at 32 groups
+        # (BASELINES.md section 5c).
+        *(
+            compressor_method(m, retention=r)
+            for m in ("vidcom2", "fastvid", "holitom")
+            for r in (0.4, 0.25, 0.1)
+        ),
+        *(compressor_method("dycoke", retention=r) for r in (0.4, 0.25)),
     )
 }
 
@@ -130,4 +189,20 @@ def resolve_method(name: str) -> MethodSpec:
     match = _MARC_PATTERN.match(name)
     if match:
         return marc_method(float(match["tau"]))
-    raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}, marc (= marc@0.6), marc@<tau>")
+    match = _COMPRESSOR_PATTERN.match(name)
+    if match and match["method"] in _COMPRESSOR_LABELS:
+        value = float(match["budget"])
+        if value == 0:
+            raise ValueError(f"{name}: a budget is a retention in (0, 1) or a token count >= 1, not 0")
+        if value < 1:
+            return compressor_method(match["method"], retention=value)
+        if value.is_integer():
+            return compressor_method(match["method"], budget=int(value))
+    match = _FRAMES_PATTERN.match(name)
+    if match and match["method"] in _COMPRESSOR_LABELS:
+        return compressor_method(match["method"], frames=int(match["frames"]))
+    raise ValueError(
+        f"unknown method {name!r}; known: {', '.join(METHODS)}, marc (= marc@0.6), marc@<tau>, and "
+        f"<compressor>@<retention below 1 or a token count> or <compressor>-<n>f for the compressors "
+        f"{', '.join(_COMPRESSOR_LABELS)}"
+    )

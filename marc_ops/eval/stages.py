@@ -411,14 +411,16 @@ def efficiency_profile_stage(paths: ProjectPaths, params: Params) -> StageResult
 
     The model is the ``base_model`` asset (tiny profile: the tiny Qwen2.5-VL; paper profile:
     Qwen2.5-VL-3B on ``params.model.device``), in ``params.model.dtype``. Costs do not depend on
-    the weights. The video is the eval set's longest, sampled at its own frame rate up to 64
-    frames (the synthetic videos last 6-20 s, so 1 fps would give the 64- and the 16-frame rows
-    the same few frames); frames are sized by ``params.video``. Its first question, with the
-    answer-only prompt, is the text.
+    the weights. The video is the eval set's longest, sampled at ``params.video.fps`` when that
+    gives 64 frames, else at its own frame rate up to 64 frames (a short synthetic video at 1 fps
+    would give the 64- and the 16-frame rows the same few frames); frames are sized by
+    ``params.video``. Its first question, with the answer-only prompt, is the text. Every compared
+    compressor the profile evaluates is measured beside 64 frames, 16 frames and MARC.
     """
     row, video_path = _longest_eval_video(params.data.evals(paths.project_dir))
     info = probe_video(video_path)
-    sampling = VideoConfig(**{**params.video.model_dump(), "fps": info.fps, "max_frames": 64})
+    fps = params.video.fps if info.num_frames / info.fps * params.video.fps >= 64 else info.fps
+    sampling = VideoConfig(**{**params.video.model_dump(), "fps": fps, "max_frames": 64})
     sampled = sample_frames(video_path, sampling)
     started = time.perf_counter()
     model_path = paths.base_model()
@@ -433,10 +435,10 @@ def efficiency_profile_stage(paths: ProjectPaths, params: Params) -> StageResult
         model,
         processor,
         sampled.frames,
-        methods=DEFAULT_METHODS,
+        methods=efficiency_methods(params),
         device=params.model.device,
         question=question_text(row["problem"], row["problem_type"], row.get("options")),
-        fps=info.fps,
+        fps=fps,
         model_name=f"{params.model.source} base model ({model_path})",
         input_name=f"eval video {row['path']} (problem {row['problem_id']})",
     )
@@ -454,6 +456,13 @@ def efficiency_profile_stage(paths: ProjectPaths, params: Params) -> StageResult
         },
         tables={"methods": pl.DataFrame(profile["methods"])},
     )
+
+
+def efficiency_methods(params: Params) -> list[str]:
+    """What ``efficiency_profile`` measures: 64 frames, 16 frames, MARC (the paper's Fig. 5), then every
+    compared compressor the profile evaluates, in its order."""
+    compared = [m for m in params.eval.methods if resolve_method(m).compression.method != "marc"]
+    return list(dict.fromkeys([*(resolve_method(m).name for m in DEFAULT_METHODS), *compared]))
 
 
 def _longest_eval_video(eval_dir: Path) -> tuple[dict[str, Any], Path]:

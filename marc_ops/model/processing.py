@@ -160,3 +160,54 @@ def prepare_model_inputs(
     flat = [clip for ids in group_ids for clip in ids]
     inputs.update(BatchFeature({"video_clip_ids": flat}, tensor_type=processor_kwargs.get("return_tensors")))
     return inputs
+
+
+def fit_video_placeholders(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    video_token_id: int,
+    counts: Sequence[int],
+    *,
+    pad_token_id: int,
+    padding_side: str = "left",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut each video's run of placeholders to its compressed count, re-padding the batch.
+
+    For a method whose count depends on the features: the prompt is processed uncompressed, the
+    model compresses the videos, and each video's ``t·h·w/4`` placeholders become its ``N'``.
+
+    Args:
+        input_ids, attention_mask: (B, L) a processed batch (uncompressed placeholders).
+        video_token_id: the ``<|video_pad|>`` id.
+        counts: the compressed count of every video, in order of appearance over the batch.
+        pad_token_id: what fills the padding.
+        padding_side: where the padding goes ("left" for generation).
+    """
+    counts = [int(c) for c in counts]
+    rows, video = [], 0
+    for ids, mask in zip(input_ids, attention_mask, strict=True):
+        kept = ids[mask.bool()]
+        is_video = kept == video_token_id
+        starts = (is_video & ~torch.cat([is_video.new_zeros(1), is_video[:-1]])).nonzero().flatten().tolist()
+        pieces, cursor = [], 0
+        for start in starts:
+            end = start
+            while end < len(kept) and kept[end] == video_token_id:
+                end += 1
+            if counts[video] > end - start:
+                raise ValueError(
+                    f"video {video} keeps {counts[video]} tokens but has {end - start} placeholders"
+                )
+            pieces += [kept[cursor:start], kept[start : start + counts[video]]]
+            cursor, video = end, video + 1
+        pieces.append(kept[cursor:])
+        rows.append(torch.cat(pieces))
+    if video != len(counts):
+        raise ValueError(f"{len(counts)} counts were given for {video} videos")
+    length = max(len(row) for row in rows)
+    fitted = torch.full((len(rows), length), pad_token_id, dtype=input_ids.dtype, device=input_ids.device)
+    fitted_mask = torch.zeros((len(rows), length), dtype=attention_mask.dtype, device=attention_mask.device)
+    for i, row in enumerate(rows):
+        span = slice(length - len(row), length) if padding_side == "left" else slice(0, len(row))
+        fitted[i, span], fitted_mask[i, span] = row, 1
+    return fitted, fitted_mask

@@ -27,6 +27,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 from marc_ops.compression import CompressionConfig
 from marc_ops.config.prompts import build_prompt
 from marc_ops.model import prepare_model_inputs
+from marc_ops.model.processing import fit_video_placeholders
 from marc_ops.model.video_compression import CompressedVideoOutput, concat_video_features
 from marc_ops.video import (
     DEFAULT_VIDEO_CONFIG,
@@ -281,13 +282,16 @@ def _encode_compressed_first(
             video_clip_ids=inputs["video_clip_ids"],
             return_dict=True,
         )
-    input_ids = inputs["input_ids"][0]
-    is_video = (input_ids == processor.video_token_id).nonzero().flatten()
-    start, kept = int(is_video[0]), len(features.pooler_output[0])
-    input_ids = torch.cat([input_ids[: start + kept], input_ids[int(is_video[-1]) + 1 :]])
+    input_ids, _ = fit_video_placeholders(
+        inputs["input_ids"],
+        inputs["attention_mask"],
+        processor.video_token_id,
+        [len(rows) for rows in features.pooler_output],
+        pad_token_id=processor.tokenizer.pad_token_id,
+    )
     return EncodedSample(
         problem_id=sample.problem_id,
-        input_ids=input_ids,
+        input_ids=input_ids[0],
         visual={key: inputs[key] for key in VIDEO_KEYS if key != "pixel_values_videos"},
         video_features=features,
     )

@@ -1,11 +1,13 @@
 """Every profile and params file loads; bad values fail with messages that say what to change."""
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from marc_ops.config import ConfigError, Params, expand_env, load_params, profile_path
+from marc_ops.config.methods import METHODS, resolve_method
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILES = sorted(p for p in (REPO_ROOT / "configs").glob("*.yaml") if p.name != "dagster.yaml")
@@ -94,3 +96,27 @@ def test_every_dvc_param_exists_in_every_profile(path: Path):
                 _lookup(raw, key)
             except KeyError:
                 pytest.fail(f"{path.name} lacks {key!r}, which dvc.yaml stage {name!r} tracks")
+
+
+# --- evaluation methods -------------------------------------------------------------------------
+
+
+def test_compared_compressors_are_evaluation_methods_by_name_and_budget():
+    assert resolve_method("vidcom2@120").compression.budget == 120
+    assert resolve_method("fastvid@0.25").compression.retention == 0.25
+    assert resolve_method("moviechat-1f").compression.budget_groups == 1
+    for name in ("vidcom2@120", "fastvid@0.25", "moviechat-1f", "holitom@0.1", "dycoke@0.4", "bytevideollm@120"):
+        spec = resolve_method(name)
+        assert spec.name == name and spec.checkpoint == "base" and spec.max_frames == 64 and not spec.use_vmr
+        assert spec.compression.enabled and spec.compression.method == name.split("@")[0].split("-")[0]
+    # names that DVC's foreach, Dagster's partition keys and file names all accept
+    assert all(re.fullmatch(r"[a-z0-9.@-]+", name) for name in METHODS)
+    assert {"moviechat-1f", "vidcom2@120", "bytevideollm@120"} <= set(METHODS)  # MARC Table 1
+    assert {f"{m}@{r}" for m in ("vidcom2", "fastvid", "holitom") for r in ("0.4", "0.25", "0.1")} <= set(METHODS)
+    assert {"dycoke@0.4", "dycoke@0.25"} <= set(METHODS) and "dycoke@0.1" not in METHODS  # SCORE Table 1
+
+
+@pytest.mark.parametrize("name", ["nope@0.25", "vidcom2@1.5", "vidcom2@0", "marc-1f"])
+def test_a_method_name_that_means_nothing_is_rejected(name):
+    with pytest.raises(ValueError, match=rf"unknown method|{re.escape(name)}: a budget"):
+        resolve_method(name)

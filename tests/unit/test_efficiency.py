@@ -10,7 +10,7 @@ import torch
 import yaml
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from marc_ops.compression import CompressionConfig
+from marc_ops.compression import CompressionConfig, list_methods
 from marc_ops.config import ProjectPaths
 from marc_ops.data.stages import videor1_source_stage
 from marc_ops.data.synthetic.frames import synthetic_video_frames
@@ -322,7 +322,11 @@ def test_efficiency_profile_stage_writes_the_profile(small_project: Path, tiny_d
     out = small_project / "assets/efficiency_profile/profile.json"
     assert result.outputs == {"profile": out}
     profile = EfficiencyProfile.model_validate(json.loads(out.read_text()))
-    assert [m.method for m in profile.methods] == ["baseline-64f", "baseline-16f", "marc@0.6"]
+    # the paper's Fig. 5 (64 frames, 16 frames, MARC), then every compared compressor the profile evaluates
+    compressors = set(list_methods()) - {"marc"}
+    compared = [m for m in params["eval"]["methods"] if m.split("@")[0].split("-")[0] in compressors]
+    assert compared and "marc@0.6" not in compared
+    assert [m.method for m in profile.methods] == ["baseline-64f", "baseline-16f", "marc@0.6", *compared]
     assert "eval video" in profile.input and str(tiny_dir) in profile.model
     assert result.metadata["table"] == format_table(profile.model_dump())
-    assert result.tables["methods"].height == 3
+    assert result.tables["methods"].height == 3 + len(compared)

@@ -111,6 +111,24 @@ def test_marc_sees_at_most_one_groups_worth_and_fewer_than_64_frames(
             assert small.visual_tokens == large.visual_tokens  # images are never compressed
 
 
+@pytest.mark.parametrize("method", ["moviechat-1f", "vidcom2@0.25", "fastvid@0.25", "dycoke@0.4", "holitom@0.25"])
+def test_compared_compressors_answer_a_mixed_batch_with_fewer_visual_tokens(
+    tiny_model: Path, rows: pl.DataFrame, method: str
+) -> None:
+    """A compared method runs as an evaluation method: a batch of videos and images, each video with
+    fewer visual tokens than the 64-frame base model sees (images untouched)."""
+    compressed = QwenAdapter(tiny_model, resolve_method(method), video=VIDEO, max_new_tokens=2)
+    baseline = QwenAdapter(tiny_model, resolve_method("baseline-64f"), video=VIDEO, max_new_tokens=1)
+    small = compressed.generate(inputs_for(rows, method))
+    large = baseline.generate(inputs_for(rows, "baseline-64f"))
+    for row, a, b in zip(rows.iter_rows(named=True), small, large, strict=True):
+        if row["data_type"] == "video":
+            assert 0 < a.visual_tokens < b.visual_tokens
+        else:
+            assert a.visual_tokens == b.visual_tokens
+        assert isinstance(a.text, str)
+
+
 def test_vmr_methods_need_a_selection_that_covers_the_benchmark(
     tiny_model: Path, rows: pl.DataFrame, tmp_path: Path
 ) -> None:

@@ -6,9 +6,11 @@ method (64 frames, 16 frames, MARC at the one-frame budget) and times the phases
 ============  =========================================================================================
 phase         what is timed
 ============  =========================================================================================
-(processor)   chat template, frame patches, placeholder expansion (``prepare_model_inputs``)
+(processor)   chat template, frame patches, placeholder expansion (``prepare_model_inputs``); for a
+              method whose token count depends on the features, also cutting the placeholders to it
 vision_s      the vision tower (``model.model.visual``), once over all the sample's frames
-merge_s       the rest of ``get_video_features``: the memory-aware merge (0 for a method without one)
+merge_s       the rest of ``get_video_features``: the method's compressor (MARC's merge, a compared
+              method's pruning or merging, FastVID's and HoliTom's importance scores); 0 without one
 generate_s    ``model.generate`` from the precomputed visual features, forced to exactly
               ``answer_tokens`` new tokens (``min_new_tokens = max_new_tokens``, greedy)
 prefill_s     the first forward of that ``generate``: the prompt with its visual features, one token out
@@ -52,7 +54,9 @@ from marc_ops.config.methods import MethodSpec, resolve_method
 from marc_ops.config.prompts import VIDEO_R1_EVAL, question_text
 from marc_ops.eval.efficiency.memory import peak_memory_bytes, reset_peak_memory
 from marc_ops.eval.efficiency.schema import EfficiencyProfile
+from marc_ops.compression import CompressionConfig
 from marc_ops.model import apply_compression, compression_of, prepare_model_inputs
+from marc_ops.model.processing import fit_video_placeholders
 from marc_ops.video import sample_frame_indices
 
 logger = logging.getLogger(__name__)
@@ -256,6 +260,19 @@ def _run_once(
                 return_dict=True,
             )
         features = clock()
+        if spec.compression.counts_from_features:
+            # The count is known only now: cut the prompt's placeholders to it (processor work).
+            inputs["input_ids"], inputs["attention_mask"] = fit_video_placeholders(
+                inputs["input_ids"],
+                inputs["attention_mask"],
+                model.config.video_token_id,
+                [len(rows) for rows in video.pooler_output],
+                pad_token_id=setting.processor.tokenizer.pad_token_id,
+            )
+            inputs["mm_token_type_ids"] = 2 * (inputs["input_ids"] == model.config.video_token_id).long()
+            fitted = clock()
+            encoded += fitted - features
+            features = fitted
         with _call_spans(model, clock) as forward_calls:
             output = model.generate(
                 **inputs,
@@ -287,9 +304,11 @@ def _model_inputs(setting: _Setting, spec: MethodSpec, frames: torch.Tensor, cli
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": setting.prompt}]}]
     text = setting.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     n = setting.batch_size
+    # A method whose count depends on the features gets uncompressed placeholders here, cut after the tower.
+    compression = CompressionConfig() if spec.compression.counts_from_features else spec.compression
     inputs = prepare_model_inputs(
         setting.processor,
-        spec.compression,
+        compression,
         text=[text] * n,
         videos=[frames] * n,
         video_clip_ids=None if clip_ids is None else [list(clip_ids)] * n,
