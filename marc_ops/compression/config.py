@@ -15,6 +15,8 @@ from marc_ops.compression.memory_aware import check_merge_parameters
 
 # Options the model computes for a method itself rather than reading them from a config.
 MODEL_SUPPLIED_OPTIONS = frozenset({"scores", "clip_ids"})
+# The methods with a stage inside the LLM (BASELINES.md 5 and 6): DyCoke's DP, HoliTom's inner merge.
+INNER_LLM_METHODS = ("dycoke", "holitom")
 
 
 class CompressionConfig(BaseModel):
@@ -43,6 +45,9 @@ class CompressionConfig(BaseModel):
         importance: where a method that ranks tokens by importance (FastVID, HoliTom) gets it:
             ``attention`` from the vision tower's last block (the pseudo-CLS attention of FastVID's
             Qwen code), ``norm`` the token's L2 norm (the VidCom2 Qwen ports' variant).
+        inner_llm: also run the method's stage inside the LLM (``marc_ops.model.inner_llm``): DyCoke's
+            decode-time KV pruning (DP) or HoliTom's merge at decoder layer K, with the ``dp_*`` or
+            ``inner_*`` options. Off for SCORE-style comparisons (BASELINES.md section 8).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -57,6 +62,7 @@ class CompressionConfig(BaseModel):
     budget_groups: int | None = Field(default=None, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
     importance: Literal["attention", "norm"] = "attention"
+    inner_llm: bool = False
 
     @field_validator("method")
     @classmethod
@@ -64,6 +70,22 @@ class CompressionConfig(BaseModel):
         if method not in list_methods():
             raise ValueError(f"unknown compression method {method!r}; known: {', '.join(list_methods())}")
         return method
+
+    @model_validator(mode="after")
+    def _inner_stage_exists(self) -> CompressionConfig:
+        if not self.inner_llm:
+            return self
+        if self.method not in INNER_LLM_METHODS:
+            raise ValueError(
+                f"inner_llm=True: method {self.method!r} has no stage inside the LLM; only "
+                f"{' and '.join(map(repr, INNER_LLM_METHODS))} do (DyCoke's decode-time KV pruning, HoliTom's "
+                "merge at decoder layer K): set inner_llm=False or pick one of those"
+            )
+        if not self.enabled:
+            raise ValueError(
+                "inner_llm=True needs enabled=True: the inner stage runs in a model that compresses its videos"
+            )
+        return self
 
     @model_validator(mode="after")
     def _budget_fits_the_method(self) -> CompressionConfig:

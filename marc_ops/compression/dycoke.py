@@ -1,6 +1,8 @@
 """DyCoke's temporal token merging, TTM (Tao et al., CVPR 2025; BASELINES.md section 5).
 
-Only the outer-LLM stage: DyCoke's decode-time KV pruning (DP) runs inside the LLM, not here.
+Only the outer-LLM stage runs here. DyCoke's decode-time KV pruning (DP) runs inside the LLM
+(``marc_ops.model.inner_llm``, when ``CompressionConfig.inner_llm`` is on); its hyperparameters
+``dp_layer``, ``dp_p`` and ``dp_similarity`` are options of this method and ``_dycoke_run`` ignores them.
 
 Algorithm [V] (``llava/model/llava_arch.py::dycole_ttm``, ported unchanged to the VidCom2 ``qwen``
 branch's ``token_compressor/dycoke/temporal_token_merging.py``). Over groups F_0 … F_{T−1}, every
@@ -42,7 +44,8 @@ from marc_ops.compression.base import CompressedVideo, Compressor, select
 
 
 class DyCokeOptions(BaseModel):
-    """TTM's pruning strength: ``K`` as DyCoke sets it, or solved from the retention."""
+    """TTM's pruning strength: ``K`` as DyCoke sets it, or solved from the retention; and DP's
+    hyperparameters, read only by the inner-LLM stage."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -52,6 +55,26 @@ class DyCokeOptions(BaseModel):
         le=1.0,
         description="the merging ratio K, each pruned group keeps floor((1 - K)·P) tokens (DyCoke's default 0.7); "
         "None: the kept count is solved from the retention",
+    )
+    dp_layer: int = Field(
+        default=3,
+        ge=1,
+        description="DP's L, used only when inner_llm is on: decoder layers >= L attend to the pruned cache, "
+        "ranked by the attention of layer L - 1",
+    )
+    dp_p: float = Field(
+        default=0.8,
+        ge=0.0,
+        le=1.0,
+        description="DP's pruning ratio p, used only when inner_llm is on: a pruning step keeps "
+        "floor(N_v·(1 - p)) of the N_v visual tokens",
+    )
+    dp_similarity: float = Field(
+        default=0.9,
+        ge=-1.0,
+        le=1.0,
+        description="DP's threshold, used only when inner_llm is on: a decoding step prunes when the cosine "
+        "between its visual attention and the previous step's is below it (always at the first step)",
     )
 
 

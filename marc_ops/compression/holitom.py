@@ -2,7 +2,9 @@
 
 Source: ``cokeshao/HoliTom@e9b2972``, ``holitom/llava_arch.py`` (``select_static_windows``,
 ``get_static_dynamic_features``, ``holitom``, ``merge_tokens_*``, ``cluster_dpc_knn``). The inner-LLM merge
-at decoder layer 18 is not part of this module. For one video ``X`` (T, P, d), ``N = T·P``:
+at decoder layer K = 18 is not part of this module: it runs inside the LLM (``marc_ops.model.inner_llm``, when
+``CompressionConfig.inner_llm`` is on), with the options ``inner_layer`` and ``inner_r``, which
+``_holitom_run`` ignores. For one video ``X`` (T, P, d), ``N = T·P``:
 
 1. ``σ_t(p) = cos(x_{t,p}, x_{t+1,p})``, t = 0 … T−2; a position is static over ``[s, e]`` when
    ``σ_t(p) > τ`` for every t in ``[s, e−1]``.
@@ -50,7 +52,8 @@ from marc_ops.compression.base import CompressedVideo, Compressor, check_tokens,
 
 
 class HoliTomOptions(BaseModel):
-    """HoliTom's hyperparameters (official defaults, ``llava_arch.py`` environment)."""
+    """HoliTom's hyperparameters (official defaults, ``llava_arch.py`` environment); the ``inner_*`` ones
+    are read only by the inner-LLM stage."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -86,6 +89,19 @@ class HoliTomOptions(BaseModel):
     scores: torch.Tensor | None = Field(
         default=None,
         description="(T, P) importance of each token (vision attention); None: the token's L2 norm",
+    )
+    inner_layer: int = Field(
+        default=18,
+        ge=1,
+        description="the inner merge's K (HOLITOM_k), used only when inner_llm is on: the merge happens at the "
+        "input of decoder layer K, ranked by the attention of layer K - 1",
+    )
+    inner_r: float = Field(
+        default=0.5,
+        ge=0.0,
+        lt=1.0,
+        description="the inner merge's r (HOLITOM_r), used only when inner_llm is on: layer K keeps "
+        "round(N_v·(1 - r)) of the N_v visual tokens and folds the others into them",
     )
 
     @field_validator("d")

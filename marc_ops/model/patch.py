@@ -26,7 +26,8 @@ What each wrapper does (transformers 5.23):
     ``mm_encoder_outputs``. The language model's placeholder check and feature scatter run
     unchanged (the prompt holds exactly ``N'`` placeholders per video, ``marc_ops.model.processing``);
     only the positions differ, and those are held "in flight" for ``get_rope_index`` while the
-    original runs.
+    original runs. With ``inner_llm`` on, the method's stage inside the LLM is installed for the
+    call (:mod:`marc_ops.model.inner_llm`), at ``generate``'s prefill and at each decoding step.
 ``Qwen2_5_VLForConditionalGeneration.generate``
     The same, once, before generation: ``generate()`` computes the prompt's mRoPE positions
     (``_prepare_position_ids_for_generation``) *before* it runs the vision encoder, and every
@@ -65,6 +66,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
 
 from marc_ops.compression import CompressionConfig
 from marc_ops.model.importance import capture_last_block, pseudo_cls_importance
+from marc_ops.model.inner_llm import inner_llm_stage
 from marc_ops.model.video_compression import CompressedVideoOutput, compress_video_features, split_clip_ids
 
 CONFIG_KEY = "marc_compression"
@@ -197,7 +199,7 @@ def _forward(
     if isinstance(video, CompressedVideoOutput):
         video_grid_thw = None if video_grid_thw is None else video.merged_grid_thw
         in_flight = _videos_in_flight(self, video.token_positions)
-    with in_flight:
+    with in_flight, inner_llm_stage(self, compression_of(self), input_ids):
         return unpatched(
             input_ids=input_ids,
             attention_mask=attention_mask,

@@ -375,6 +375,7 @@ def test_config_defaults_are_off_and_round_trip():
         "budget_groups": None,
         "options": {},
         "importance": "attention",
+        "inner_llm": False,
     }
     marc = CompressionConfig(enabled=True, ratio=0.5, window=8, target_blocks=1)
     assert CompressionConfig(**marc.model_dump()) == marc

@@ -10,11 +10,15 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from marc_ops.config.methods import METHODS
 from marc_ops.config.tasks import TASKS
 from marc_ops.eval import RECORD_SCHEMA, SUMMARY_SCHEMA
 from marc_ops.eval.efficiency.schema import EfficiencyProfile
 from marc_ops.eval.report import (
     CHANCE_SCHEMA,
+    SCORE_COLUMNS,
+    SCORE_ROWS,
+    SCORE_VISUAL_TOKENS,
     ReportFiles,
     build_report,
     guessing_p_value,
@@ -22,6 +26,9 @@ from marc_ops.eval.report import (
     multiple_choice_vs_chance,
     reward_by_problem_type,
 )
+from marc_ops.eval.report import sections as report_sections
+from marc_ops.eval.report.methods import method_order
+from marc_ops.eval.report.plots import accuracy_vs_tokens_figure, accuracy_vs_tokens_png, method_styles
 
 
 def _summary_row(
@@ -483,3 +490,266 @@ def test_guessing_p_value_is_the_exact_tail_of_the_guessers_right_answers() -> N
     assert guessing_p_value([0.25] * 20, 21) == 0.0
     with pytest.raises(ValueError, match="probabilities"):
         guessing_p_value([1.5], 1)
+
+
+# --- the compared compressors: MARC Table 1, SCORE Table 1, the plot, the efficiency table -----------------
+
+
+def test_score_table_1_is_transcribed_as_printed() -> None:
+    # BASELINES.md section 7, SCORE Table 1: method, R, LVBench, MLVU, VideoMME, Short, Medium, Long, Avg, Acc %.
+    printed = [
+        ("Vanilla", 100, 38.3, 69.7, 63.8, 74.4, 64.2, 52.8, 57.3, 100.0),
+        ("DyCoke", 40, 39.8, 70.0, 64.9, 74.3, 65.3, 55.0, 58.2, 101.7),
+        ("HoliTom", 40, 39.1, 69.9, 61.6, 73.1, 59.9, 51.8, 56.9, 99.3),
+        ("VidCom2", 40, 40.2, 70.6, 64.7, 74.8, 64.7, 54.6, 58.5, 102.1),
+        ("FastVID", 40, 39.9, 68.8, 63.7, 73.9, 62.8, 54.4, 57.5, 100.3),
+        ("SCORE", 40, 40.6, 70.6, 65.0, 75.0, 65.0, 55.1, 58.7, 102.4),
+        ("DyCoke", 25, 37.3, 64.6, 61.0, 71.2, 60.0, 51.7, 54.3, 94.8),
+        ("HoliTom", 25, 38.2, 68.4, 60.3, 70.2, 60.1, 50.4, 55.6, 97.1),
+        ("VidCom2", 25, 41.3, 68.7, 64.6, 73.3, 65.2, 55.3, 58.2, 101.6),
+        ("FastVID", 25, 39.7, 68.4, 63.3, 74.3, 61.7, 53.9, 57.1, 99.8),
+        ("SCORE", 25, 41.2, 70.1, 65.3, 74.8, 65.4, 55.7, 58.9, 102.8),
+        ("HoliTom", 10, 36.7, 65.2, 56.6, 66.1, 55.1, 48.4, 52.8, 92.3),
+        ("VidCom2", 10, 38.6, 63.4, 61.8, 70.4, 62.4, 52.6, 54.6, 95.3),
+        ("FastVID", 10, 37.8, 65.0, 62.0, 72.9, 61.7, 51.4, 54.9, 95.9),
+        ("SCORE", 10, 39.6, 67.7, 63.6, 73.6, 63.1, 53.9, 57.0, 99.5),
+    ]
+    assert SCORE_COLUMNS == ("LVBench", "MLVU", "VideoMME", "Short", "Medium", "Long", "Avg", "Acc %")
+    assert [(r.label, r.retention, *(r.scores[c] for c in SCORE_COLUMNS)) for r in SCORE_ROWS] == printed
+    # Each row is keyed by our method of the same compressor at the same retention.
+    assert [r.key for r in SCORE_ROWS[:4]] == ["baseline-64f", "dycoke@0.4", "holitom@0.4", "vidcom2@0.4"]
+    assert all(r.key == f"{r.label.lower()}@{r.retention / 100:g}" for r in SCORE_ROWS[1:])
+    assert all(r.key in METHODS for r in SCORE_ROWS if r.label != "SCORE")
+    # Avg is the mean of the first three (to the printed rounding); Acc % is Avg against vanilla's.
+    vanilla = sum(SCORE_ROWS[0].scores[c] for c in SCORE_COLUMNS[:3]) / 3
+    for row in SCORE_ROWS:
+        mean = sum(row.scores[c] for c in SCORE_COLUMNS[:3]) / 3
+        assert mean == pytest.approx(row.scores["Avg"], abs=0.05), row
+        assert mean / vanilla * 100 == pytest.approx(row.scores["Acc %"], abs=0.2), row
+    assert SCORE_VISUAL_TOKENS == {100: 42_566, 40: 17_117, 25: 10_733, 10: 4_348}  # SCORE Table 3
+
+
+COMPARED = ("baseline-64f", "vidcom2@0.25", "fastvid@0.25", "moviechat-1f", "bytevideollm@120", "vidcom2@120")
+
+
+@pytest.fixture(scope="module")
+def compared_summary() -> pl.DataFrame:
+    """The compared compressors at MARC's setting and SCORE's 25 %; MMVU for three of them."""
+    rows = [
+        _summary_row("synthetic", "baseline-64f", 40.0, 2048.0),
+        _summary_row("synthetic", "vidcom2@0.25", 36.0, 512.0),
+        _summary_row("synthetic", "fastvid@0.25", 30.0, 491.52, failed=1),
+        _summary_row("synthetic", "moviechat-1f", 28.0, 64.0),
+        _summary_row("synthetic", "bytevideollm@120", 26.0, 128.0),
+        _summary_row("synthetic", "vidcom2@120", 27.0, 120.0),
+        _summary_row("mmvu", "moviechat-1f", 38.12, 121.5),
+        _summary_row("mmvu", "vidcom2@120", 30.5, 120.0),
+        _summary_row("mmvu", "bytevideollm@120", 29.25, 128.0),
+    ]
+    return pl.DataFrame(rows, schema=SUMMARY_SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def compared(
+    compared_summary: pl.DataFrame, efficiency: dict, tmp_path_factory: pytest.TempPathFactory
+) -> ReportFiles:
+    costs = [
+        _method_cost(m, tokens, 10.0, 1.5)
+        for m, tokens in (("vidcom2@0.25", 512.0), ("moviechat-1f", 64.0), ("marc@0.6", 121.5))
+    ]
+    profile = {**efficiency, "methods": [*costs, _method_cost("baseline-64f", 2048.0, 12.0, 2.0)]}
+    return build_report(compared_summary, profile, tmp_path_factory.mktemp("compared"), profile="tiny")
+
+
+def _section(markdown: str, heading: str) -> str:
+    start = markdown.index(f"## {heading}")
+    end = markdown.find("\n## ", start + 1)
+    return markdown[start : end if end > 0 else None]
+
+
+def test_marc_table_1_sets_the_compressors_at_marcs_setting_beside_the_papers(compared: ReportFiles) -> None:
+    table1 = _section(compared.markdown.read_text(), "Table 1")
+    lines = [line for line in table1.splitlines() if line.startswith("| ")]
+    for ours, paper, frames in (
+        ("bytevideollm@120", "ByteVideoLLM-3B", "64"),
+        ("moviechat-1f", "MovieChat-3B", "1"),
+        ("vidcom2@120", "VidCom2-3B", "64"),
+    ):
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"| `{ours}` (ours)"))
+        assert lines[at + 1].startswith(f"| _{paper} (paper)_"), ours  # our row right above the paper's
+        assert _cells(lines[at])[1] == frames
+    assert _cells(_table_line(table1, "| `moviechat-1f` (ours)", "## Table 1"))[2:] == [
+        "—",
+        "—",
+        "38.12",
+        "—",
+        "—",
+        "—",
+        "—",
+    ]
+    # SCORE's setting (a retention) is not MARC's: those rows are in the SCORE section only.
+    assert "vidcom2@0.25" not in table1 and "fastvid@0.25" not in table1
+
+
+def test_bytevideollm_rounding_rule_is_stated_from_the_method_spec(
+    compared: ReportFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table1 = _section(compared.markdown.read_text(), "Table 1")
+    assert "`bytevideollm@120` ran the `round` rule, s = max(1, round(√(B/T)))" in table1
+    floored = METHODS["bytevideollm@120"].compression.model_copy(update={"options": {"rounding": "floor"}})
+    spec = METHODS["bytevideollm@120"].model_copy(update={"compression": floored})
+    monkeypatch.setattr(report_sections, "resolve_method", lambda name: spec)
+    (sentence,) = report_sections._bytevideollm_rounding(["bytevideollm@120"])
+    assert "ran the `floor` rule, s = max(1, ⌊√(B/T)⌋), ByteVideoLLM's official rule" in sentence
+
+
+def test_score_table_1_sets_our_rows_beside_the_papers_at_each_retention(compared: ReportFiles) -> None:
+    section = _section(compared.markdown.read_text(), "SCORE Table 1")
+    assert "**Not comparable to SCORE's figures.**" in section
+    assert "our rows are this profile's model at 64 frames on MMVU (mc), Synthetic" in section
+    assert "DyCoke has no 10 % row" in section
+    assert "SCORE is not implemented yet" in section
+    at_25 = section[section.index("**R = 25 %.**") : section.index("**R = 10 %.**")]
+    assert "10,733 visual tokens per sample, 25.2 % of vanilla's" in at_25
+    assert _cells(_table_line(at_25, "| _VidCom2 (paper)_", "**R = 25"))[1:] == [
+        "_41.3_",
+        "_68.7_",
+        "_64.6_",
+        "_73.3_",
+        "_65.2_",
+        "_55.3_",
+        "_58.2_",
+        "_101.6_",
+    ]
+    # Ours: MMVU (mc), Synthetic, Mean, % of uncompressed, visual tokens, retention.
+    assert (
+        "| Method (ours) | MMVU (mc) | Synthetic | Mean | % of uncompressed | Visual tokens | Retention |"
+        in at_25
+    )
+    vidcom2 = _cells(_table_line(at_25, "| `vidcom2@0.25` (ours)", "**R = 25"))
+    assert vidcom2 == ["`vidcom2@0.25` (ours)", "—", "36.00", "—", "—", "512.0", "25.0%"]
+    fastvid = _cells(_table_line(at_25, "| `fastvid@0.25` (ours)", "**R = 25"))
+    assert fastvid[2:3] + fastvid[-2:] == ["30.00†", "491.5", "24.0%"]
+    # Paper rows at 25 % that did not run here are ours too, "—" throughout: DyCoke, HoliTom, SCORE.
+    assert _cells(_table_line(at_25, "| `score@0.25` (ours)", "**R = 25")) == [
+        "`score@0.25` (ours)",
+        *["—"] * 6,
+    ]
+    order = [line.split("`")[1] for line in at_25.splitlines() if line.startswith("| `")]
+    assert order == ["dycoke@0.25", "holitom@0.25", "vidcom2@0.25", "fastvid@0.25", "score@0.25"]
+    uncompressed = section[section.index("**Uncompressed") : section.index("**R = 40 %.**")]
+    # It did not run MMVU: no Mean, so no % of uncompressed either; its tokens are its own reference.
+    assert _cells(_table_line(uncompressed, "| `baseline-64f` (ours)", "**Uncompressed"))[-4:] == [
+        "—",
+        "—",
+        "2048.0",
+        "100.0%",
+    ]
+    # MARC's setting is not SCORE's: those rows are in MARC Table 1 only.
+    assert "moviechat-1f" not in section and "vidcom2@120" not in section
+
+
+def test_score_table_1_relative_columns_need_every_benchmark_and_the_baseline(tmp_path: Path) -> None:
+    rows = [
+        _summary_row("synthetic", "baseline-64f", 40.0, 2000.0),
+        _summary_row("synthetic", "holitom@0.1", 30.0, 200.0),
+        _summary_row("synthetic", "vidcom2@0.5", 35.0, 1000.0),  # a retention SCORE does not print
+    ]
+    files = build_report(pl.DataFrame(rows, schema=SUMMARY_SCHEMA), None, tmp_path, profile="tiny")
+    section = _section(files.markdown.read_text(), "SCORE Table 1")
+    assert _cells(_table_line(section, "| `holitom@0.1` (ours)", "**R = 10")) == [
+        "`holitom@0.1` (ours)",
+        "30.00",
+        "30.00",
+        "75.0",
+        "200.0",
+        "10.0%",
+    ]
+    assert "**R = 50 %.** SCORE prints no row at this retention." in section
+    assert _cells(_table_line(section, "| `vidcom2@0.5` (ours)", "**R = 50"))[-2:] == ["1000.0", "50.0%"]
+    assert section.index("**R = 50 %.**") < section.index("**R = 40 %.**")  # largest retention first
+    without = build_report(
+        pl.DataFrame(rows[1:], schema=SUMMARY_SCHEMA), None, tmp_path / "without", profile="tiny"
+    )
+    section = _section(without.markdown.read_text(), "SCORE Table 1")
+    assert "`baseline-64f` did not run" in section
+    assert _cells(_table_line(section, "| `holitom@0.1` (ours)", "**R = 10"))[-4:] == [
+        "30.00",
+        "—",
+        "200.0",
+        "—",
+    ]
+
+
+def test_method_order_groups_the_compressors_by_family_and_budget() -> None:
+    shuffled = [
+        "prior-answer",
+        "dycoke@0.25",
+        "vidcom2@0.1",
+        "fastvid@0.4",
+        "vidcom2@120",
+        "marc@0.5",
+        "holitom@0.25",
+        "vidcom2@0.4",
+        "baseline-64f",
+        "bytevideollm@120",
+        "moviechat-1f",
+        "marc@0.6",
+        "sft-1f",
+        "dycoke@0.4",
+        "vidcom2@0.25",
+    ]
+    assert method_order(shuffled) == [
+        "baseline-64f",
+        "marc@0.5",
+        "marc@0.6",
+        "sft-1f",
+        "moviechat-1f",
+        "vidcom2@120",
+        "vidcom2@0.4",
+        "vidcom2@0.25",
+        "vidcom2@0.1",
+        "bytevideollm@120",
+        "fastvid@0.4",
+        "holitom@0.25",
+        "dycoke@0.4",
+        "dycoke@0.25",
+        "prior-answer",
+    ]
+
+
+def test_every_method_has_its_own_style_in_its_familys_colour() -> None:
+    styles = method_styles(list(METHODS))
+    assert len({(s.colour, s.marker) for s in styles.values()}) == len(METHODS)
+    vidcom2 = [styles[m] for m in ("vidcom2@120", "vidcom2@0.4", "vidcom2@0.25", "vidcom2@0.1")]
+    assert len({s.colour for s in vidcom2}) == 1 and len({s.marker for s in vidcom2}) == 4
+    assert styles["fastvid@0.25"].colour != styles["vidcom2@0.25"].colour
+    assert styles["marc@0.4"].colour == styles["marc@0.8"].colour != styles["baseline-64f"].colour
+
+
+def test_accuracy_plot_has_one_legend_entry_per_method_and_the_same_bytes_twice(
+    compared_summary: pl.DataFrame,
+) -> None:
+    methods = compared_summary["method"].to_list()
+    styles = method_styles(methods)
+    fig = accuracy_vs_tokens_figure(compared_summary, styles)
+    (legend,) = [lg for lg in fig.legends if lg.get_title().get_text() == "ours, by method"]
+    assert [t.get_text() for t in legend.get_texts()] == method_order(methods)
+    assert [h.get_marker() for h in legend.legend_handles] == [
+        styles[m].marker for m in method_order(methods)
+    ]
+    assert accuracy_vs_tokens_png(compared_summary, styles) == accuracy_vs_tokens_png(
+        compared_summary, styles
+    )
+
+
+def test_efficiency_table_lists_the_compared_methods_in_order_with_the_compressors_time(
+    compared: ReportFiles,
+) -> None:
+    section = _section(compared.markdown.read_text(), "Efficiency")
+    header = _cells(_table_line(section, "| Method | Frames", "## Efficiency"))
+    assert header[5] == "Compressor (s)"
+    costs = section[: section.index("Change relative to")]
+    listed = [line.split("`")[1] for line in costs.splitlines() if line.startswith("| `")]
+    assert listed == ["baseline-64f", "marc@0.6", "moviechat-1f", "vidcom2@0.25"]  # profiled in another order
+    assert _cells(_table_line(costs, "| `vidcom2@0.25` |", "## Efficiency"))[5] == "0.0100"

@@ -1,4 +1,5 @@
-"""The report: the paper's Tables 1-3 with our numbers beside the paper's, and the Fig. 4 / Fig. 5 analogues.
+"""The report: the paper's Tables 1-3 and SCORE's Table 1 with our numbers beside the papers', and the
+Fig. 4 / Fig. 5 analogues.
 
 ``build_report(summary, efficiency, out_dir, profile=...)`` writes, each file atomically::
 
@@ -12,9 +13,11 @@
 
 - ``build``: ``build_report`` and the files it writes.
 - ``statistics``: multiple-choice accuracy against chance, reward per problem type, from the records.
-- ``paper``: the paper's printed figures (Tables 1-4, Fig. 4's points, Fig. 5's reduction).
+- ``paper``: the paper's printed figures (Tables 1-4, Fig. 4's points, Fig. 5's reduction) and SCORE's
+  Table 1.
 - ``sections``: the report's content, section by section (``document``: its building blocks;
-  ``text``: its prose; ``cells``: how a number is written; ``methods``: method order and columns).
+  ``text``: its prose; ``cells``: how a number is written; ``methods``: method order and columns;
+  ``score_comparison``: the SCORE Table 1 section).
 - ``efficiency_tables``: the efficiency profile as the report's section and as Markdown on its own.
 - ``metrics``, ``plots``, ``render``: the DVC metrics and plot points, the PNGs, Markdown and HTML.
 
@@ -27,7 +30,11 @@ from marc_ops.eval.report.efficiency_tables import format_table, reference_metho
 from marc_ops.eval.report.paper import (
     PAPER_ROWS,
     PAPER_VISUAL_TOKENS,
+    SCORE_COLUMNS,
+    SCORE_ROWS,
+    SCORE_VISUAL_TOKENS,
     PaperRow,
+    ScorePaperRow,
     paper_scores,
     paper_table,
     paper_visual_tokens,
@@ -50,6 +57,10 @@ __all__ = [
     "PAPER_VISUAL_TOKENS",
     "PaperRow",
     "ReportFiles",
+    "SCORE_COLUMNS",
+    "SCORE_ROWS",
+    "SCORE_VISUAL_TOKENS",
+    "ScorePaperRow",
     "build_report",
     "format_table",
     "guessing_p_value",

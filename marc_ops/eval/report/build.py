@@ -12,7 +12,7 @@ import polars as pl
 from marc_ops.config.tasks import resolve_task
 from marc_ops.eval.efficiency.schema import EfficiencyProfile
 from marc_ops.eval.report.metrics import plot_points, report_metrics
-from marc_ops.eval.report.plots import accuracy_vs_tokens_png, efficiency_png, method_colours
+from marc_ops.eval.report.plots import accuracy_vs_tokens_png, efficiency_png, method_styles
 from marc_ops.eval.report.render import render_html, render_markdown
 from marc_ops.eval.report.sections import report_sections
 from marc_ops.eval.report.statistics import BY_TYPE_SCHEMA, CATEGORY_CHANCE_SCHEMA, CHANCE_SCHEMA
@@ -62,12 +62,12 @@ def build_report(
         by_category, CATEGORY_CHANCE_SCHEMA, "by_category", "multiple_choice_by_category(records, rows)"
     )
     sections = report_sections(summary, cost, chance, types, categories)
-    colours = method_colours(
+    styles = method_styles(
         summary["method"].to_list() + ([] if cost is None else [m.method for m in cost.methods])
     )
-    pngs = {"accuracy_vs_tokens": accuracy_vs_tokens_png(summary, colours)}
+    pngs = {"accuracy_vs_tokens": accuracy_vs_tokens_png(summary, styles)}
     if cost is not None:
-        pngs["efficiency"] = efficiency_png(cost, colours)
+        pngs["efficiency"] = efficiency_png(cost, styles)
     title = f"MARC evaluation report — profile `{profile}`"
     return _write(
         Path(out_dir),

@@ -1,7 +1,8 @@
 """The report's plots as PNG bytes: accuracy against visual tokens (paper Fig. 4) and cost per method (Fig. 5).
 
 Figures are drawn on the Agg canvas without pyplot (no global state) and saved without a version
-stamp, so the same numbers give the same bytes. One colour per method, the same in every plot.
+stamp, so the same numbers give the same bytes. Each method has one style in every plot: the colour of
+its family (every ``vidcom2@*`` one colour) and a marker of its own within the family.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -21,7 +23,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS
 from marc_ops.eval.efficiency.schema import EfficiencyProfile
 from marc_ops.eval.report.efficiency_tables import profiled_in_order
-from marc_ops.eval.report.methods import method_order
+from marc_ops.eval.report.methods import method_family, method_order
 from marc_ops.eval.report.metrics import plot_points
 from marc_ops.eval.report.paper import PAPER_FIG4_POINTS, PAPER_ROWS, PAPER_VISUAL_TOKENS, paper_table
 from marc_ops.eval.scoring import PRIOR_METHOD
@@ -47,10 +49,35 @@ _LABEL_OFFSETS = (
 )
 
 
-def method_colours(methods: Sequence[str]) -> dict[str, Any]:
-    """One colour per method, the same in every plot of the report."""
-    palette = colormaps["tab10"].colors
-    return {m: palette[i % len(palette)] for i, m in enumerate(method_order(methods))}
+# Our markers, one per member of a family; the square is left to the paper's points.
+_MARKERS = ("o", "^", "D", "v", "P", "X", "*", "<", ">", "p", "h", "8")
+# Our points are named on the panel up to this many; beyond it only the legend names them.
+_MAX_POINT_LABELS = 8
+
+
+@dataclass(frozen=True)
+class MethodStyle:
+    """How one method is drawn: its family's colour, its own marker within the family."""
+
+    colour: Any
+    marker: str
+
+
+def method_styles(methods: Sequence[str]) -> dict[str, MethodStyle]:
+    """One style per method, the same in every plot of the report: families (:func:`method_family`)
+    take colours in the report's method order, members take markers in that order."""
+    ordered = method_order(methods)
+    families = list(dict.fromkeys(method_family(m) for m in ordered))
+    palette = colormaps["tab10" if len(families) <= 10 else "tab20"].colors
+    members: dict[str, int] = {}
+    styles = {}
+    for method in ordered:
+        family = method_family(method)
+        index = members[family] = members.get(family, -1) + 1
+        styles[method] = MethodStyle(
+            palette[families.index(family) % len(palette)], _MARKERS[index % len(_MARKERS)]
+        )
+    return styles
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -69,15 +96,24 @@ def _png(fig: Figure) -> bytes:
 # --- accuracy against visual tokens (Fig. 4) ---------------------------------------------------------------
 
 
-def accuracy_vs_tokens_png(summary: pl.DataFrame, colours: Mapping[str, Any]) -> bytes:
-    """One panel per benchmark run (and the six-benchmark mean when complete): score vs tokens, log x."""
+def accuracy_vs_tokens_png(summary: pl.DataFrame, styles: Mapping[str, MethodStyle]) -> bytes:
+    """:func:`accuracy_vs_tokens_figure` as PNG bytes."""
+    return _png(accuracy_vs_tokens_figure(summary, styles))
+
+
+def accuracy_vs_tokens_figure(summary: pl.DataFrame, styles: Mapping[str, MethodStyle]) -> Figure:
+    """One panel per benchmark run (and the six-benchmark mean when complete): score vs tokens, log x;
+    below the panels, a legend with one entry per method plotted (its marker, its colour)."""
     points = plot_points(summary)
     panels = [n for n in TASKS if n in set(points["benchmark"])]
     if "mean" in set(points["benchmark"]):
         panels.append("mean")
+    plotted = method_order(points["method"].to_list())
     ncols = min(max(len(panels), 1), 3)
     nrows = max(math.ceil(len(panels) / ncols), 1)
-    fig = _figure(5.6 * ncols, 4.4 * nrows)
+    legend_columns = min(max(len(plotted), 1), 2 * ncols)
+    legend_rows = math.ceil(len(plotted) / legend_columns)
+    fig = _figure(5.6 * ncols, 4.4 * nrows + 0.25 * legend_rows)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     if not panels:
         axes[0].text(0.5, 0.5, "no scored runs with visual tokens", ha="center", va="center")
@@ -97,16 +133,17 @@ def accuracy_vs_tokens_png(summary: pl.DataFrame, colours: Mapping[str, Any]) ->
                 va="bottom",
                 transform=ax.get_yaxis_transform(),
             )
-        labelled = [
-            (r["visual_tokens"], r["score"], r["method"], colours[r["method"]], False)
+        ours_points = [
+            (r["visual_tokens"], r["score"], r["method"], styles[r["method"]].colour, False)
             for r in ours.iter_rows(named=True)
         ]
-        labelled += _paper_points(panel)
-        _scatter_panel(ax, labelled, _panel_title(panel))
-        panel_points.append((ax, labelled))
+        paper_points = _paper_points(panel)
+        _scatter_panel(ax, [*ours_points, *paper_points], styles, _panel_title(panel))
+        named = ours_points if len(ours_points) <= _MAX_POINT_LABELS else []
+        panel_points.append((ax, [*named, *paper_points], [*ours_points, *paper_points]))
     for ax in axes[len(panels) :]:
         ax.set_axis_off()
-    if any(is_paper for _, labelled in panel_points for *_, is_paper in labelled):
+    if any(is_paper for _, _, drawn in panel_points for *_, is_paper in drawn):
         ours_marker = Line2D([], [], ls="", marker="o", ms=8, mfc="0.6", mec="black", label="ours")
         paper_marker = Line2D(
             [],
@@ -120,10 +157,24 @@ def accuracy_vs_tokens_png(summary: pl.DataFrame, colours: Mapping[str, Any]) ->
             label="paper (Table 1 score, Table 4 tokens)",
         )
         fig.legend(handles=[ours_marker, paper_marker], loc="outside upper center", ncols=2, frameon=False)
+    if plotted:
+        handles = [
+            Line2D([], [], ls="", marker=styles[m].marker, ms=8, mfc=styles[m].colour, mec="black", label=m)
+            for m in plotted
+        ]
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=legend_columns,
+            frameon=False,
+            fontsize=8.5,
+            title="ours, by method",
+            title_fontsize=9,
+        )
     fig.draw_without_rendering()  # settle the layout once, so that pixel positions are final
-    for ax, labelled in panel_points:
-        _place_labels(ax, _merge_coincident(labelled))
-    return _png(fig)
+    for ax, labelled, drawn in panel_points:
+        _place_labels(ax, _merge_coincident(labelled), drawn)
+    return fig
 
 
 def _merge_coincident(points: list[_Point]) -> list[_Point]:
@@ -172,15 +223,18 @@ def _paper_points(panel: str) -> list[_Point]:
     return out
 
 
-def _scatter_panel(ax: Any, points: list[_Point], title: str) -> None:
-    """Points ``(x, y, label, colour, is_paper)``; labels placed where they overlap nothing placed before."""
-    for x, y, _, colour, is_paper in points:
+def _scatter_panel(ax: Any, points: list[_Point], styles: Mapping[str, MethodStyle], title: str) -> None:
+    """Points ``(x, y, label, colour, is_paper)``: ours in their method's style, the paper's hollow squares."""
+    for x, y, label, colour, is_paper in points:
         if is_paper:
             ax.scatter(
                 [x], [y], s=60, marker="s", facecolors="none", edgecolors=colour, linewidths=1.5, zorder=3
             )
         else:
-            ax.scatter([x], [y], s=70, color=colour, edgecolors="black", linewidths=0.6, zorder=4)
+            marker = styles[label].marker
+            ax.scatter(
+                [x], [y], s=70, marker=marker, color=colour, edgecolors="black", linewidths=0.6, zorder=4
+            )
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
     ax.set_xscale("log")
@@ -198,14 +252,15 @@ def _scatter_panel(ax: Any, points: list[_Point], title: str) -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
-def _place_labels(ax: Any, points: list[_Point]) -> None:
-    """Annotate each point at the first candidate offset whose box overlaps no label or point drawn so far.
+def _place_labels(ax: Any, points: list[_Point], drawn: list[_Point]) -> None:
+    """Annotate each of ``points`` at the first candidate offset whose box overlaps no label placed so far
+    and no marker of ``drawn`` (every point on the panel, named or not).
 
     The figure must have been drawn (laid out) already: boxes are measured in its final pixels.
     """
     renderer = ax.figure.canvas.get_renderer()
     axes_box = ax.get_window_extent(renderer)
-    markers = [ax.transData.transform((x, y)) for x, y, *_ in points]
+    markers = [ax.transData.transform((x, y)) for x, y, *_ in drawn]
     taken: list[Any] = []
     for x, y, label, colour, is_paper in sorted(points, key=lambda p: (-p[1], p[0])):
         chosen = None
@@ -247,7 +302,7 @@ def _annotate(
 # --- cost per method (Fig. 5) ------------------------------------------------------------------------------
 
 
-def efficiency_png(cost: EfficiencyProfile, colours: Mapping[str, Any]) -> bytes:
+def efficiency_png(cost: EfficiencyProfile, styles: Mapping[str, MethodStyle]) -> bytes:
     """A 2 × 3 grid: one bar panel per measure (bars = methods), the end-to-end bars with their vision part
     hatched, and the vision tower's share of end-to-end time."""
     profiled = profiled_in_order(cost)
@@ -261,12 +316,14 @@ def efficiency_png(cost: EfficiencyProfile, colours: Mapping[str, Any]) -> bytes
         ("end_to_end_s", "End-to-end latency (s)", "{:#.3g}"),
         ("vision_share", "Vision tower share of end-to-end (%)", "{:.1f}"),
     ]
-    fig = _figure(13.5, 7.6)
+    fig = _figure(max(13.5, 3 * (1.2 + 0.3 * len(profiled))), 7.6)
     axes = fig.subplots(2, 3).ravel()
     positions = list(range(len(profiled)))
     for ax, (field, title, fmt) in zip(axes, panels, strict=True):
         values = [getattr(m, field) * (100 if field == "vision_share" else 1) for m in profiled]
-        bars = ax.bar(positions, values, color=[colours[n] for n in names], edgecolor="black", linewidth=0.6)
+        bars = ax.bar(
+            positions, values, color=[styles[n].colour for n in names], edgecolor="black", linewidth=0.6
+        )
         if field == "end_to_end_s":
             vision = [m.vision_s for m in profiled]
             ax.bar(
@@ -289,7 +346,7 @@ def efficiency_png(cost: EfficiencyProfile, colours: Mapping[str, Any]) -> bytes
             rotation=0 if upright else 90,
         )
         ax.set_title(title, fontsize=10.5)
-        ax.set_xticks(positions, names, rotation=25, ha="right", fontsize=9)
+        ax.set_xticks(positions, names, rotation=25 if upright else 60, ha="right", fontsize=9)
         ax.set_ylim(0, max(max(values) * (1.22 if upright else 1.4), 1e-9))
         ax.grid(True, axis="y", alpha=0.3)
         ax.set_axisbelow(True)

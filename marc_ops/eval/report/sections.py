@@ -1,5 +1,5 @@
-"""The report's sections, in order: overview, our own suites, the paper's Tables 1-4, chance, Fig. 4, Fig. 5,
-failures.
+"""The report's sections, in order: overview, our own suites, the paper's Tables 1-4, SCORE's Table 1
+(:mod:`~marc_ops.eval.report.score_comparison`), chance, Fig. 4, Fig. 5, failures.
 
 Every number in a table is either ours (from the summary, :data:`~marc_ops.eval.scoring.SUMMARY_SCHEMA`)
 or the paper's, printed in rows labelled "(paper)" in italics; a benchmark we did not run is "—".
@@ -14,13 +14,21 @@ from typing import Any
 
 import polars as pl
 
+from marc_ops.compression import method_options
+from marc_ops.config.methods import resolve_method
 from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS
 from marc_ops.eval.efficiency.schema import EfficiencyProfile
 from marc_ops.eval.report import text
 from marc_ops.eval.report.cells import MISSING, num, p_value, seconds
 from marc_ops.eval.report.document import Block, Figure, Row, Section, Table
 from marc_ops.eval.report.efficiency_tables import efficiency_section
-from marc_ops.eval.report.methods import method_frames, method_order, method_tau
+from marc_ops.eval.report.methods import (
+    method_compressor,
+    method_frames,
+    method_order,
+    method_retention,
+    method_tau,
+)
 from marc_ops.eval.report.paper import (
     PAPER_CAPTIONS,
     PAPER_LAYOUTS,
@@ -28,6 +36,7 @@ from marc_ops.eval.report.paper import (
     PAPER_VISUAL_TOKENS,
     paper_table,
 )
+from marc_ops.eval.report.score_comparison import score_comparison
 from marc_ops.eval.scoring import PRIOR_METHOD, score_table
 
 
@@ -46,6 +55,7 @@ def report_sections(
     sections += [_other_benchmark(summary, name, methods, chance, types, categories) for name in others]
     sections += [_paper_comparison(summary, table, methods) for table in PAPER_LAYOUTS]
     sections.append(_visual_tokens(summary, methods))
+    sections.append(score_comparison(summary, methods))
     if chance.filter(pl.col("benchmark").is_in(PAPER_BENCHMARKS)).height:
         sections.append(_paper_benchmarks_vs_chance(chance, methods))
     sections.append(
@@ -258,17 +268,40 @@ def _paper_comparison(summary: pl.DataFrame, table: str, methods: list[str]) -> 
             rows.append(our_row(key))
         rows.append(paper_row(key))
     placed = {k for keys in PAPER_LAYOUTS.values() for k in keys}
+    # A compressor run at a retention is SCORE's setting: it has its place in the SCORE Table 1 section.
     extra = [
         m
         for m in methods
-        if m not in placed and (method_tau(m) is not None) == with_tau and table != "Table 2"
+        if m not in placed
+        and (method_tau(m) is not None) == with_tau
+        and table != "Table 2"
+        and method_retention(m) is None
     ]
     rows += [our_row(m) for m in extra]
     columns = ("Method", *(["τ"] if with_tau else []), "Frames", *bench_columns, "Mean")
-    return Section(
-        f"{table}: {PAPER_CAPTIONS[table]}",
-        (Table(columns, tuple(rows)), text.PAPER_TABLE.format(missing=MISSING)),
-    )
+    blocks: list[Block] = [Table(columns, tuple(rows)), text.PAPER_TABLE.format(missing=MISSING)]
+    if table == "Table 1":
+        shown = [*layout, *extra]
+        blocks += _bytevideollm_rounding(
+            [m for m in shown if m in ours and method_compressor(m) == "bytevideollm"]
+        )
+    return Section(f"{table}: {PAPER_CAPTIONS[table]}", tuple(blocks))
+
+
+def _bytevideollm_rounding(methods: list[str]) -> list[str]:
+    """One sentence per rounding rule that ByteVideoLLM's rows ran with: the ``rounding`` option of each
+    method's spec, its default where the spec leaves it out."""
+    by_rule: dict[str, list[str]] = {}
+    for method in methods:
+        compression = resolve_method(method).compression
+        rounding = method_options(compression.method, compression.options).rounding
+        by_rule.setdefault(rounding, []).append(f"`{method}`")
+    return [
+        text.BYTEVIDEOLLM_ROUNDING.format(
+            methods=", ".join(names), rounding=rounding, rule=text.BYTEVIDEOLLM_RULES[rounding]
+        )
+        for rounding, names in by_rule.items()
+    ]
 
 
 def _visual_tokens(summary: pl.DataFrame, methods: list[str]) -> Section:

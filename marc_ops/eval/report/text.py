@@ -8,9 +8,9 @@ RUN = (
 )
 SCORES = (
     "Scores are percent: accuracy, or for {mra} the mean of accuracy and MRA (mean relative accuracy on "
-    "numerical-answer items). Rows in italics labelled **(paper)** are the MARC paper's printed figures; "
-    "every other number is ours. {missing} marks a benchmark we did not run. † marks a score with failed "
-    "samples."
+    "numerical-answer items). Rows in italics labelled **(paper)** are the MARC paper's printed figures "
+    "(in the SCORE Table 1 section, the SCORE paper's); every other number is ours. {missing} marks a "
+    "benchmark we did not run. † marks a score with failed samples."
 )
 NOT_COMPARABLE = (
     "> **Not comparable to the paper.** This run scored none of the paper's six benchmarks, only "
@@ -60,20 +60,77 @@ PAPER_TABLE = (
     "Mean is over the six benchmarks ({missing} unless all six ran). Frames: frames fed, or for compressed "
     "methods the frames' worth of tokens left (paper Table 1 note)."
 )
+BYTEVIDEOLLM_ROUNDING = (
+    "ByteVideoLLM pools each temporal group to s × s tokens, B being the method's budget in tokens and T "
+    "the temporal groups (32 at 64 frames): {methods} ran the `{rounding}` rule, {rule}."
+)
+# The pooled side's rule by the method's ``rounding`` option (BASELINES.md section 3c).
+BYTEVIDEOLLM_RULES = {
+    "round": (
+        's = max(1, round(√(B/T))), MARC\'s "adjusted pooling ratio" (at B = 120, T = 32: s = 2, 128 '
+        "tokens), where ByteVideoLLM's official rule floors (s = 1, 32 tokens)"
+    ),
+    "floor": (
+        "s = max(1, ⌊√(B/T)⌋), ByteVideoLLM's official rule (at B = 120, T = 32: s = 1, 32 tokens), where "
+        'MARC "adjusted the pooling ratio" to about B (s = 2, 128 tokens)'
+    ),
+}
 VISUAL_TOKENS = "Mean visual tokens the LLM saw per sample, over the samples that ran."
 ACCURACY_VS_TOKENS = (
     "Each point is one method: its score against the mean visual tokens per sample that the LLM saw (log "
-    "scale). Hollow grey squares are the paper's figures (Table 1 scores, Table 4 token counts), drawn only "
-    "on the paper's benchmarks."
+    "scale). A colour is a family of methods (every `vidcom2@*` one colour), a marker one member of it "
+    "(its budget), and the legend below the panels names each method. Hollow grey squares are the paper's "
+    "figures (Table 1 scores, Table 4 token counts), drawn only on the paper's benchmarks."
 )
 FAILURES = "Samples whose media could not be read; each scores 0 and the reason is in its record's `error`."
+
+# --- SCORE Table 1 -------------------------------------------------------------------------------------
+
+SCORE_TABLE = (
+    "SCORE's Table 1 ({setting}): the compared compressors keep R = 40 %, 25 % or 10 % of the visual "
+    "tokens. For each R, the paper's rows (italics), then ours in the same order: the same method at the "
+    "same retention (`vidcom2@0.25` beside VidCom2 at 25 %, `baseline-64f` beside the vanilla model), "
+    "{missing} where it did not run, then any other method of ours at that retention. Avg is the mean of "
+    "LVBench, MLVU and VideoMME; Acc % is Avg relative to vanilla. Our columns: the score on each "
+    "benchmark that ran, their Mean ({missing} unless all ran), % of uncompressed (the Mean relative to "
+    "`baseline-64f`'s, the analogue of Acc %), mean visual tokens per sample over the benchmarks the "
+    "method ran, and the retention the records show (its visual tokens over `baseline-64f`'s on the same "
+    "benchmark, averaged over the benchmarks both ran)."
+)
+SCORE_NOT_COMPARABLE = (
+    "> **Not comparable to SCORE's figures.** SCORE measured Qwen2.5-VL-7B at up to 128 frames on "
+    "LVBench, MLVU and VideoMME; our rows are this profile's model at 64 frames on {benchmarks}, in "
+    "their own columns. Only the relative figures can be read side by side: % of uncompressed against "
+    "Acc %, the retention the records show against R."
+)
+SCORE_DYCOKE = (
+    "DyCoke has no 10 % row: its passes keep every anchor frame whole, so it cannot go below about 28 % "
+    "of the tokens at 32 groups."
+)
+SCORE_NOT_RUN = "Our rows of SCORE itself are {missing} until the `score@*` methods run."
+SCORE_NOT_IMPLEMENTED = (
+    "Our rows of SCORE itself are {missing}: SCORE is not implemented yet; they fill in when the "
+    "`score@*` methods run."
+)
+SCORE_NO_BASELINE = (
+    "`baseline-64f` did not run, so % of uncompressed and the retention the records show are {missing}."
+)
+SCORE_UNCOMPRESSED = (
+    "**Uncompressed (R = 100 %).** SCORE Table 3 (VideoMME): {tokens} visual tokens per sample."
+)
+SCORE_RETENTION = (
+    "**R = {percent} %.** SCORE Table 3 (VideoMME): {tokens} visual tokens per sample, {share:.1f} % of "
+    "vanilla's."
+)
+SCORE_RETENTION_NOT_IN_PAPER = "**R = {percent} %.** SCORE prints no row at this retention."
 
 # --- efficiency: the report's section ------------------------------------------------------------------
 
 NO_EFFICIENCY_PROFILE = "No efficiency profile was given; run the `efficiency_profile` asset."
 EFFICIENCY_SETTING = (
     "`{model}` on {device}, {dtype}, batch {batch_size}; input: {input}. Times are seconds per sample; "
-    "memory is {memory} in GB."
+    "memory is {memory} in GB. Compressor: the compression step between the vision tower and the LLM "
+    "(MARC's memory-aware merge, or a compared method's compressor); 0 without compression."
 )
 EFFICIENCY_BOUND = (
     "The vision tower takes **{share:.1f}%** of end-to-end time for `{method}`. Compression after the "
@@ -89,7 +146,8 @@ EFFICIENCY_CHANGE = (
 
 PROFILE_SETTING = (
     "`{model}` on {device}, {dtype}, batch {batch_size}; {input}. Seconds per sample; memory is the "
-    "{memory} in GB (2^30 bytes), weights included."
+    "{memory} in GB (2^30 bytes), weights included. Compressor: the compression step between the vision "
+    "tower and the LLM (MARC's memory-aware merge, or a compared method's compressor)."
 )
 PROFILE_RATIOS = "Ratios to `{method}` (1.00x = the same cost):"
 PROFILE_BOUND = (
