@@ -1,5 +1,5 @@
-"""The synthetic corpus's one config (sizes, frame geometry, shot timing, encoding) and the vocabulary
-it draws scenes from, which the config's checks count on."""
+"""The synthetic corpus's one config (sizes, frame geometry, shot timing, the long held-out videos,
+encoding) and the vocabulary it draws scenes from, which the config's checks count on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 RGB = tuple[int, int, int]
 
 
-# Every shot of a video has its own background, so a question can name a shot by its colour.
+# Every shot of a short video has its own background, so a question can name a shot by its colour. A long
+# video has more shots than colours: its backgrounds repeat, never in adjacent shots, and only the shots a
+# question is about have a background that no other shot of the video has.
 BACKGROUNDS: dict[str, RGB] = {
     "red": (196, 40, 40),
     "orange": (236, 138, 36),
@@ -101,6 +103,32 @@ class SyntheticConfig(BaseModel):
     crf: int = Field(
         default=18, ge=0, le=51, description="libx264 constant rate factor (lower = better quality)"
     )
+    n_eval_long_videos: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "held-out long videos (category SynthLong), written after every other held-out item: many shots, "
+            "the evidence of each question in one of them, so that frame budgets, retrieval and compression "
+            "see different inputs; the training set has none"
+        ),
+    )
+    long_shots_min: int = Field(default=12, ge=2, description="fewest shots in a long video")
+    long_shots_max: int = Field(default=20, ge=2, description="most shots in a long video")
+    long_shot_seconds_min: float = Field(
+        default=6.0, gt=0, description="shortest shot of a long video, seconds"
+    )
+    long_shot_seconds_max: float = Field(
+        default=9.0, gt=0, description="longest shot of a long video, seconds"
+    )
+    long_video_fps: int = Field(
+        default=2,
+        ge=2,
+        le=60,
+        description=(
+            "frames per second of the long videos: fewer frames to encode and to segment; at least 2, so that "
+            "sampling at 1 fps and the shot detector still see every shot"
+        ),
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> SyntheticConfig:
@@ -155,7 +183,48 @@ class SyntheticConfig(BaseModel):
                 f"shots_per_video_max ({self.shots_per_video_max}); widen shot_seconds_min..shot_seconds_max "
                 "(duration questions need every shot of a video to last a different time)"
             )
+        self._check_long_videos()
         return self
+
+    def _check_long_videos(self) -> None:
+        if self.long_shots_min > self.long_shots_max:
+            raise ValueError(
+                f"long_shots_min ({self.long_shots_min}) exceeds long_shots_max ({self.long_shots_max}); "
+                "lower the first or raise the second"
+            )
+        if self.long_shot_seconds_min > self.long_shot_seconds_max:
+            raise ValueError(
+                f"long_shot_seconds_min ({self.long_shot_seconds_min}) exceeds long_shot_seconds_max "
+                f"({self.long_shot_seconds_max})"
+            )
+        low, _ = self.long_shot_frames_range
+        if low < self.long_dissolve_frames:
+            raise ValueError(
+                f"long_shot_seconds_min * long_video_fps = {low} frames is shorter than a long video's cross-fade "
+                f"({self.long_dissolve_frames} frames, dissolve_frames / fps seconds); raise long_shot_seconds_min "
+                "or long_video_fps"
+            )
+        shortest_long = self.long_shots_min * self.long_shot_seconds_min
+        longest_short = self.shots_per_video_max * self.shot_seconds_max
+        if self.n_eval_long_videos and shortest_long <= longest_short:
+            raise ValueError(
+                f"the shortest long video (long_shots_min * long_shot_seconds_min = {shortest_long:g} s) is no "
+                f"longer than the longest short one (shots_per_video_max * shot_seconds_max = {longest_short:g} s); "
+                "raise long_shots_min or long_shot_seconds_min"
+            )
+
+    @property
+    def long_shot_frames_range(self) -> tuple[int, int]:
+        """(shortest, longest) shot of a long video in frames, inclusive."""
+        return (
+            round(self.long_shot_seconds_min * self.long_video_fps),
+            round(self.long_shot_seconds_max * self.long_video_fps),
+        )
+
+    @property
+    def long_dissolve_frames(self) -> int:
+        """A long video's cross-fade in frames: as many seconds as a short video's, at least 2 frames."""
+        return max(2, round(self.dissolve_frames * self.long_video_fps / self.fps))
 
     @property
     def shot_frames_range(self) -> tuple[int, int]:

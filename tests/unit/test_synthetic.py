@@ -1,5 +1,5 @@
 """The synthetic corpus: Video-R1 schema, splits, determinism, shot ground truth against decoded
-frames, and questions whose answer is right only in the shot they name."""
+frames, questions whose answer is right only in the shot they name, and the long held-out videos."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from pydantic import ValidationError
 
 from marc_ops.config.synthetic import SCENE_COLOUR_OPTIONS
 from marc_ops.data.synthetic import (
+    BACKGROUNDS,
     IMAGE_CATEGORY,
+    LONG_CATEGORY,
     SHAPE_KINDS,
     VIDEO_CATEGORIES,
     CorpusFiles,
@@ -42,6 +44,15 @@ SMALL = {
     "shot_seconds_max": 2.5,
     "gradual_transition_prob": 0.3,
 }
+# Two short held-out videos, an image and three long ones (one per named-shot family) at SMALL's frame size.
+LONG = {
+    **SMALL,
+    "n_train_videos": 1,
+    "n_eval_videos": 2,
+    "n_train_images": 0,
+    "n_eval_images": 1,
+    "n_eval_long_videos": 3,
+}
 VIDEOR1_FIELDS = {
     "problem_id",
     "problem",
@@ -63,6 +74,11 @@ BACKGROUND = re.compile(r"the scene with the (\w+) background")
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> CorpusFiles:
     return generate_corpus(SyntheticConfig(**SMALL), tmp_path_factory.mktemp("synthetic") / "corpus")
+
+
+@pytest.fixture(scope="module")
+def long_corpus(tmp_path_factory: pytest.TempPathFactory) -> CorpusFiles:
+    return generate_corpus(SyntheticConfig(**LONG), tmp_path_factory.mktemp("synthetic") / "long")
 
 
 def _load(path: Path) -> Any:
@@ -98,6 +114,9 @@ def test_config_defaults_and_bench_preset() -> None:
     assert (config.shots_per_video_min, config.shots_per_video_max) == (3, 5)
     assert config.shot_frames_range == (16, 32)
     assert config.shape_radius == (0.09, 0.15)
+    assert config.n_eval_long_videos == 0
+    assert (config.long_shots_min, config.long_shots_max, config.long_video_fps) == (12, 20, 2)
+    assert config.long_shot_frames_range == (12, 18) and config.long_dissolve_frames == 2
     bench = SyntheticConfig.bench(seed=3)
     assert bench.n_train_videos > config.n_train_videos and bench.seed == 3 and bench.width == config.width
 
@@ -118,6 +137,18 @@ def test_config_defaults_and_bench_preset() -> None:
         ({"shape_radius": (0.2, 0.5)}, "(64 px) gives a shape as wide as the 224x128 frame"),
         ({"shape_radius": (0.2, 0.3), "width": 64, "height": 128}, "lower it below 0.25"),
         ({"n_videos": 3}, "Extra inputs are not permitted"),
+        ({"long_shots_min": 20, "long_shots_max": 12}, "long_shots_min (20) exceeds long_shots_max (12)"),
+        ({"long_shot_seconds_min": 9.0, "long_shot_seconds_max": 6.0}, "long_shot_seconds_min (9.0) exceeds"),
+        (
+            {"long_shot_seconds_min": 0.5, "long_shot_seconds_max": 1.0},
+            "shorter than a long video's cross-fade",
+        ),
+        ({"long_video_fps": 1}, "greater than or equal to 2"),
+        (
+            {"n_eval_long_videos": 1, "long_shots_min": 2, "long_shots_max": 3},
+            "the shortest long video (long_shots_min * long_shot_seconds_min = 12 s) is no longer than the "
+            "longest short one (shots_per_video_max * shot_seconds_max = 20 s)",
+        ),
     ],
 )
 def test_config_errors_say_what_to_change(overrides: dict[str, Any], message: str) -> None:
@@ -270,7 +301,7 @@ def test_train_and_eval_media_are_disjoint(corpus: CorpusFiles) -> None:
 def test_every_problem_type_and_category_is_present(corpus: CorpusFiles) -> None:
     for rows, _ in _splits(corpus):
         assert {row["problem_type"] for row in rows} == PROBLEM_TYPES
-        assert {row["data_source"] for row in rows} == {*VIDEO_CATEGORIES, IMAGE_CATEGORY}
+        assert {row["data_source"] for row in rows} == {*VIDEO_CATEGORIES, IMAGE_CATEGORY}  # no SynthLong
 
 
 def test_images_are_pngs_of_the_configured_size(corpus: CorpusFiles) -> None:
@@ -430,3 +461,114 @@ def test_an_ocr_word_is_drawn_only_in_its_evidence_shot(corpus: CorpusFiles) -> 
                 assert drawn_in == row["evidence"]["shots"]
                 assert f"text '{_answer(row)}'" in scenes[drawn_in[0]]["description"]
     assert n_ocr > 0
+
+
+# --- long held-out videos -------------------------------------------------------------------------------
+
+
+def _long_videos(corpus: CorpusFiles) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The SynthLong rows and their shots.json entries."""
+    rows = [row for row in _load(corpus.eval_json) if row["data_source"] == LONG_CATEGORY]
+    shots = _load(corpus.shots_json)
+    return rows, {
+        row["path"]: shots[_shots_key(corpus, corpus.eval_json.parent, row["path"])] for row in rows
+    }
+
+
+def test_long_videos_last_long_in_many_shots_of_the_configured_lengths(long_corpus: CorpusFiles) -> None:
+    config = SyntheticConfig(**LONG)
+    rows, entries = _long_videos(long_corpus)
+    assert len(entries) == config.n_eval_long_videos and len(rows) == 2 * config.n_eval_long_videos
+    low, high = config.long_shot_seconds_min, config.long_shot_seconds_max
+    for path, entry in entries.items():
+        assert path.startswith(f"./{LONG_CATEGORY}/eval_long_") and entry["fps"] == config.long_video_fps
+        spans = entry["spans"]
+        assert config.long_shots_min <= len(spans) <= config.long_shots_max
+        assert all(low <= (last - first + 1) / entry["fps"] <= high for first, last in spans)
+        seconds = entry["n_frames"] / entry["fps"]
+        assert seconds > 64 and len(spans) * low <= seconds <= len(spans) * high
+        assert len(decord.VideoReader(str(long_corpus.eval_json.parent / path))) == entry["n_frames"]
+        backgrounds = [scene["background"] for scene in entry["scenes"]]
+        assert len(set(backgrounds)) < len(backgrounds)  # more shots than colours: some repeat ...
+        assert all(
+            a != b for a, b in zip(backgrounds, backgrounds[1:], strict=False)
+        )  # ... never side by side
+    assert not any(row["data_source"] == LONG_CATEGORY for row in _load(long_corpus.train_json))
+    captioned = {caption["path"] for caption in _load(long_corpus.captions_json)}
+    assert not any(LONG_CATEGORY in path for path in captioned)
+
+
+def test_long_video_answers_are_right_only_in_the_evidence_shot(long_corpus: CorpusFiles) -> None:
+    """The scene-colour question's option colour and a named shot's background each appear in one shot only,
+    and the asked shapes read from any other shot give another answer."""
+    rows, entries = _long_videos(long_corpus)
+    scene_colour_letters, named_problems = [], []
+    for row in rows:
+        entry = entries[row["path"]]
+        (evidence,) = row["evidence"]["shots"]
+        backgrounds = [scene["background"] for scene in entry["scenes"]]
+        named = BACKGROUND.search(row["problem"])
+        if named is None:
+            assert row["options"] == [
+                f"{letter}. {c}" for letter, c in zip("ABCD", SCENE_COLOUR_OPTIONS, strict=True)
+            ]
+            assert [b in SCENE_COLOUR_OPTIONS for b in backgrounds].count(True) == 1
+            scene_colour_letters.append(_answer(row))
+        else:
+            assert named.group(1) == backgrounds[evidence] and backgrounds.count(named.group(1)) == 1
+            named_problems.append(row["problem"])
+        for shot, (scene, span) in enumerate(zip(entry["scenes"], entry["spans"], strict=True)):
+            answer = _answer_from_shot(row, scene, span, entry["fps"])
+            assert (answer == _answer(row)) == (shot == evidence), (row["problem_id"], shot, answer)
+    assert scene_colour_letters == ["A", "B", "C"]  # their own letter turns, from A
+    asked = [next(f for f in ("what colour", "How many", "which shape") if f in p) for p in named_problems]
+    assert asked == ["what colour", "How many", "which shape"]  # the named-shot families in turn
+
+
+def test_a_long_videos_option_colour_is_on_screen_only_in_its_evidence_shot(long_corpus: CorpusFiles) -> None:
+    """Decoded frames: the background (a frame's median colour) is a scene-colour option only inside the
+    evidence shot, and it is that option's colour there (cross-fade frames left out)."""
+    config = SyntheticConfig(**LONG)
+    palette = np.array(list(BACKGROUNDS.values()), dtype=np.float32)
+    names = list(BACKGROUNDS)
+    rows, entries = _long_videos(long_corpus)
+    for row in rows:
+        if BACKGROUND.search(row["problem"]):
+            continue
+        entry = entries[row["path"]]
+        frames = _decode_pyav(long_corpus.eval_json.parent / row["path"])
+        medians = np.median(frames.reshape(len(frames), -1, 3), axis=1)
+        nearest = [names[i] for i in np.argmin(((medians[:, None] - palette) ** 2).sum(axis=2), axis=1)]
+        fades = {
+            frame
+            for (first, _), kind in zip(entry["spans"][1:], entry["transitions"], strict=True)
+            if kind == "dissolve"
+            for frame in range(first - config.long_dissolve_frames, first + config.long_dissolve_frames)
+        }
+        first, last = row["evidence"]["spans"][0]
+        answer_colour = SCENE_COLOUR_OPTIONS["ABCD".index(_answer(row))]
+        for frame, colour in enumerate(nearest):
+            if frame in fades:
+                continue
+            inside = first <= frame <= last
+            assert (colour in SCENE_COLOUR_OPTIONS) == inside, (row["path"], frame, colour)
+            assert not inside or colour == answer_colour
+
+
+def test_long_videos_leave_every_other_item_byte_identical(long_corpus: CorpusFiles, tmp_path: Path) -> None:
+    """Without the long videos the corpus holds the same media bytes, the same rows and shots (the long
+    ones only append), the same captions."""
+    without = generate_corpus(SyntheticConfig(**{**LONG, "n_eval_long_videos": 0}), tmp_path / "without")
+    short_files, long_files = _all_bytes(without.root), _all_bytes(long_corpus.root)
+    appended = {"eval/eval_synthetic.json", "shots.json", "synthetic_config.json"}
+    assert {name: data for name, data in short_files.items() if name not in appended} == {
+        name: data for name, data in long_files.items() if name not in appended and LONG_CATEGORY not in name
+    }
+    assert sorted(name for name in long_files if LONG_CATEGORY in name) == [
+        f"eval/{LONG_CATEGORY}/eval_long_{index:05d}.mp4" for index in range(LONG["n_eval_long_videos"])
+    ]
+    short_rows, long_rows = _load(without.eval_json), _load(long_corpus.eval_json)
+    assert long_rows[: len(short_rows)] == short_rows
+    assert {row["data_source"] for row in long_rows[len(short_rows) :]} == {LONG_CATEGORY}
+    short_shots, long_shots = _load(without.shots_json), _load(long_corpus.shots_json)
+    assert list(long_shots.items())[: len(short_shots)] == list(short_shots.items())

@@ -6,14 +6,22 @@ it, as in Video-R1, whose eval files sit beside their media in ``Evaluation/``):
     Video-R1-260k.json          training rows, paths like ./SynthCount/train_00001.mp4
     Video-R1-COT-165k.json      the same rows (all carry `process`)
     SynthShapes/ SynthCount/ SynthText/ SynthScenes/ SynthImage/     training media
-    eval/eval_synthetic.json    held-out rows, paths like ./SynthText/eval_00002.mp4 (relative to eval/)
+    eval/eval_synthetic.json    held-out rows, paths like ./SynthText/eval_00002.mp4 (relative to eval/):
+                                the videos' rows, the images', then the long videos' (``n_eval_long_videos``,
+                                ./SynthLong/eval_long_00000.mp4)
     eval/SynthShapes/ ...       held-out media
     shots.json                  per video (keys relative to out_dir: ./SynthShapes/..., ./eval/SynthShapes/...):
-                                spans, transitions, scene descriptions
-    captions.json               per training and held-out shot and image: its path (relative to out_dir),
-                                frame span (null for an image) and caption (the scene's description), the
-                                image-text pairs the tiny base model is aligned on (``marc_ops.train.align``)
+                                fps, spans, transitions, scene descriptions
+    captions.json               per training and held-out shot and image, except the long videos' shots: its
+                                path (relative to out_dir), frame span (null for an image) and caption (the
+                                scene's description), the image-text pairs the tiny base model is aligned on
+                                and measured on (``marc_ops.train.align``); a long video's scenes are of the
+                                same kind, and its shots would only lengthen that measure
     synthetic_config.json       the config and codec that produced it
+
+Every item draws from its own random streams (split, purpose, index) and the long videos come after
+every other item, with their own option-letter turns: adding long videos leaves every other file's
+bytes and every other row as they were, and only appends rows and shots.
 """
 
 from __future__ import annotations
@@ -31,9 +39,12 @@ from tqdm import tqdm
 from marc_ops.config.synthetic import SyntheticConfig
 from marc_ops.data.synthetic.questions import (
     IMAGE_CATEGORY,
+    LONG_CATEGORY,
     LetterBalancer,
+    PlannedVideo,
     Question,
     plan_image,
+    plan_long_video,
     plan_video,
 )
 from marc_ops.data.synthetic.render import (
@@ -55,7 +66,14 @@ CONFIG_FILE = "synthetic_config.json"
 # Bumped when the files written change (2: captions.json), so a corpus written by older code is regenerated.
 CORPUS_FORMAT = 2
 _SPLITS = {"train": 0, "eval": 1}
-_STREAMS = {"video": 0, "image": 1, "video_noise": 2, "image_noise": 3}
+_STREAMS = {
+    "video": 0,
+    "image": 1,
+    "video_noise": 2,
+    "image_noise": 3,
+    "long_video": 4,
+    "long_video_noise": 5,
+}
 
 
 @dataclass(frozen=True)
@@ -91,7 +109,13 @@ def generate_corpus(config: SyntheticConfig, out_dir: Path | str) -> CorpusFiles
     """
     codec = resolve_codec(config.video_codec)
     problem_ids = itertools.count(1)
-    total = config.n_train_videos + config.n_eval_videos + config.n_train_images + config.n_eval_images
+    total = (
+        config.n_train_videos
+        + config.n_eval_videos
+        + config.n_train_images
+        + config.n_eval_images
+        + config.n_eval_long_videos
+    )
     with (
         atomic_dir(Path(out_dir)) as tmp,
         tqdm(total=total, desc="synthetic corpus", unit="item") as progress,
@@ -103,6 +127,11 @@ def generate_corpus(config: SyntheticConfig, out_dir: Path | str) -> CorpusFiles
         eval_rows, eval_shots, eval_captions = _write_split(
             config, "eval", files.eval_json.parent, problem_ids, codec, progress
         )
+        long_rows, long_shots = _write_long_videos(
+            config, files.eval_json.parent, problem_ids, codec, progress
+        )
+        eval_rows += long_rows
+        eval_shots.update(long_shots)
         shots = {**train_shots, **{f"./eval/{key[2:]}": value for key, value in eval_shots.items()}}
         captions = [
             *train_captions,
@@ -136,45 +165,14 @@ def _write_split(
     for index in range(n_videos):
         video = plan_video(config, index, _rng(config, split, "video", index), video_letters)
         path = f"./{video.category}/{split}_{index:05d}.mp4"
-        frames = video_frames(
-            video.timeline,
-            config.width,
-            config.height,
-            _rng(config, split, "video_noise", index),
-            config.noise_amplitude,
+        shots[path] = _write_video(
+            config, video, media_root, path, _rng(config, split, "video_noise", index), codec
         )
-        written = write_mp4(
-            media_root / path,
-            frames,
-            width=config.width,
-            height=config.height,
-            fps=config.fps,
-            codec=codec,
-            crf=config.crf,
-        )
-        timeline = video.timeline
-        if written != timeline.n_frames:
-            raise RuntimeError(f"{path}: encoded {written} frames, the timeline has {timeline.n_frames}")
-        shots[path] = {
-            "fps": timeline.fps,
-            "n_frames": timeline.n_frames,
-            "width": config.width,
-            "height": config.height,
-            "spans": [list(span) for span in timeline.spans],
-            "transitions": list(timeline.transitions),
-            "descriptions": [scene.description() for scene in timeline.scenes],
-            "scenes": [scene.to_json() for scene in timeline.scenes],
-        }
         captions.extend(
             {"split": split, "path": path, "span": list(span), "caption": scene.description()}
-            for span, scene in zip(timeline.spans, timeline.scenes, strict=True)
+            for span, scene in zip(video.timeline.spans, video.timeline.scenes, strict=True)
         )
-        for question in video.questions:
-            evidence = {
-                "shots": [question.evidence_shot],
-                "spans": [list(timeline.spans[question.evidence_shot])],
-            }
-            rows.append(_row(next(problem_ids), question, "video", path, video.category, evidence))
+        rows.extend(_video_rows(video, path, problem_ids))
         progress.update()
     for index in range(n_images):
         scene, question = plan_image(config, index, _rng(config, split, "image", index), image_letters)
@@ -188,6 +186,74 @@ def _write_split(
         captions.append({"split": split, "path": path, "span": None, "caption": scene.description()})
         progress.update()
     return rows, shots, captions
+
+
+def _write_long_videos(
+    config: SyntheticConfig, media_root: Path, problem_ids: Iterator[int], codec: str, progress: tqdm
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The held-out long videos: their rows and their shot ground truth (keys relative to media_root)."""
+    letters = LetterBalancer()
+    rows: list[dict[str, Any]] = []
+    shots: dict[str, dict[str, Any]] = {}
+    for index in range(config.n_eval_long_videos):
+        video = plan_long_video(config, index, _rng(config, "eval", "long_video", index), letters)
+        path = f"./{LONG_CATEGORY}/eval_long_{index:05d}.mp4"
+        shots[path] = _write_video(
+            config, video, media_root, path, _rng(config, "eval", "long_video_noise", index), codec
+        )
+        rows.extend(_video_rows(video, path, problem_ids))
+        progress.update()
+    return rows, shots
+
+
+def _write_video(
+    config: SyntheticConfig,
+    video: PlannedVideo,
+    media_root: Path,
+    path: str,
+    noise_rng: np.random.Generator,
+    codec: str,
+) -> dict[str, Any]:
+    """Render and encode one video at its timeline's fps; returns its shot ground truth."""
+    timeline = video.timeline
+    frames = video_frames(timeline, config.width, config.height, noise_rng, config.noise_amplitude)
+    written = write_mp4(
+        media_root / path,
+        frames,
+        width=config.width,
+        height=config.height,
+        fps=timeline.fps,
+        codec=codec,
+        crf=config.crf,
+    )
+    if written != timeline.n_frames:
+        raise RuntimeError(f"{path}: encoded {written} frames, the timeline has {timeline.n_frames}")
+    return {
+        "fps": timeline.fps,
+        "n_frames": timeline.n_frames,
+        "width": config.width,
+        "height": config.height,
+        "spans": [list(span) for span in timeline.spans],
+        "transitions": list(timeline.transitions),
+        "descriptions": [scene.description() for scene in timeline.scenes],
+        "scenes": [scene.to_json() for scene in timeline.scenes],
+    }
+
+
+def _video_rows(video: PlannedVideo, path: str, problem_ids: Iterator[int]) -> list[dict[str, Any]]:
+    """One row per question of a video, its evidence the one shot that holds the answer."""
+    spans = video.timeline.spans
+    return [
+        _row(
+            next(problem_ids),
+            question,
+            "video",
+            path,
+            video.category,
+            {"shots": [question.evidence_shot], "spans": [list(spans[question.evidence_shot])]},
+        )
+        for question in video.questions
+    ]
 
 
 def _rng(config: SyntheticConfig, split: str, stream: str, index: int) -> np.random.Generator:

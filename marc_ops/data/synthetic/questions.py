@@ -12,6 +12,12 @@ Question families by category (two per video category; ``questions_per_video`` r
 - ``SynthScenes``: multiple choice (which of four fixed colours is a scene's background: exactly one of
   them is, in the evidence shot), free-form (describe).
 - ``SynthImage`` (single images): multiple choice (which shape), numerical (how many), OCR (what word).
+- ``SynthLong`` (held-out long videos, many shots at ``long_video_fps``): the ``SynthScenes`` colour question,
+  and in turn what colour the <shape> is, how many <shape>s, which shape moves, in a shot named by its
+  background. A long video has more shots than there are backgrounds: the shots no question is about take
+  the six colours that are not scene-colour options, repeating but never in adjacent shots (a cut always
+  changes the background); the scene-colour evidence shot takes the option colour whose letter is next in
+  turn, and the named shot a colour that no other shot of the video has.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from marc_ops.data.synthetic.scenes import (
 
 VIDEO_CATEGORIES: tuple[str, ...] = ("SynthShapes", "SynthCount", "SynthText", "SynthScenes")
 IMAGE_CATEGORY = "SynthImage"
+LONG_CATEGORY = "SynthLong"
 LETTERS = "ABCDEFGH"
 
 
@@ -133,7 +140,7 @@ def _locate(timeline: VideoTimeline, shot: int) -> str:
     """The first sentence of every video CoT: which shot the question points to, and where it is."""
     first, last = timeline.spans[shot]
     start, end = timeline.seconds(shot)
-    others = [s.background for i, s in enumerate(timeline.scenes) if i != shot]
+    others = list(dict.fromkeys(s.background for i, s in enumerate(timeline.scenes) if i != shot))
     return (
         f"The question points to the scene with the {timeline.scenes[shot].background} background: "
         f"shot {shot + 1} of {len(timeline.scenes)}, frames {first}-{last} ({start:.1f}-{end:.1f} s); "
@@ -296,6 +303,18 @@ def _families(category: str, index: int, rng: np.random.Generator, questions_per
     return [pair[(index // len(VIDEO_CATEGORIES)) % 2]]
 
 
+_NAMED_SHOT_FAMILIES = (_COLOUR, _COUNT, _KIND)
+
+
+def _long_families(index: int, questions_per_video: int) -> list[_Family]:
+    """The families asked about a long video: the scene-colour question and a named shot's shapes (colour,
+    count, kind in turn), or one of the two in turn."""
+    pair = [_SCENE_COLOUR, _NAMED_SHOT_FAMILIES[index % len(_NAMED_SHOT_FAMILIES)]]
+    if questions_per_video == 2:
+        return pair
+    return [pair[(index // len(_NAMED_SHOT_FAMILIES)) % 2]]
+
+
 # --- planning -----------------------------------------------------------------------------------------
 
 
@@ -331,12 +350,60 @@ def plan_video(
         backgrounds = _scene_colour_backgrounds(
             n_shots, evidence_shots[families.index(_SCENE_COLOUR)], rng, letters
         )
+    scenes, rules = _scenes(config, index, backgrounds, words, shows_word, families, evidence_shots, rng)
+    timeline = VideoTimeline.from_lengths(scenes, lengths, transitions, config.fps, config.dissolve_frames)
+    questions = tuple(
+        family.ask(timeline, shot, rules[shot], rng, letters)
+        for shot, family in zip(evidence_shots, families, strict=True)
+    )
+    return PlannedVideo(category, timeline, questions)
+
+
+def plan_long_video(
+    config: SyntheticConfig, index: int, rng: np.random.Generator, letters: LetterBalancer
+) -> PlannedVideo:
+    """A ``SynthLong`` video: ``long_shots_min..long_shots_max`` shots of ``long_shot_seconds_min..max`` at
+    ``long_video_fps``, backgrounds repeating only where no question looks, and its questions."""
+    n_shots = int(rng.integers(config.long_shots_min, config.long_shots_max + 1))
+    families = _long_families(index, config.questions_per_video)
+    evidence_shots = [int(s) for s in rng.choice(n_shots, size=len(families), replace=False)]
+    backgrounds = _long_backgrounds(n_shots, families, evidence_shots, rng, letters)
+    low, high = config.long_shot_frames_range
+    lengths = [int(n) for n in rng.integers(low, high + 1, size=n_shots)]
+    transitions = [
+        DISSOLVE if rng.random() < config.gradual_transition_prob else CUT for _ in range(n_shots - 1)
+    ]
+    words = [str(w) for w in rng.choice(WORDS, size=n_shots)]
+    shows_word = [bool(rng.random() < config.text_prob) for _ in range(n_shots)]
+    scenes, rules = _scenes(config, index, backgrounds, words, shows_word, families, evidence_shots, rng)
+    timeline = VideoTimeline.from_lengths(
+        scenes, lengths, transitions, config.long_video_fps, config.long_dissolve_frames
+    )
+    questions = tuple(
+        family.ask(timeline, shot, rules[shot], rng, letters)
+        for shot, family in zip(evidence_shots, families, strict=True)
+    )
+    return PlannedVideo(LONG_CATEGORY, timeline, questions)
+
+
+def _scenes(
+    config: SyntheticConfig,
+    index: int,
+    backgrounds: list[str],
+    words: list[str],
+    shows_word: list[bool],
+    families: list[_Family],
+    evidence_shots: list[int],
+    rng: np.random.Generator,
+) -> tuple[list[Scene], dict[int, ShapeRule]]:
+    """Every shot's scene: the evidence shots show what their question's rule asks, the other shots random
+    shapes that keep every rule. Returns the scenes and the rule of each evidence shot."""
     rules = {
         shot: family.rule(rng, backgrounds[shot])
         for shot, family in zip(evidence_shots, families, strict=True)
     }
     specs = []
-    for shot in range(n_shots):
+    for shot in range(len(backgrounds)):
         own = rules[shot].evidence if shot in rules else None
         others = [rule for other, rule in rules.items() if other != shot]
         if own is None:
@@ -347,7 +414,6 @@ def plan_video(
             raise AssertionError(
                 f"video {index}: the evidence shapes of shot {shot} break another question's rule"
             )
-
     scenes = [
         Scene(
             background=backgrounds[shot],
@@ -355,14 +421,9 @@ def plan_video(
             text=words[shot] if shows_word[shot] else None,
             text_anchor=(float(rng.uniform()), float(rng.uniform())),
         )
-        for shot in range(n_shots)
+        for shot in range(len(backgrounds))
     ]
-    timeline = VideoTimeline.from_lengths(scenes, lengths, transitions, config.fps, config.dissolve_frames)
-    questions = tuple(
-        family.ask(timeline, shot, rules[shot], rng, letters)
-        for shot, family in zip(evidence_shots, families, strict=True)
-    )
-    return PlannedVideo(category, timeline, questions)
+    return scenes, rules
 
 
 def _scene_colour_backgrounds(
@@ -374,6 +435,34 @@ def _scene_colour_backgrounds(
     others = [b for b in BACKGROUNDS if b not in SCENE_COLOUR_OPTIONS]
     drawn = [str(b) for b in rng.choice(others, size=n_shots - 1, replace=False)]
     return [*drawn[:shot], present, *drawn[shot:]]
+
+
+def _long_backgrounds(
+    n_shots: int,
+    families: list[_Family],
+    evidence_shots: list[int],
+    rng: np.random.Generator,
+    letters: LetterBalancer,
+) -> list[str]:
+    """Backgrounds of a long video. The scene-colour evidence shot takes the option colour whose letter is
+    next in turn and a named evidence shot a non-option colour drawn for it alone; every other shot takes
+    one of the remaining non-option colours, never its neighbour's."""
+    palette = [b for b in BACKGROUNDS if b not in SCENE_COLOUR_OPTIONS]
+    fixed: dict[int, str] = {}
+    for family, shot in zip(families, evidence_shots, strict=True):
+        if family is _SCENE_COLOUR:
+            fixed[shot] = SCENE_COLOUR_OPTIONS[letters.turn("scene colour", len(SCENE_COLOUR_OPTIONS))]
+        else:
+            fixed[shot] = str(rng.choice(palette))
+            palette.remove(fixed[shot])
+    backgrounds: list[str] = []
+    for shot in range(n_shots):
+        if shot in fixed:
+            backgrounds.append(fixed[shot])
+            continue
+        neighbours = {*backgrounds[-1:], fixed.get(shot + 1)}
+        backgrounds.append(str(rng.choice([b for b in palette if b not in neighbours])))
+    return backgrounds
 
 
 def _distinct_lengths(config: SyntheticConfig, n_shots: int, rng: np.random.Generator) -> list[int]:
