@@ -23,7 +23,16 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ValidationError
 
-from marc_ops.compression import bytevideollm, dycoke, fastvid, holitom, memory_aware, moviechat, vidcom2
+from marc_ops.compression import (
+    bytevideollm,
+    dycoke,
+    fastvid,
+    holitom,
+    memory_aware,
+    moviechat,
+    score,
+    vidcom2,
+)
 from marc_ops.compression.base import CompressedVideo, Compressor, check_tokens, identity, resolve_retention
 
 # Lookup by name is the feature: a model config, an evaluation method and the CLI name a compressor.
@@ -37,6 +46,7 @@ COMPRESSORS: dict[str, Compressor] = {
         fastvid.FASTVID,
         dycoke.DYCOKE,
         holitom.HOLITOM,
+        score.SCORE,
     )
 }
 

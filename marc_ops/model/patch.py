@@ -252,9 +252,15 @@ def _get_rope_index(
     attention_mask: torch.Tensor | None = None,
     **kwargs,
 ):
-    """``get_rope_index`` that places merged video blocks at their own temporal positions."""
+    """``get_rope_index`` that places each compressed video's tokens at their own positions.
+
+    Compressed videos passed in as ``mm_encoder_outputs`` are placed by their token positions even
+    when the model's own compression is off (a caller that compresses the features itself, as
+    SCORE's training does for every sampled mask).
+    """
     unpatched = getattr(self, _UNPATCHED)["get_rope_index"]
-    if not compression_of(self).enabled or video_grid_thw is None:
+    in_flight = self._marc_videos_in_flight is not None
+    if video_grid_thw is None or not (compression_of(self).enabled or in_flight):
         return unpatched(
             input_ids,
             mm_token_type_ids,

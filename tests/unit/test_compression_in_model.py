@@ -21,7 +21,8 @@ from marc_ops.model import build_tiny_checkpoint, load_qwen2_5_vl, load_qwen2_5_
 from marc_ops.model.importance import capture_last_block, pseudo_cls_importance
 from marc_ops.train.inputs import TrainingSample, encode_prompt, model_inputs
 
-BASELINES = [method for method in list_methods() if method != "marc"]
+# SCORE needs a trained policy; its own tests load one (tests/unit/test_score_*.py).
+BASELINES = [method for method in list_methods() if method not in ("marc", "score")]
 # MovieChat's budget is frames; the others keep half the tokens.
 BUDGETS = {"moviechat": {"budget_groups": 1}}
 

@@ -50,11 +50,11 @@ import torch
 from torch import nn
 from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
+from marc_ops.compression import CompressionConfig
 from marc_ops.config.methods import MethodSpec, resolve_method
 from marc_ops.config.prompts import VIDEO_R1_EVAL, question_text
 from marc_ops.eval.efficiency.memory import peak_memory_bytes, reset_peak_memory
 from marc_ops.eval.efficiency.schema import EfficiencyProfile
-from marc_ops.compression import CompressionConfig
 from marc_ops.model import apply_compression, compression_of, prepare_model_inputs
 from marc_ops.model.processing import fit_video_placeholders
 from marc_ops.video import sample_frame_indices

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import polars as pl
 
-from marc_ops.compression import list_methods
 from marc_ops.config.tasks import TASKS
 from marc_ops.eval.report import text
 from marc_ops.eval.report.cells import MISSING, num
@@ -43,8 +42,7 @@ def score_comparison(summary: pl.DataFrame, methods: list[str]) -> Section:
         text.SCORE_DYCOKE,
     ]
     if not any(row.key in methods for row in SCORE_ROWS if row.label == "SCORE"):
-        pending = text.SCORE_NOT_RUN if "score" in list_methods() else text.SCORE_NOT_IMPLEMENTED
-        blocks.append(pending.format(missing=MISSING))
+        blocks.append(text.SCORE_NOT_RUN.format(missing=MISSING))
     if UNCOMPRESSED not in methods:
         blocks.append(text.SCORE_NO_BASELINE.format(missing=MISSING))
     # R in percent, rounded so that a retention of 0.1 is R = 10 exactly.

@@ -108,10 +108,6 @@ SCORE_DYCOKE = (
     "of the tokens at 32 groups."
 )
 SCORE_NOT_RUN = "Our rows of SCORE itself are {missing} until the `score@*` methods run."
-SCORE_NOT_IMPLEMENTED = (
-    "Our rows of SCORE itself are {missing}: SCORE is not implemented yet; they fill in when the "
-    "`score@*` methods run."
-)
 SCORE_NO_BASELINE = (
     "`baseline-64f` did not run, so % of uncompressed and the retention the records show are {missing}."
 )
