@@ -120,3 +120,9 @@ def weights_stamp(model_path: str | Path) -> str:
     path = Path(model_path)
     weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
     return json.dumps([str(model_path), *[[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in weights]])
+
+
+def file_stamp(path: Path | str) -> list[Any]:
+    """A file's identity for caches: its path, size and mtime (a rewritten file gets a new stamp)."""
+    stat = Path(path).stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]

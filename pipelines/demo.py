@@ -6,9 +6,9 @@ phases that keep every core busy:
 1. `data_job`: the source corpus, the manifest, the training subset;
 2. side by side: `vmr_job` (shots, retriever, LanceDB clips, VMR selection) and `model_job` (the
    base model, its caption pretraining in the tiny profile, its SFT checkpoint);
-3. side by side: `teacher_job` (the teacher's rewards: it needs both branches) and `efficiency_job`
-   (the efficiency profile);
-4. `cgrpo_job`, one run per τ of `train.taus`;
+3. side by side: `teacher_job` (the teacher's rewards: it needs both branches) and `score_job`
+   (SCORE's pseudo-videos, CE on full inputs and its policy in two stages);
+4. `cgrpo_job`, one run per τ of `train.taus`, beside `efficiency_job` (the efficiency profile);
 5. `benchmark_job`, one run per benchmark × method of the profile's `eval` section;
 6. `report_job`.
 
@@ -75,8 +75,8 @@ def main() -> int:
     with ProcessPoolExecutor(max_workers=WORKERS, mp_context=get_context("spawn")) as pool:
         _run_all(pool, [("data_job", None)])
         _run_all(pool, [("vmr_job", None), ("model_job", None)])
-        _run_all(pool, [("teacher_job", None), ("efficiency_job", None)])
-        _run_all(pool, [("cgrpo_job", f"{tau:g}") for tau in params.train.taus])
+        _run_all(pool, [("teacher_job", None), ("score_job", None)])
+        _run_all(pool, [*(("cgrpo_job", f"{tau:g}") for tau in params.train.taus), ("efficiency_job", None)])
         pairs = [{"benchmark": b, "method": m} for b in params.eval.benchmarks for m in params.eval.methods]
         _run_all(pool, [("benchmark_job", pair) for pair in pairs])
         _run_all(pool, [("report_job", None)])

@@ -38,7 +38,11 @@ _COMPRESSOR_LABELS = {
     "fastvid": "FastVID (DySeg segments, salient tokens, density-peak anchors merged)",
     "dycoke": "DyCoke TTM (pairs and quads of frames, tokens least like their anchor frame kept)",
     "holitom": "HoliTom (static windows merged over time, dynamic tokens pruned by importance)",
+    "score": "SCORE (a learned per-token policy on [x; Δx] keeps the tokens it rates highest)",
 }
+# Where a SCORE method's policy is, relative to the project (the score_policy asset); the evaluation
+# binds it to the project's own path before it runs.
+SCORE_POLICY = "assets/score_policy/policy.safetensors"
 DEFAULT_MARC_TAU = 0.6
 
 
@@ -100,16 +104,17 @@ def compressor_method(
         raise ValueError(
             f"{method!r} is not a compared compression method; known: {', '.join(_COMPRESSOR_LABELS)}"
         )
+    options = {"policy": SCORE_POLICY} if method == "score" else {}
     if frames is not None:
         worth = "one frame's" if frames == 1 else f"{frames} frames'"
         name, budget_text = f"{method}-{frames}f", f"{worth} worth of tokens"
-        compression = CompressionConfig(enabled=True, method=method, budget_groups=frames)
+        compression = CompressionConfig(enabled=True, method=method, budget_groups=frames, options=options)
     elif budget is not None:
         name, budget_text = f"{method}@{budget}", f"about {budget} tokens per video"
-        compression = CompressionConfig(enabled=True, method=method, budget=budget)
+        compression = CompressionConfig(enabled=True, method=method, budget=budget, options=options)
     else:
         name, budget_text = f"{method}@{retention:g}", f"{retention:.0%} of the tokens"
-        compression = CompressionConfig(enabled=True, method=method, retention=retention)
+        compression = CompressionConfig(enabled=True, method=method, retention=retention, options=options)
     return MethodSpec(
         name=name,
         max_frames=64,
@@ -176,6 +181,8 @@ METHODS: dict[str, MethodSpec] = {
             for r in (0.4, 0.25, 0.1)
         ),
         *(compressor_method("dycoke", retention=r) for r in (0.4, 0.25)),
+        # SCORE Table 1's own rows: the trained policy at the same retentions.
+        *(compressor_method("score", retention=r) for r in (0.4, 0.25, 0.1)),
     )
 }
 

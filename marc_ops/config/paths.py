@@ -46,6 +46,12 @@ class ProjectPaths:
         """The final weights of one τ partition's C-GRPO run; they may not exist yet."""
         return self.cgrpo_run(tau) / FINAL_MODEL_DIR
 
+    def score_policy(self, stage: Literal["stage1", "stage2"] = "stage2") -> Path:
+        """SCORE's saved policy: stage 1's (``score_policy_stage1``) or the final one (``score_policy``)."""
+        return (
+            self.asset("score_policy_stage1" if stage == "stage1" else "score_policy") / "policy.safetensors"
+        )
+
     def initial_policy(self, init: Literal["base", "sft"]) -> Path:
         """The weights the teacher, C-GRPO and the ``base`` methods start from (``train.init``).
 

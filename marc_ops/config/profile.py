@@ -7,42 +7,20 @@ drivers never disagree. Every default lives in exactly one place: the field that
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from marc_ops.config.env import ConfigError, expand_env
 from marc_ops.config.eval import EvalConfig
 from marc_ops.config.model import TinyQwen2_5_VLConfig
+from marc_ops.config.score import ScoreConfig
 from marc_ops.config.synthetic import SyntheticConfig
 from marc_ops.config.train import AlignConfig, TrainParams
 from marc_ops.config.video import VideoConfig
 from marc_ops.config.vmr import ClipIndexConfig, EmbedderConfig, RetrieverTrainingConfig, ShotConfig
-
-_ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
-
-
-def expand_env(value: str) -> str:
-    """Expand ``${VAR}`` and ``${VAR:-default}`` (shell style) and a leading ``~``."""
-
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group("name"), match.group("default")
-        if name in os.environ:
-            return os.environ[name]
-        if default is None:
-            raise ConfigError(
-                f"environment variable {name} is not set (used as ${{{name}}}); set it or give a default"
-            )
-        return default
-
-    return os.path.expanduser(_ENV_PATTERN.sub(substitute, value))
-
-
-class ConfigError(ValueError):
-    """A profile or params file that does not validate; the message says what to change."""
 
 
 class DataConfig(BaseModel):
@@ -152,6 +130,7 @@ class Params(BaseModel):
     vmr: VMRConfig
     train: TrainParams = TrainParams()
     eval: EvalConfig = EvalConfig()
+    score: ScoreConfig = ScoreConfig()
 
     @model_validator(mode="after")
     def _synthetic_root_is_generated(self) -> Params:

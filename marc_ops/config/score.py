@@ -14,7 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from marc_ops.config.profile import expand_env
+from marc_ops.compression.score import ScorePolicyConfig
+from marc_ops.config.env import expand_env
 from marc_ops.config.video import PATCH_FACTOR
 
 # The fields that decide what the stage-1 writer produces; a change to any other field leaves it valid.
@@ -152,3 +153,47 @@ class ScoreDataConfig(BaseModel):
             else (Path(data_root) / expand_env(media_root)).resolve()
         )
         return caption_file, root
+
+
+class ScoreTrainConfig(BaseModel):
+    """How the policy is trained (SCORE.md section 7): K rollouts per video, B videos per step, REINFORCE.
+
+    The defaults are SCORE.md's decisions for the paper profile (SGD, momentum 0.9, lr 0.02, clip 1.0,
+    one pass over each stage's data). The two stages differ only in τ.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rollouts: int = Field(default=16, ge=2, description="K, keep-masks sampled per video (a group)")
+    videos_per_step: int = Field(default=8, ge=1, description="B, videos in one step; the loss is their mean")
+    optimizer: Literal["sgd", "adam"] = Field(
+        default="sgd", description="SCORE.md: SGD (the paper names none)"
+    )
+    learning_rate: float = Field(default=0.02, gt=0, description="the paper's 0.02")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    tau_stage1: float = Field(default=1.01, gt=1, description="τ on the pseudo-videos (eq 5)")
+    tau_stage2: float = Field(default=1.02, gt=1, description="τ on the real videos (eq 5)")
+    max_target_tokens: int = Field(default=512, ge=1, description="caption tokens scored, before <|im_end|>")
+    stage1_steps: int | None = Field(default=None, ge=1, description="None: one pass over stage 1's samples")
+    stage2_steps: int | None = Field(default=None, ge=1, description="None: one pass over stage 2's videos")
+    save_steps: int = Field(default=50, ge=1, description="checkpoint every this many steps")
+    seed: int = Field(default=0, ge=0, description="batch order and the masks of (step, video)")
+    cache_video_tokens: bool = Field(
+        default=False,
+        description="keep each sample's frozen merger output in memory across steps (small data)",
+    )
+    stage1_only: bool = Field(
+        default=False,
+        description="the paper's curriculum ablation (Table 4): the policy is the stage-1 policy",
+    )
+
+
+class ScoreConfig(BaseModel):
+    """The ``score:`` section of a profile: SCORE's data, its policy network and its training."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: ScoreDataConfig = ScoreDataConfig()
+    policy: ScorePolicyConfig = ScorePolicyConfig()
+    train: ScoreTrainConfig = ScoreTrainConfig()

@@ -16,6 +16,7 @@ import polars as pl
 
 from marc_ops.config import Params, ProjectPaths
 from marc_ops.data.sampling import category_table, stratified_sample
+from marc_ops.data.score import write_pseudo_videos
 from marc_ops.data.synthetic import CORPUS_FORMAT, generate_corpus
 from marc_ops.data.videor1 import load_many
 from marc_ops.io import write_json, write_parquet
@@ -133,4 +134,24 @@ def train_subset_stage(paths: ProjectPaths, params: Params) -> StageResult:
             "categories": shares,
             "preview": subset.select("problem_id", "category", "problem_type", "problem", "answer"),
         },
+    )
+
+
+def score_pseudo_videos_stage(paths: ProjectPaths, params: Params) -> StageResult:
+    """SCORE's stage-1 data: pseudo-videos from image-caption pairs (the synthetic corpus's training shots
+    and images on the tiny profile, ``score.data.stage1_captions`` on the paper profile)."""
+    started = time.perf_counter()
+    files = write_pseudo_videos(
+        params.score.data, params.data.root(paths.project_dir), paths.asset("score_pseudo_videos")
+    )
+    index, quarantine = pl.read_parquet(files.index), pl.read_parquet(files.quarantine)
+    return StageResult(
+        outputs={"index": files.index, "quarantine": files.quarantine},
+        metadata={
+            "pseudo_videos": index.height,
+            "frames_mean": round(float(index["n_frames"].mean()), 2) if index.height else 0.0,
+            "quarantined_captions": quarantine.height,
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+        tables={"preview": index.head(8).select("sample_id", "n_frames", "n_images", "caption")},
     )

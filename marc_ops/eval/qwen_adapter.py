@@ -85,6 +85,25 @@ def resolve_checkpoint(
     return path
 
 
+def bind_method_artifacts(paths: ProjectPaths, method: MethodSpec) -> MethodSpec:
+    """``method`` with the project's own paths for what its compression reads (SCORE's trained policy).
+
+    Raises:
+        CheckpointNotFoundError: the artifact is not materialized; the message names the asset.
+    """
+    compression = method.compression
+    if compression.method != "score" or "policy" not in compression.options:
+        return method
+    policy = paths.project_dir / compression.options["policy"]
+    if not policy.is_file():
+        raise CheckpointNotFoundError(
+            f"method {method.name!r} ranks tokens with SCORE's trained policy, expected at {policy}: materialize "
+            "the score_policy asset first"
+        )
+    bound = compression.model_copy(update={"options": {**compression.options, "policy": str(policy)}})
+    return method.model_copy(update={"compression": bound})
+
+
 def visual_token_count(input_ids: torch.Tensor, processor: Qwen2_5_VLProcessor) -> int:
     """Image and video placeholders in one prompt (``input_ids``: (P,)): the visual tokens the LLM sees."""
     visual = (input_ids == processor.image_token_id) | (input_ids == processor.video_token_id)

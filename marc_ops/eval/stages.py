@@ -44,7 +44,12 @@ from marc_ops.data import load_videor1
 from marc_ops.data.benchmarks import load_task_rows
 from marc_ops.data.videor1 import DataFileError
 from marc_ops.eval.efficiency.profiler import DEFAULT_METHODS, profile_efficiency
-from marc_ops.eval.qwen_adapter import CheckpointNotFoundError, QwenAdapter, resolve_checkpoint
+from marc_ops.eval.qwen_adapter import (
+    CheckpointNotFoundError,
+    QwenAdapter,
+    bind_method_artifacts,
+    resolve_checkpoint,
+)
 from marc_ops.eval.report import (
     build_report,
     format_table,
@@ -54,7 +59,7 @@ from marc_ops.eval.report import (
 )
 from marc_ops.eval.runner import RunSummary, prompt_hash, records_path, run_benchmark
 from marc_ops.eval.scoring import prior_answer_records, read_records, read_records_dir, score_table, summarize
-from marc_ops.io import weights_stamp, write_json
+from marc_ops.io import file_stamp, weights_stamp, write_json
 from marc_ops.model import load_qwen2_5_vl, load_qwen2_5_vl_processor
 from marc_ops.stage import StageResult
 from marc_ops.tables import markdown_table
@@ -128,12 +133,6 @@ def run_context_path(paths: ProjectPaths, benchmark: str, method: str) -> Path:
     return paths.asset("benchmark_scores") / benchmark / f"{method}.run.json"
 
 
-def _file_stamp(path: Path) -> list[Any]:
-    """A file's identity for the run context: name, size and mtime (a rewritten file gets a new stamp)."""
-    stat = path.stat()
-    return [str(path), stat.st_size, stat.st_mtime_ns]
-
-
 def evaluation_context(
     checkpoint: Path | str, benchmark_file: Path, selection: Path | None, params: Params
 ) -> dict[str, Any]:
@@ -141,8 +140,8 @@ def evaluation_context(
     checkpoint, the benchmark file, the VMR selection when the method uses it, decoding and sampling)."""
     return {
         "checkpoint": weights_stamp(checkpoint),
-        "benchmark_file": _file_stamp(benchmark_file),
-        "vmr_selection": _file_stamp(selection) if selection is not None and selection.is_file() else None,
+        "benchmark_file": file_stamp(benchmark_file),
+        "vmr_selection": file_stamp(selection) if selection is not None and selection.is_file() else None,
         "max_new_tokens": params.eval.max_new_tokens,
         "video": params.video.model_dump(mode="json"),
         "dtype": params.model.dtype,
@@ -163,11 +162,13 @@ class _RunInputs:
 
 def _run_inputs(paths: ProjectPaths, params: Params, benchmark: str, method: str) -> _RunInputs:
     """Resolve ``benchmark`` × ``method`` (raises for an unknown name or a checkpoint not materialized)."""
-    task, spec = resolve_task(benchmark), resolve_method(method)
+    task, spec = resolve_task(benchmark), bind_method_artifacts(paths, resolve_method(method))
     checkpoint = resolve_checkpoint(paths, spec, init=params.train.init)
     selection = paths.asset("vmr_selection") / "selection.parquet" if spec.use_vmr else None
     benchmark_file = params.data.evals(paths.project_dir) / task.file_name
     context = evaluation_context(checkpoint, benchmark_file, selection, params)
+    if "policy" in spec.compression.options:  # a retrained SCORE policy answers differently
+        context["score_policy"] = file_stamp(Path(spec.compression.options["policy"]))
     return _RunInputs(task, spec, checkpoint, selection, context)
 
 
@@ -435,7 +436,7 @@ def efficiency_profile_stage(paths: ProjectPaths, params: Params) -> StageResult
         model,
         processor,
         sampled.frames,
-        methods=efficiency_methods(params),
+        methods=[bind_method_artifacts(paths, resolve_method(m)) for m in efficiency_methods(params)],
         device=params.model.device,
         question=question_text(row["problem"], row["problem_type"], row.get("options")),
         fps=fps,

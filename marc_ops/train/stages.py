@@ -23,16 +23,19 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from marc_ops.compression import CompressionConfig
 from marc_ops.config import ModelConfig, Params, ProjectPaths
 from marc_ops.data import load_videor1, stratified_sample
-from marc_ops.io import atomic_dir, write_json, write_parquet
+from marc_ops.io import atomic_dir, file_stamp, weights_stamp, write_json, write_parquet
 from marc_ops.model.builders import build_tiny_checkpoint
-from marc_ops.model.loading import resolve_model_source
+from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor, resolve_model_source
 from marc_ops.stage import StageResult
 from marc_ops.train.align import align_tiny_model, caption_accuracy, caption_rows
 from marc_ops.train.cgrpo import CGRPORun, run_cgrpo
 from marc_ops.train.dataset import training_log
 from marc_ops.train.inputs import is_grounded, vmr_builder
+from marc_ops.train.score import ce_base_table, initial_policy, reset_if_changed, steps_for, train_policy
+from marc_ops.train.score_clips import pseudo_video_clips, video_clips
 from marc_ops.train.sft import SFTRun, run_sft
 from marc_ops.train.teacher import TABLE_FILE, compute_teacher_rewards
 
@@ -212,3 +215,131 @@ def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> S
             "skipped": pl.DataFrame(skipped, schema={"problem_id": pl.String, "reason": pl.String}),
         },
     )
+
+
+# --- SCORE: the frozen base model's caption CE, then the policy in two stages ---------------------------
+
+
+def _frozen_base(paths: ProjectPaths, params: Params):
+    """The frozen LLM SCORE's rewards come from: the model the base-model methods answer with (the initial
+    policy, ``train.init``), uncompressed, without gradients; so the policy keeps what that model needs."""
+    path = paths.initial_policy(params.train.init)
+    model = load_qwen2_5_vl(
+        path,
+        compression=CompressionConfig(),
+        dtype=params.model.dtype,
+        device=params.model.device,
+        attn_implementation=params.model.attn_implementation,
+    )
+    return model.eval().requires_grad_(False), load_qwen2_5_vl_processor(path)
+
+
+def _score_stages(paths: ProjectPaths, params: Params) -> dict[str, object]:
+    """Each stage's clips (a function that yields them) and its τ."""
+    root = params.data.root(paths.project_dir)
+    return {
+        "stage1": lambda: pseudo_video_clips(paths.asset("score_pseudo_videos")),
+        "stage2": lambda: video_clips(params.score.data, root, params.video),
+    }
+
+
+def score_ce_base_stage(paths: ProjectPaths, params: Params) -> StageResult:
+    """``score_ce_base``: the frozen base model's caption CE on every SCORE sample's full input, once (resumable)."""
+    started = time.perf_counter()
+    model, processor = _frozen_base(paths, params)
+    out_dir = paths.asset("score_ce_base")
+    reset_if_changed(
+        out_dir,
+        {
+            "model": weights_stamp(paths.initial_policy(params.train.init)),
+            "pseudo_videos": file_stamp(paths.asset("score_pseudo_videos") / "index.parquet"),
+            "data": params.score.data.model_dump(mode="json"),
+            "video": params.video.model_dump(mode="json"),
+            "max_target_tokens": params.score.train.max_target_tokens,
+        },
+    )
+    records = out_dir / "ce_base.jsonl"
+    rows = []
+    for stage, clips in _score_stages(paths, params).items():
+        values = ce_base_table(
+            model,
+            processor,
+            clips,
+            records,
+            stage=stage,
+            max_target_tokens=params.score.train.max_target_tokens,
+        )
+        rows += [{"stage": stage, "sample_id": key, "ce_base": value} for key, value in values.items()]
+    table = pl.DataFrame(rows, schema={"stage": pl.String, "sample_id": pl.String, "ce_base": pl.Float64})
+    table = table.unique(["stage", "sample_id"], keep="first", maintain_order=True)
+    write_parquet(out_dir / "ce_base.parquet", table)
+    summary = table.group_by("stage", maintain_order=True).agg(
+        samples=pl.len(), ce_base_mean=pl.col("ce_base").mean()
+    )
+    return StageResult(
+        outputs={"records": records, "table": out_dir / "ce_base.parquet"},
+        metadata={"samples": table.height, "seconds": round(time.perf_counter() - started, 2)},
+        tables={"by_stage": summary},
+    )
+
+
+def _train_score_stage(paths: ProjectPaths, params: Params, stage: str) -> StageResult:
+    started = time.perf_counter()
+    config = params.score.train
+    model, processor = _frozen_base(paths, params)
+    ce_base = {
+        row["sample_id"]: row["ce_base"]
+        for row in pl.read_parquet(paths.asset("score_ce_base") / "ce_base.parquet")
+        .filter(pl.col("stage") == stage)
+        .iter_rows(named=True)
+    }
+    clips = list(_score_stages(paths, params)[stage]())
+    steps = steps_for(len(clips), config, config.stage1_steps if stage == "stage1" else config.stage2_steps)
+    init = None if stage == "stage1" else paths.score_policy("stage1")
+    policy = initial_policy(model.config.text_config.hidden_size, params.score.policy, init)
+    out_dir = paths.asset("score_policy_stage1" if stage == "stage1" else "score_policy")
+    tau = config.tau_stage1 if stage == "stage1" else config.tau_stage2
+    reset_if_changed(
+        out_dir,
+        {
+            "ce_base": file_stamp(paths.asset("score_ce_base") / "ce_base.parquet"),
+            "init": None if init is None else file_stamp(init),
+            "policy": params.score.policy.model_dump(mode="json"),
+            "train": config.model_dump(mode="json"),
+        },
+    )
+    if stage == "stage2" and config.stage1_only:
+        steps = 0  # the curriculum ablation: the policy is stage 1's, saved unchanged
+    final = train_policy(
+        model, processor, clips, ce_base, policy, config, tau=tau, steps=steps, out_dir=out_dir
+    )
+    log = (
+        pl.read_parquet(out_dir / "training_log.parquet")
+        if (out_dir / "training_log.parquet").is_file()
+        else pl.DataFrame()
+    )
+    return StageResult(
+        outputs={"policy": final, "tensorboard": out_dir / "runs"},
+        metadata={
+            "stage": stage,
+            "tau": tau,
+            "clips": len(clips),
+            "steps": steps,
+            "last_reward": float(log["reward"][-1]) if log.height else None,
+            "last_feasible_fraction": float(log["feasible_fraction"][-1]) if log.height else None,
+            "last_keep_probability": float(log["keep_probability"][-1]) if log.height else None,
+            "last_ce_ratio": float(log["ce_ratio"][-1]) if log.height else None,
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+        tables={"steps": log},
+    )
+
+
+def score_policy_stage1_stage(paths: ProjectPaths, params: Params) -> StageResult:
+    """``score_policy_stage1``: the policy trained on the pseudo-videos (τ = tau_stage1)."""
+    return _train_score_stage(paths, params, "stage1")
+
+
+def score_policy_stage(paths: ProjectPaths, params: Params) -> StageResult:
+    """``score_policy``: the policy, from stage 1, trained on the real videos (τ = tau_stage2)."""
+    return _train_score_stage(paths, params, "stage2")

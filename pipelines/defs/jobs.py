@@ -20,6 +20,7 @@ efficiency_job = dg.define_asset_job(
     "efficiency_job", selection=dg.AssetSelection.assets("efficiency_profile")
 )
 cgrpo_job = dg.define_asset_job("cgrpo_job", selection=dg.AssetSelection.assets("cgrpo_checkpoint"))
+score_job = dg.define_asset_job("score_job", selection=dg.AssetSelection.groups("score"))
 benchmark_job = dg.define_asset_job("benchmark_job", selection=dg.AssetSelection.assets("benchmark_scores"))
 report_job = dg.define_asset_job("report_job", selection=dg.AssetSelection.assets("report"))
 
@@ -28,6 +29,7 @@ JOBS = [
     vmr_job,
     model_job,
     teacher_job,
+    score_job,
     efficiency_job,
     lineage_job,
     cgrpo_job,

@@ -11,6 +11,7 @@ import yaml
 from transformers import Qwen2_5_VLForConditionalGeneration
 
 from marc_ops.compression import CompressionConfig, list_methods
+from marc_ops.compression.score import ScorePolicy, ScorePolicyConfig, save_policy
 from marc_ops.config import ProjectPaths
 from marc_ops.data.stages import videor1_source_stage
 from marc_ops.data.synthetic.frames import synthetic_video_frames
@@ -318,6 +319,10 @@ def test_efficiency_profile_stage_writes_the_profile(small_project: Path, tiny_d
     write_json(
         paths.asset("base_model") / "model.json", {"source": "tiny", "model_id": "", "path": str(tiny_dir)}
     )
+    # the score@ρ methods rank with the score_policy asset: an untrained one of the tiny LLM's width
+    width = json.loads((tiny_dir / "config.json").read_text())["text_config"]["hidden_size"]
+    config = ScorePolicyConfig(hidden=8)
+    save_policy(ScorePolicy(width, config), config, paths.score_policy())
     result = efficiency_profile_stage(paths, paths.params())
     out = small_project / "assets/efficiency_profile/profile.json"
     assert result.outputs == {"profile": out}

@@ -4,6 +4,7 @@ import dagster as dg
 
 from pipelines.defs.assets.data import videor1_source
 from pipelines.defs.assets.model import base_model
+from pipelines.defs.assets.score import score_policy
 from pipelines.defs.assets.train import GPU_TAGS, cgrpo_checkpoint, sft_checkpoint
 from pipelines.defs.assets.vmr import vmr_selection
 from pipelines.defs.metadata import materialize_stage
@@ -13,7 +14,7 @@ from pipelines.defs.resources import MarcResource
 
 @dg.asset(
     group_name="evaluation",
-    deps=[base_model, videor1_source],
+    deps=[base_model, videor1_source, score_policy],
     pool="gpu",
     op_tags=GPU_TAGS,
     kinds={"pytorch", "json"},
@@ -30,6 +31,7 @@ def efficiency_profile(context: dg.AssetExecutionContext, marc: MarcResource) ->
         base_model,
         sft_checkpoint,
         vmr_selection,
+        score_policy,
         dg.AssetDep(cgrpo_checkpoint, partition_mapping=dg.AllPartitionMapping()),
     ],
     partitions_def=benchmark_method_partitions,
