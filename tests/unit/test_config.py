@@ -105,14 +105,23 @@ def test_compared_compressors_are_evaluation_methods_by_name_and_budget():
     assert resolve_method("vidcom2@120").compression.budget == 120
     assert resolve_method("fastvid@0.25").compression.retention == 0.25
     assert resolve_method("moviechat-1f").compression.budget_groups == 1
-    for name in ("vidcom2@120", "fastvid@0.25", "moviechat-1f", "holitom@0.1", "dycoke@0.4", "bytevideollm@120"):
+    for name in (
+        "vidcom2@120",
+        "fastvid@0.25",
+        "moviechat-1f",
+        "holitom@0.1",
+        "dycoke@0.4",
+        "bytevideollm@120",
+    ):
         spec = resolve_method(name)
         assert spec.name == name and spec.checkpoint == "base" and spec.max_frames == 64 and not spec.use_vmr
         assert spec.compression.enabled and spec.compression.method == name.split("@")[0].split("-")[0]
     # names that DVC's foreach, Dagster's partition keys and file names all accept
     assert all(re.fullmatch(r"[a-z0-9.@-]+", name) for name in METHODS)
     assert {"moviechat-1f", "vidcom2@120", "bytevideollm@120"} <= set(METHODS)  # MARC Table 1
-    assert {f"{m}@{r}" for m in ("vidcom2", "fastvid", "holitom") for r in ("0.4", "0.25", "0.1")} <= set(METHODS)
+    assert {f"{m}@{r}" for m in ("vidcom2", "fastvid", "holitom") for r in ("0.4", "0.25", "0.1")} <= set(
+        METHODS
+    )
     assert {"dycoke@0.4", "dycoke@0.25"} <= set(METHODS) and "dycoke@0.1" not in METHODS  # SCORE Table 1
 
 

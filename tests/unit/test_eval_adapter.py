@@ -111,7 +111,9 @@ def test_marc_sees_at_most_one_groups_worth_and_fewer_than_64_frames(
             assert small.visual_tokens == large.visual_tokens  # images are never compressed
 
 
-@pytest.mark.parametrize("method", ["moviechat-1f", "vidcom2@0.25", "fastvid@0.25", "dycoke@0.4", "holitom@0.25"])
+@pytest.mark.parametrize(
+    "method", ["moviechat-1f", "vidcom2@0.25", "fastvid@0.25", "dycoke@0.4", "holitom@0.25"]
+)
 def test_compared_compressors_answer_a_mixed_batch_with_fewer_visual_tokens(
     tiny_model: Path, rows: pl.DataFrame, method: str
 ) -> None:

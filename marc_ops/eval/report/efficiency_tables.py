@@ -56,6 +56,7 @@ def efficiency_section(cost: EfficiencyProfile | None) -> Section:
         "Vision (s)",
         "Compressor (s)",
         "Prefill (s)",
+        "Compressor + prefill (s)",
         "Generation (s)",
         "End-to-end (s)",
         "Vision share",
@@ -70,6 +71,7 @@ def efficiency_section(cost: EfficiencyProfile | None) -> Section:
                 seconds(m.vision_s),
                 seconds(m.merge_s),
                 seconds(m.prefill_s),
+                seconds(m.merge_s + m.prefill_s),
                 seconds(m.generate_s),
                 seconds(m.end_to_end_s),
                 f"{m.vision_share * 100:.1f}%",
@@ -103,6 +105,7 @@ def efficiency_section(cost: EfficiencyProfile | None) -> Section:
         title,
         (
             setting,
+            text.EFFICIENCY_DEFINITIONS,
             Table(columns, rows),
             text.EFFICIENCY_BOUND.format(share=share, method=ref.method, rest=100 - share),
             text.EFFICIENCY_CHANGE.format(method=ref.method, paper_setting=PAPER_EFFICIENCY_SETTING),

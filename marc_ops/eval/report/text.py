@@ -107,6 +107,10 @@ SCORE_DYCOKE = (
     "DyCoke has no 10 % row: its passes keep every anchor frame whole, so it cannot go below about 28 % "
     "of the tokens at 32 groups."
 )
+EFFICIENCY_DEFINITIONS = (
+    "Compressor + prefill is SCORE's Table 3 total (the compressor and the LLM's prefill, the vision tower "
+    "excluded); end-to-end is ours: processor, vision tower, compressor and the whole answer."
+)
 SCORE_NOT_RUN = "Our rows of SCORE itself are {missing} until the `score@*` methods run."
 SCORE_NO_BASELINE = (
     "`baseline-64f` did not run, so % of uncompressed and the retention the records show are {missing}."
