@@ -160,18 +160,22 @@ def masked_ce(
     attention, response = torch.zeros_like(input_ids), torch.zeros_like(input_ids, dtype=torch.bool)
     for i, (row, resp) in enumerate(zip(rows, responses, strict=True)):
         input_ids[i, : len(row)], attention[i, : len(row)], response[i, : len(row)] = row, 1, resp
+    # A mask that keeps nothing leaves its row without a video: it gets no grid row and no features.
+    present = [indices for indices in kept if len(indices)]
     video = CompressedVideoOutput(
-        pooler_output=tuple(flat[indices].to(model.dtype) for indices in kept),
-        token_positions=tuple(grid_positions(indices, grid).to(model.device) for indices in kept),
-        merged_grid_thw=encoded.visual["video_grid_thw"].repeat(len(kept), 1).to(model.device),
+        pooler_output=tuple(flat[indices].to(model.dtype) for indices in present),
+        token_positions=tuple(grid_positions(indices, grid).to(model.device) for indices in present),
+        merged_grid_thw=encoded.visual["video_grid_thw"].repeat(len(present), 1).to(model.device),
     )
     logits = model(
         input_ids=input_ids.to(model.device),
         attention_mask=attention.to(model.device),
         mm_token_type_ids=(2 * (input_ids == processor.video_token_id).long()).to(model.device),
-        video_grid_thw=video.merged_grid_thw,
-        second_per_grid_ts=encoded.visual["second_per_grid_ts"].repeat(len(kept)).to(model.device),
-        mm_encoder_outputs={"video": video},
+        video_grid_thw=video.merged_grid_thw if present else None,
+        second_per_grid_ts=encoded.visual["second_per_grid_ts"].repeat(len(present)).to(model.device)
+        if present
+        else None,
+        mm_encoder_outputs={"video": video} if present else None,
     ).logits.float()
     # token i+1 is predicted at position i
     losses = torch.nn.functional.cross_entropy(

@@ -188,3 +188,16 @@ def test_removal_with_original_positions_equals_masking_the_dropped_keys(tiny_mo
     response = encoded.response[1:]
     masked = (losses * response).sum() / response.sum()
     torch.testing.assert_close(removed, masked, rtol=1e-5, atol=1e-5)
+
+
+def test_a_rollout_that_keeps_nothing_is_scored_without_the_video(tiny_model: Path) -> None:
+    """Masks that drop every token sit in the same batch as masks that keep some: each row gets its own video."""
+    model = load_qwen2_5_vl(tiny_model, compression=CompressionConfig()).eval()
+    processor = load_qwen2_5_vl_processor(tiny_model)
+    encoded = encode_caption(processor, _clip(2), max_target_tokens=8)
+    tokens = video_tokens(model, encoded)
+    none, some = torch.zeros(tokens.shape[:2], dtype=torch.bool), torch.rand(tokens.shape[:2]) < 0.5
+    together = masked_ce(model, processor, encoded, tokens, torch.stack([some, none, some]))
+    alone = [masked_ce(model, processor, encoded, tokens, mask[None])[0] for mask in (some, none)]
+    torch.testing.assert_close(together, torch.stack([alone[0], alone[1], alone[0]]), rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(together).all()
