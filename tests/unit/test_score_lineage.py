@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from transformers import Qwen2_5_VLForConditionalGeneration
 
 from marc_ops.compression import CompressionConfig
 from marc_ops.compression.score import (
@@ -201,3 +202,23 @@ def test_a_rollout_that_keeps_nothing_is_scored_without_the_video(tiny_model: Pa
     alone = [masked_ce(model, processor, encoded, tokens, mask[None])[0] for mask in (some, none)]
     torch.testing.assert_close(together, torch.stack([alone[0], alone[1], alone[0]]), rtol=1e-5, atol=1e-5)
     assert torch.isfinite(together).all()
+
+
+def test_retention_one_is_the_unpatched_model_bit_for_bit(tiny_model: Path, tmp_path: Path) -> None:
+    """SCORE.md invariant 12: ρ = 1 keeps every token at its own position."""
+    policy = _policy(tiny_model, tmp_path)
+    compression = CompressionConfig(
+        enabled=True, method="score", retention=1.0, options={"policy": str(policy)}
+    )
+    model = load_qwen2_5_vl(tiny_model, compression=compression).eval()
+    unpatched = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model).eval()
+    processor = load_qwen2_5_vl_processor(tiny_model)
+    frames = _clip(4).frames
+    sample = TrainingSample(row={"problem_id": "v", "data_type": "video", "problem": "?", "problem_type": "free-form"},
+                            frames=frames, clip_ids=np.zeros(len(frames), dtype=np.int64))  # fmt: skip
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What?"}]}]
+    ours = model_inputs([encode_prompt(processor, compression, sample, messages)], processor)
+    plain = model_inputs([encode_prompt(processor, CompressionConfig(), sample, messages)], processor)
+    plain.pop("video_clip_ids")
+    with torch.no_grad():
+        assert torch.equal(model(**ours).logits, unpatched(**plain).logits)
