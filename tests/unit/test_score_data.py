@@ -15,7 +15,6 @@ from pydantic import ValidationError
 
 from marc_ops.config.score import ScoreDataConfig
 from marc_ops.config.synthetic import BACKGROUNDS
-from marc_ops.data import score as score_module
 from marc_ops.data.score import (
     CAPTION_QUARANTINE_SCHEMA,
     CAPTION_SCHEMA,
@@ -31,6 +30,7 @@ from marc_ops.data.score import (
     video_caption_samples,
     write_pseudo_videos,
 )
+from marc_ops.data.score import store as score_module
 from marc_ops.data.synthetic import CorpusFiles, SyntheticConfig, generate_corpus
 from marc_ops.data.videor1 import DataFileError
 
