@@ -1,21 +1,23 @@
 """`make demo`: materialize the whole lineage of the active profile, recorded in the Dagster instance.
 
-Every step is an ordinary Dagster run in `$DAGSTER_HOME` (so `make ui` shows them afterwards), in
-phases that keep every core busy:
+Every step is an ordinary Dagster run in `$DAGSTER_HOME` (so `make ui` shows them afterwards). A run
+starts as soon as the runs it reads from have finished, `MARC_DEMO_WORKERS` at a time (default: the
+number of cores), each in its own process, the runs on the critical path first:
 
-1. `data_job`: the source corpus, the manifest, the training subset;
-2. side by side: `vmr_job` (shots, retriever, LanceDB clips, VMR selection) and `model_job` (the
-   base model, its caption pretraining in the tiny profile, its SFT checkpoint);
-3. side by side: `teacher_job` (the teacher's rewards: it needs both branches) and `score_job`
-   (SCORE's pseudo-videos, CE on full inputs and its policy in two stages);
-4. `cgrpo_job`, one run per τ of `train.taus`, beside `efficiency_job` (the efficiency profile);
-5. `benchmark_job`, one run per benchmark × method of the profile's `eval` section;
-6. `report_job`.
+- `data_job` (the source corpus, the manifest, the training subset), then side by side `vmr_job`
+  (shots, retriever, LanceDB clips, VMR selection) and `model_job` (the base model, its caption
+  pretraining in the tiny profile, its SFT checkpoint);
+- `teacher_job` (needs both), `score_job` (SCORE's pseudo-videos, CE on full inputs and its policy:
+  needs the model) and `efficiency_job` (after SCORE's policy, which it profiles);
+- `cgrpo_job`, one run per τ of `train.taus` (after the teacher);
+- `benchmark_job`, one run per benchmark × method of the profile's `eval` section, as soon as what the
+  method answers with exists (the initial policy, the VMR selection, SCORE's policy or its C-GRPO
+  checkpoint); the 64-frame methods first, as they take the longest;
+- `report_job` last.
 
-Runs of one phase go `MARC_DEMO_WORKERS` at a time (default: the number of cores), each in its own
-process; each process gets an equal share of the cores for torch (`OMP_NUM_THREADS`), which is also
-fastest for the tiny models (their matrices are too small for several threads). The same assets in
-one `lineage_job` run (the UI's "materialize all") give the same results, one step at a time.
+Each process gets an equal share of the cores for torch (`OMP_NUM_THREADS`), which is also fastest
+for the tiny models (their matrices are too small for several threads). The same assets in one
+`lineage_job` run (the UI's "materialize all") give the same results, one step at a time.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from multiprocessing import get_context
 
 WORKERS = max(1, int(os.environ.get("MARC_DEMO_WORKERS", os.cpu_count() or 1)))
@@ -32,54 +35,102 @@ os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WOR
 
 import dagster as dg  # noqa: E402
 
+from marc_ops.config import Params  # noqa: E402
+from marc_ops.config.methods import resolve_method  # noqa: E402
 from pipelines.definitions import defs  # noqa: E402
 from pipelines.defs.resources import build_resources  # noqa: E402
 
 
-def _run(job_name: str, key: str | dict[str, str] | None = None) -> tuple[str, float, bool]:
-    """One run of ``job_name`` (a partition of it, if ``key``); returns its label, seconds and success."""
+@dataclass(frozen=True)
+class Run:
+    """One Dagster run of the lineage: a job (a partition of it), what it waits for, and its priority."""
+
+    job: str
+    key: str | dict[str, str] | None = None
+    after: tuple[str, ...] = ()
+    priority: int = 0  # higher starts first among the runs that are ready
+
+    @property
+    def label(self) -> str:
+        if self.key is None:
+            return self.job
+        return f"{self.job} [{'|'.join(self.key.values()) if isinstance(self.key, dict) else self.key}]"
+
+
+def lineage_runs(params: Params) -> list[Run]:
+    """Every run of the profile's lineage with the runs it reads from."""
+    cgrpo = [Run("cgrpo_job", f"{tau:g}", ("teacher_job",), priority=3) for tau in params.train.taus]
+    benchmarks = []
+    for benchmark in params.eval.benchmarks:
+        for method in params.eval.methods:
+            spec = resolve_method(method)
+            after = ["model_job", "vmr_job"] if spec.use_vmr else ["model_job"]
+            if spec.tau is not None:
+                after.append(f"cgrpo_job [{spec.tau:g}]")
+            if spec.compression.method == "score":
+                after.append("score_job")
+            costly = spec.max_frames == 64 and not spec.use_vmr
+            key = {"benchmark": benchmark, "method": method}
+            benchmarks.append(Run("benchmark_job", key, tuple(after), priority=2 if costly else 1))
+    return [
+        Run("data_job"),
+        Run("vmr_job", after=("data_job",)),
+        Run("model_job", after=("data_job",), priority=1),
+        Run("teacher_job", after=("vmr_job", "model_job"), priority=4),
+        Run("score_job", after=("model_job",), priority=3),
+        Run("efficiency_job", after=("score_job",)),
+        *cgrpo,
+        *benchmarks,
+        Run("report_job", after=("efficiency_job", *(run.label for run in benchmarks))),
+    ]
+
+
+def _run(job_name: str, key: str | dict[str, str] | None = None) -> tuple[float, bool]:
+    """One run of ``job_name`` (a partition of it, if ``key``); returns its seconds and success."""
     partition_key = dg.MultiPartitionKey(key) if isinstance(key, dict) else key
-    label = job_name if key is None else f"{job_name} [{partition_key}]"
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         result = defs.get_job_def(job_name).execute_in_process(
             instance=instance, partition_key=partition_key, raise_on_error=False
         )
-    return label, time.perf_counter() - started, result.success
+    return time.perf_counter() - started, result.success
 
 
-def _run_all(pool: ProcessPoolExecutor, runs: list[tuple[str, str | dict[str, str] | None]]) -> None:
-    """``(job, partition key)`` runs, `WORKERS` at a time in the pool's processes; fails after all ran if any failed."""
-    print(
-        "==> " + ", ".join(job if key is None else f"{job} [{_key_label(key)}]" for job, key in runs),
-        flush=True,
-    )
-    failed = []
-    for future in as_completed([pool.submit(_run, job, key) for job, key in runs]):
-        label, seconds, success = future.result()
-        print(f"<== {label}: {seconds:.0f} s{'' if success else '  FAILED'}", flush=True)
-        if not success:
-            failed.append(label)
+def run_lineage(pool: Executor, runs: list[Run], *, workers: int = WORKERS) -> None:
+    """Each run once its ``after`` runs succeeded, `WORKERS` at a time; fails after the others finished if any
+    failed (a run waiting on a failed one is skipped)."""
+    pending, running, done, failed = list(runs), {}, set(), []
+    while pending or running:
+        ready = sorted(
+            (run for run in pending if all(label in done for label in run.after)),
+            key=lambda run: -run.priority,
+        )
+        for run in ready[: workers - len(running)]:
+            pending.remove(run)
+            print(f"==> {run.label}", flush=True)
+            running[pool.submit(_run, run.job, run.key)] = run
+        if not running:
+            break  # what is left waits on a failed run
+        finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for future in finished:
+            run = running.pop(future)
+            seconds, success = future.result()
+            print(f"<== {run.label}: {seconds:.0f} s{'' if success else '  FAILED'}", flush=True)
+            (done.add if success else failed.append)(run.label)
+    skipped = [run.label for run in pending]
     if failed:
-        raise SystemExit(f"{', '.join(failed)} failed; see the runs in the Dagster UI (make ui)")
-
-
-def _key_label(key: str | dict[str, str]) -> str:
-    return "|".join(key.values()) if isinstance(key, dict) else key
+        raise SystemExit(
+            f"{', '.join(failed)} failed{f' ({len(skipped)} runs after them skipped)' if skipped else ''}; "
+            "see the runs in the Dagster UI (make ui)"
+        )
 
 
 def main() -> int:
     params = build_resources()["marc"].params()
     started = time.perf_counter()
-    # One pool for every phase: its processes import torch and the definitions once.
+    # One pool for the whole lineage: its processes import torch and the definitions once.
     with ProcessPoolExecutor(max_workers=WORKERS, mp_context=get_context("spawn")) as pool:
-        _run_all(pool, [("data_job", None)])
-        _run_all(pool, [("vmr_job", None), ("model_job", None)])
-        _run_all(pool, [("teacher_job", None), ("score_job", None)])
-        _run_all(pool, [*(("cgrpo_job", f"{tau:g}") for tau in params.train.taus), ("efficiency_job", None)])
-        pairs = [{"benchmark": b, "method": m} for b in params.eval.benchmarks for m in params.eval.methods]
-        _run_all(pool, [("benchmark_job", pair) for pair in pairs])
-        _run_all(pool, [("report_job", None)])
+        run_lineage(pool, lineage_runs(params))
     print(f"whole lineage of profile {params.profile!r}: {time.perf_counter() - started:.0f} s")
     return 0
 
