@@ -16,7 +16,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-slow test-all ui repro bench lint clean-assets
+.PHONY: install demo test test-slow test-all ui repro status push pull bench lint clean-assets tools
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,14 +38,18 @@ demo: install
 	@echo
 	@echo "Open the asset graph: make ui  (then http://127.0.0.1:3000)"
 
+# strace: the declared-reads test traces every stage's file opens (tests/integration/test_declared_reads.py).
+tools:
+	@command -v strace >/dev/null || (apt-get update -qq && apt-get install -y -qq strace >/dev/null)
+
 ## test: the default tiers (unit + integration); the slow tier is `make test-slow`
-test: install
+test: install tools
 	$(BIN)/pytest
 
-test-slow: install
+test-slow: install tools
 	$(BIN)/pytest -m slow
 
-test-all: install
+test-all: install tools
 	$(BIN)/pytest -m ''
 
 ui: install
@@ -53,6 +57,20 @@ ui: install
 
 repro: install
 	$(BIN)/dvc repro
+
+status: install
+	$(BIN)/dvc status
+
+# The DVC remote: `local` (.dvc/config: ../marc-dvc-remote, beside the clone); DVC_REMOTE=<path or URL>
+# points this clone elsewhere (written to .dvc/config.local, not committed).
+DVC_REMOTE ?=
+push: install
+	@if [ -n "$(DVC_REMOTE)" ]; then $(BIN)/dvc remote add --local --force local "$(DVC_REMOTE)"; fi
+	$(BIN)/dvc push
+
+pull: install
+	@if [ -n "$(DVC_REMOTE)" ]; then $(BIN)/dvc remote add --local --force local "$(DVC_REMOTE)"; fi
+	$(BIN)/dvc pull
 
 bench: install
 	@for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -11,7 +11,9 @@ from pathlib import Path
 from marc_ops.config import ProjectPaths, load_params, profile_path
 from marc_ops.config.vmr import EmbedderConfig
 from marc_ops.eval.stages import eval_command
+from marc_ops.io import write_text
 from marc_ops.registry import STAGES
+from marc_ops.registry.dvcfile import render_dvc_yaml
 from marc_ops.tables import markdown_table
 from marc_ops.vmr.embedding import ClipEmbedder
 from marc_ops.vmr.retrieval import plan_frames, retrieve_clips
@@ -43,6 +45,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     load_params(source)
     shutil.copyfile(source, paths.params_file)
     print(f"active profile: {args.name} ({source} -> {paths.params_file})")
+    if paths.params_file == paths.project_dir / "params.yaml":  # the file DVC reads: its stages follow it
+        write_text(paths.project_dir / "dvc.yaml", render_dvc_yaml(paths.params(), paths.project_dir))
+        print(f"dvc.yaml rendered for {args.name}")
     return 0
 
 
@@ -108,17 +113,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return eval_command(paths, paths.params(), args.benchmark, args.method, args.limit)
 
 
-def _cmd_eval_suite(args: argparse.Namespace) -> int:
-    """Every method of the profile's eval.methods on one benchmark (the DVC stage per benchmark)."""
+def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
+    """Render dvc.yaml from the stage declarations for the active profile; ``--check`` only compares."""
     paths = ProjectPaths(args.project_dir, args.params)
-    params = paths.params()
-    stage = STAGES["benchmark_scores"]
-    for method in params.eval.methods:
-        result = stage(paths, params, f"{args.benchmark}|{method}")
-        print(
-            f"[{args.benchmark} | {method}] score {result.metadata.get('score')} "
-            f"(n={result.metadata.get('n')}, failed={result.metadata.get('failed')})"
-        )
+    target = paths.project_dir / "dvc.yaml"
+    text = render_dvc_yaml(paths.params(), paths.project_dir)
+    if args.check:
+        if target.is_file() and target.read_text() == text:
+            print(f"{target} is up to date")
+            return 0
+        print(f"{target} differs from the stage declarations: run `marc dvc-yaml`", file=sys.stderr)
+        return 1
+    write_text(target, text)
+    print(f"wrote {target} ({text.count(chr(10))} lines)")
     return 0
 
 
@@ -161,9 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(func=_cmd_eval)
 
-    suite = sub.add_parser("eval-suite", help="every method of the profile's eval.methods on one benchmark")
-    suite.add_argument("--benchmark", required=True)
-    suite.set_defaults(func=_cmd_eval_suite)
+    dvc_yaml = sub.add_parser("dvc-yaml", help="render dvc.yaml from the stage declarations (active profile)")
+    dvc_yaml.add_argument("--check", action="store_true", help="only say whether dvc.yaml is up to date")
+    dvc_yaml.set_defaults(func=_cmd_dvc_yaml)
 
     where = sub.add_parser("where", help="show where the materialized assets are")
     where.set_defaults(func=_cmd_where)

@@ -1,4 +1,4 @@
-"""Files under ``assets/``: atomic writes, JSONL records, and the identity of a weights folder.
+"""Files under ``assets/``: atomic writes, JSONL records, and the content identity of files and weights.
 
 A stage writes into a temporary sibling and renames it into place only when it has
 finished, so an interrupted materialization never leaves a half-written artifact that a
@@ -7,6 +7,7 @@ later run would mistake for a finished one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -115,14 +116,39 @@ def parse_jsonl(data: bytes, path: Path, error: type[Exception]) -> tuple[list[t
 
 
 def weights_stamp(model_path: str | Path) -> str:
-    """A model's identity for caches: its path plus each weights file's size and mtime (a retrained
-    checkpoint at the same path gets a new stamp); a hub id is its own stamp."""
+    """A model's identity for caches: the name and content hash of each weights file (a retrained
+    checkpoint gets a new stamp; a moved clone, ``dvc checkout`` or a pulled cache keeps it); a hub id
+    or a path that holds no weights files is its own stamp."""
     path = Path(model_path)
     weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
-    return json.dumps([str(model_path), *[[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in weights]])
+    if not weights:
+        return json.dumps([str(model_path)])
+    return json.dumps([[p.name, content_hash(p)] for p in weights])
 
 
 def file_stamp(path: Path | str) -> list[Any]:
-    """A file's identity for caches: its path, size and mtime (a rewritten file gets a new stamp)."""
-    stat = Path(path).stat()
-    return [str(path), stat.st_size, stat.st_mtime_ns]
+    """A file's identity for caches: its name and content hash (never its folder, size or mtime)."""
+    return [Path(path).name, content_hash(path)]
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def content_hash(path: Path | str) -> str:
+    """SHA-256 of a file's bytes, remembered for the process by (path, size, mtime): a 7 GB checkpoint is
+    read once per run, however many stamps ask for it."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_file(path) as handle:
+        handle.write(text)

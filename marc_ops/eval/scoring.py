@@ -91,7 +91,12 @@ def read_records(path: Path | str) -> pl.DataFrame:
 
 def read_records_dir(root: Path | str) -> pl.DataFrame:
     """Every ``*.jsonl`` records file under ``root``, concatenated."""
-    frames = [read_records(path) for path in sorted(Path(root).rglob("*.jsonl"))]
+    return read_records_files(sorted(Path(root).rglob("*.jsonl")))
+
+
+def read_records_files(files: Sequence[Path]) -> pl.DataFrame:
+    """The records files ``files``, concatenated in order."""
+    frames = [read_records(path) for path in files]
     return pl.concat(frames) if frames else pl.DataFrame(schema=RECORD_SCHEMA)
 
 

@@ -16,7 +16,7 @@ must not carry over another model's answer.
 ``efficiency_profile_stage(paths, params)`` measures what each method costs on the base model
 (:mod:`marc_ops.eval.efficiency`).
 
-``report_stage(paths, params)`` reads every records file, keeps the records that match the current
+``report_stage(paths, params)`` reads the records file of each pair of the profile's ``eval`` section, keeps the records that match the current
 benchmark files and prompt (a record of a changed row or prompt would score a question nobody asks
 any more) and whose run context is the current one, and renders the report
 (``marc_ops.eval.report.build_report``) into ``assets/report``.
@@ -58,7 +58,13 @@ from marc_ops.eval.report import (
     reward_by_problem_type,
 )
 from marc_ops.eval.runner import RunSummary, prompt_hash, records_path, run_benchmark
-from marc_ops.eval.scoring import prior_answer_records, read_records, read_records_dir, score_table, summarize
+from marc_ops.eval.scoring import (
+    prior_answer_records,
+    read_records,
+    read_records_files,
+    score_table,
+    summarize,
+)
 from marc_ops.io import file_stamp, weights_stamp, write_json
 from marc_ops.model import load_qwen2_5_vl, load_qwen2_5_vl_processor
 from marc_ops.stage import StageResult
@@ -294,11 +300,17 @@ def eval_command(paths: ProjectPaths, params: Params, benchmark: str, method: st
 def report_stage(paths: ProjectPaths, params: Params) -> StageResult:
     """The ``report`` asset: every recorded benchmark × method, the efficiency profile if any, rendered."""
     scores_dir = paths.asset("benchmark_scores")
-    records = read_records_dir(scores_dir)
+    # The profile's pairs only: what the stage declares it reads (a `marc eval` of another method is not).
+    files = [
+        records_path(scores_dir, benchmark, method)
+        for benchmark in params.eval.benchmarks
+        for method in params.eval.methods
+    ]
+    records = read_records_files([path for path in files if path.is_file()])
     if not records.height:
         raise FileNotFoundError(
-            f"no benchmark records under {scores_dir}: materialize benchmark_scores partitions "
-            "(or run `marc eval`) before the report"
+            f"no benchmark records under {scores_dir} for the profile's eval.benchmarks x eval.methods: "
+            "materialize those benchmark_scores partitions before the report"
         )
     benchmarks = [name for name in TASKS if name in set(records["benchmark"].to_list())]
     eval_dir = params.data.evals(paths.project_dir)

@@ -75,11 +75,11 @@ def _videos(samples: pl.DataFrame) -> pl.DataFrame:
 
 
 def _segment_file(cache_dir: Path, video_id: str, media_path: str, params: Params) -> Path:
-    """The cache file of one video's segmentation: keyed by the video, its file's size and mtime,
-    and the shot config, so an edited video or a new threshold is segmented again."""
-    stat = Path(media_path).stat() if Path(media_path).exists() else None
-    fingerprint = f"{stat.st_size}:{stat.st_mtime_ns}" if stat else "missing"
-    key = f"{video_id}|{fingerprint}|{params.vmr.shots.model_dump_json()}"
+    """The cache file of one video's segmentation: keyed by the video (its project-relative id), its file's
+    size and the shot config, so a replaced video or a new threshold is segmented again. Not its mtime: a
+    fresh clone, ``dvc checkout`` or a pulled cache rewrites mtimes, and the segments stay valid."""
+    size = Path(media_path).stat().st_size if Path(media_path).exists() else "missing"
+    key = f"{video_id}|{size}|{params.vmr.shots.model_dump_json()}"
     return cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 

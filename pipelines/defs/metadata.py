@@ -6,10 +6,34 @@ from pathlib import Path
 
 import dagster as dg
 
-from marc_ops.registry import STAGES
+from marc_ops.registry import STAGES, partition_keys
+from marc_ops.registry.lock import record_stage
 from marc_ops.stage import StageResult
 from marc_ops.tables import markdown_table
-from pipelines.defs.resources import MarcResource
+from pipelines.defs.resources import REPO_ROOT, MarcResource, build_resources
+
+_PARAMS = build_resources()["marc"].params()
+
+
+def declared_deps(name: str) -> list[dg.AssetDep]:
+    """The assets stage ``name`` declares it reads (``marc_ops.registry``), over every partition of the
+    active profile; a partitioned upstream of an asset partitioned otherwise is read whole."""
+    stage = STAGES[name]
+    refs: list[str] = list(stage.upstream)
+    for key in partition_keys(name, _PARAMS):
+        fields = stage.parse(key) if stage.parse and key is not None else {}
+        refs.extend(stage.upstream_of(_PARAMS, fields) if stage.upstream_of else ())
+    deps = []
+    for asset in dict.fromkeys(ref.partition("[")[0] for ref in refs):
+        upstream = STAGES[asset]
+        whole = upstream.partitions is not None and upstream.partitions != stage.partitions
+        deps.append(dg.AssetDep(asset, partition_mapping=dg.AllPartitionMapping() if whole else None))
+    return deps
+
+
+def code_version(name: str) -> str:
+    """A hash of the code stage ``name`` declares: edit it and the asset shows as stale in the UI."""
+    return STAGES[name].code_version(REPO_ROOT)
 
 
 def to_metadata(result: StageResult) -> dict[str, dg.MetadataValue]:
@@ -42,6 +66,11 @@ def materialize_stage(
     # A multi-partition key renders as "synthetic|marc@0.6", what the stage registry parses.
     partition = str(context.partition_key) if context.has_partition_key else None
     result = STAGES[name](paths, params, partition)
-    return dg.MaterializeResult(
-        metadata={"profile": dg.MetadataValue.text(params.profile), **to_metadata(result)}
-    )
+    metadata = {"profile": dg.MetadataValue.text(params.profile), **to_metadata(result)}
+    # The same entry `dvc repro` would write: `dvc status` stays clean, and DVC's hash is the data version.
+    recorded = record_stage(paths.project_dir, name, partition)
+    if recorded is None:
+        return dg.MaterializeResult(metadata=metadata)
+    metadata["dvc_stage"] = dg.MetadataValue.text(recorded.stage)
+    metadata["dvc_hashes"] = dg.MetadataValue.json(recorded.hashes)
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(recorded.data_version))

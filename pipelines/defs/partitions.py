@@ -1,7 +1,7 @@
 """The real fan-out axes of the lineage, built from the library's own declarations.
 
-τ comes from the active profile's ``train.taus``; benchmarks and methods from the declared
-benchmarks and methods (``marc_ops.registry``), so a partition key is always one the stage parses.
+τ comes from the active profile's ``train.taus``, benchmarks and methods from its ``eval`` section
+(``marc_ops.registry``), the same partitions ``dvc.yaml`` has a stage for.
 """
 
 import dagster as dg
@@ -15,7 +15,7 @@ _params = build_resources()["marc"].params()
 tau_partitions = dg.StaticPartitionsDefinition(tau_keys(_params))
 
 # Benchmark × method (paper Tables 1-3).
-benchmark_partitions = dg.StaticPartitionsDefinition(benchmark_keys())
+benchmark_partitions = dg.StaticPartitionsDefinition(benchmark_keys(_params))
 method_partitions = dg.StaticPartitionsDefinition(method_keys(_params))
 benchmark_method_partitions = dg.MultiPartitionsDefinition(
     {"benchmark": benchmark_partitions, "method": method_partitions}

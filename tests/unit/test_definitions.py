@@ -1,10 +1,14 @@
 """The Dagster code location loads and holds the lineage the design names."""
 
-import dagster as dg
+import shutil
 
-from marc_ops.config.methods import METHODS, resolve_method
+import dagster as dg
+import yaml
+
+from marc_ops.config.methods import resolve_method
 from marc_ops.config.tasks import TASKS
-from marc_ops.registry import STAGES, benchmark_method_partition, tau_partition
+from marc_ops.registry import STAGES, benchmark_method_partition, partition_keys, tau_partition
+from marc_ops.registry.dvcfile import dvc_key
 from pipelines.definitions import defs
 from pipelines.defs.resources import REPO_ROOT, MarcResource
 
@@ -42,9 +46,9 @@ def test_jobs_schedules_sensors_are_named_by_convention():
     assert all(s.name.endswith("_sensor") for s in defs.sensors)
 
 
-def test_partition_keys_are_the_librarys_declarations():
-    """τ from the profile, benchmarks and methods from the declared registries: a key Dagster offers is
-    one the stage parses and resolves, and nothing the profile evaluates is missing."""
+def test_partition_keys_are_the_profiles_and_dvcs():
+    """τ from the profile's train.taus, benchmark × method from its eval section: a key Dagster offers is one
+    the stage parses and resolves, and each is one DVC stage of dvc.yaml."""
     params = MarcResource(project_dir=str(REPO_ROOT)).params()
     graph = defs.resolve_asset_graph()
     taus = graph.get(dg.AssetKey("cgrpo_checkpoint")).partitions_def.get_partition_keys()
@@ -52,12 +56,50 @@ def test_partition_keys_are_the_librarys_declarations():
     assert [tau_partition(key)["tau"] for key in taus] == list(params.train.taus)
     scores = graph.get(dg.AssetKey("benchmark_scores")).partitions_def
     dims = {dim.name: dim.partitions_def.get_partition_keys() for dim in scores.partitions_defs}
-    assert dims["benchmark"] == list(TASKS)
-    assert dims["method"][: len(METHODS)] == list(METHODS)
-    assert set(params.eval.methods) <= set(dims["method"]) and set(params.eval.benchmarks) <= set(
-        dims["benchmark"]
-    )
+    assert dims["benchmark"] == [name for name in TASKS if name in params.eval.benchmarks]
+    assert dims["method"] == list(params.eval.methods)
     for method in dims["method"]:
         assert resolve_method(method).name == method
     key = dg.MultiPartitionKey({"benchmark": "synthetic", "method": "marc@0.6"})
     assert benchmark_method_partition(str(key)) == {"benchmark": "synthetic", "method": "marc@0.6"}
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(stages["benchmark_scores"]["foreach"]) == {
+        dvc_key(f"{b}|{m}") for b in dims["benchmark"] for m in dims["method"]
+    }
+    assert [str(k) for k in stages["cgrpo_checkpoint"]["foreach"]] == taus
+
+
+def test_asset_deps_are_the_declared_upstream():
+    """Each asset's parents in Dagster are the assets its stage declares it reads (marc_ops.registry)."""
+    params = MarcResource(project_dir=str(REPO_ROOT)).params()
+    graph = defs.resolve_asset_graph()
+    for name, stage in STAGES.items():
+        declared = set(stage.upstream)
+        for key in partition_keys(name, params):
+            fields = stage.parse(key) if key is not None else {}
+            declared |= {
+                ref.split("[")[0] for ref in (stage.upstream_of(params, fields) if stage.upstream_of else ())
+            }
+        parents = {p.to_user_string() for p in graph.get(dg.AssetKey(name)).parent_keys}
+        assert parents == declared, name
+
+
+def test_code_version_follows_the_declared_code(tmp_path):
+    """Editing a declared module changes the asset's code version (Dagster shows it stale); other code does not."""
+    stage = STAGES["cgrpo_checkpoint"]
+    for rel in stage.code:
+        source = REPO_ROOT / rel
+        target = tmp_path / rel
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    before = stage.code_version(tmp_path)
+    assert before == stage.code_version(REPO_ROOT)
+    (tmp_path / "marc_ops/eval").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "marc_ops/eval/stages.py").write_text("# not cgrpo's code\n")
+    assert stage.code_version(tmp_path) == before
+    merge = tmp_path / "marc_ops/compression/memory_aware.py"
+    merge.write_text(merge.read_text() + "\n# edited\n")
+    assert stage.code_version(tmp_path) != before

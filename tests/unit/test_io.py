@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from marc_ops.io import atomic_dir, atomic_file, write_json, write_parquet
+from marc_ops.io import atomic_dir, atomic_file, file_stamp, weights_stamp, write_json, write_parquet
 
 
 def test_atomic_file_replaces_only_on_success(tmp_path: Path):
@@ -46,3 +46,20 @@ def test_written_files_follow_the_umask(tmp_path: Path):
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "a.parquet").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_stamps_follow_content_not_path_or_mtime(tmp_path: Path):
+    """A moved clone or a checkout (new path, new mtime) keeps a cache valid; new bytes do not."""
+    first, second = tmp_path / "a" / "model", tmp_path / "b" / "model"
+    for folder in (first, second):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"weights")
+    assert weights_stamp(first) == weights_stamp(second)
+    assert file_stamp(first / "model.safetensors") == file_stamp(second / "model.safetensors")
+    os.utime(second / "model.safetensors", ns=(1, 10**18))
+    assert weights_stamp(first) == weights_stamp(second)
+    (second / "model.safetensors").write_bytes(b"retrained")
+    assert weights_stamp(first) != weights_stamp(second)
+    assert file_stamp(first / "model.safetensors") != file_stamp(second / "model.safetensors")
+    assert str(tmp_path) not in weights_stamp(first)
+    assert weights_stamp("Qwen/Qwen2.5-VL-3B-Instruct") == '["Qwen/Qwen2.5-VL-3B-Instruct"]'

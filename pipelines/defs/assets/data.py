@@ -2,23 +2,38 @@
 
 import dagster as dg
 
-from pipelines.defs.metadata import materialize_stage
+from pipelines.defs.metadata import code_version, declared_deps, materialize_stage
 from pipelines.defs.resources import MarcResource
 
 
-@dg.asset(group_name="data", kinds={"python", "json"})
+@dg.asset(
+    deps=declared_deps("videor1_source"),
+    code_version=code_version("videor1_source"),
+    group_name="data",
+    kinds={"python", "json"},
+)
 def videor1_source(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
     """The raw Video-R1 files: the synthetic corpus (tiny profile) or a checked real data root."""
     return materialize_stage("videor1_source", context, marc)
 
 
-@dg.asset(group_name="data", deps=[videor1_source], kinds={"polars", "parquet"})
+@dg.asset(
+    group_name="data",
+    deps=declared_deps("videor1_manifest"),
+    code_version=code_version("videor1_manifest"),
+    kinds={"polars", "parquet"},
+)
 def videor1_manifest(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
     """Every annotation row validated; unusable rows quarantined with their reason."""
     return materialize_stage("videor1_manifest", context, marc)
 
 
-@dg.asset(group_name="data", deps=[videor1_manifest], kinds={"polars", "parquet"})
+@dg.asset(
+    group_name="data",
+    deps=declared_deps("train_subset"),
+    code_version=code_version("train_subset"),
+    kinds={"polars", "parquet"},
+)
 def train_subset(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
     """The category-stratified training subset (paper: 5K samples), seeded."""
     return materialize_stage("train_subset", context, marc)

@@ -2,13 +2,18 @@
 
 import dagster as dg
 
-from pipelines.defs.assets.data import videor1_source
-from pipelines.defs.metadata import materialize_stage
+from pipelines.defs.metadata import code_version, declared_deps, materialize_stage
 from pipelines.defs.resources import MarcResource
 
 
 # videor1_source: the tiny profile's base model is caption-trained on the synthetic corpus (model.align).
-@dg.asset(group_name="model", deps=[videor1_source], pool="gpu", kinds={"pytorch", "safetensors"})
+@dg.asset(
+    group_name="model",
+    deps=declared_deps("base_model"),
+    code_version=code_version("base_model"),
+    pool="gpu",
+    kinds={"pytorch", "safetensors"},
+)
 def base_model(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
     """The initial policy: the tiny Qwen2.5-VL built from config (and caption-trained on the synthetic
     corpus, ``model.align``), or Qwen2.5-VL-3B from the HF cache."""

@@ -6,14 +6,17 @@ Kubernetes resource tags like the other training assets.
 
 import dagster as dg
 
-from pipelines.defs.assets.data import videor1_source
-from pipelines.defs.assets.model import base_model
 from pipelines.defs.assets.train import GPU_TAGS
-from pipelines.defs.metadata import materialize_stage
+from pipelines.defs.metadata import code_version, declared_deps, materialize_stage
 from pipelines.defs.resources import MarcResource
 
 
-@dg.asset(group_name="score", deps=[videor1_source], kinds={"numpy", "parquet"})
+@dg.asset(
+    group_name="score",
+    deps=declared_deps("score_pseudo_videos"),
+    code_version=code_version("score_pseudo_videos"),
+    kinds={"numpy", "parquet"},
+)
 def score_pseudo_videos(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
     """Stage 1's data: 2-4 captioned images, each repeated 3-6 frames, captioned in order (SCORE.md section 8)."""
     return materialize_stage("score_pseudo_videos", context, marc)
@@ -21,7 +24,8 @@ def score_pseudo_videos(context: dg.AssetExecutionContext, marc: MarcResource) -
 
 @dg.asset(
     group_name="score",
-    deps=[score_pseudo_videos, base_model],
+    deps=declared_deps("score_ce_base"),
+    code_version=code_version("score_ce_base"),
     pool="gpu",
     op_tags=GPU_TAGS,
     kinds={"pytorch", "parquet"},
@@ -32,7 +36,12 @@ def score_ce_base(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.M
 
 
 @dg.asset(
-    group_name="score", deps=[score_ce_base], pool="gpu", op_tags=GPU_TAGS, kinds={"pytorch", "safetensors"}
+    group_name="score",
+    deps=declared_deps("score_policy_stage1"),
+    code_version=code_version("score_policy_stage1"),
+    pool="gpu",
+    op_tags=GPU_TAGS,
+    kinds={"pytorch", "safetensors"},
 )
 def score_policy_stage1(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
     """The keep policy after stage 1 (pseudo-videos, τ = 1.01)."""
@@ -41,7 +50,8 @@ def score_policy_stage1(context: dg.AssetExecutionContext, marc: MarcResource) -
 
 @dg.asset(
     group_name="score",
-    deps=[score_policy_stage1],
+    deps=declared_deps("score_policy"),
+    code_version=code_version("score_policy"),
     pool="gpu",
     op_tags=GPU_TAGS,
     kinds={"pytorch", "safetensors"},

@@ -6,10 +6,7 @@ dagster-k8s runs them on GPU nodes one at a time per GPU slot; locally they run 
 
 import dagster as dg
 
-from pipelines.defs.assets.data import train_subset, videor1_source
-from pipelines.defs.assets.model import base_model
-from pipelines.defs.assets.vmr import vmr_selection
-from pipelines.defs.metadata import materialize_stage
+from pipelines.defs.metadata import code_version, declared_deps, materialize_stage
 from pipelines.defs.partitions import tau_partitions
 from pipelines.defs.resources import MarcResource
 
@@ -25,7 +22,8 @@ GPU_TAGS = {
 
 @dg.asset(
     group_name="train",
-    deps=[base_model, videor1_source],
+    deps=declared_deps("sft_checkpoint"),
+    code_version=code_version("sft_checkpoint"),
     pool="gpu",
     op_tags=GPU_TAGS,
     kinds={"pytorch", "safetensors"},
@@ -37,7 +35,8 @@ def sft_checkpoint(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.
 
 @dg.asset(
     group_name="train",
-    deps=[base_model, sft_checkpoint, vmr_selection, train_subset],
+    deps=declared_deps("teacher_rewards"),
+    code_version=code_version("teacher_rewards"),
     pool="gpu",
     op_tags=GPU_TAGS,
     kinds={"pytorch", "parquet"},
@@ -53,7 +52,8 @@ def teacher_rewards(context: dg.AssetExecutionContext, marc: MarcResource) -> dg
 
 @dg.asset(
     group_name="train",
-    deps=[teacher_rewards, vmr_selection],
+    deps=declared_deps("cgrpo_checkpoint"),
+    code_version=code_version("cgrpo_checkpoint"),
     partitions_def=tau_partitions,
     pool="gpu",
     op_tags=GPU_TAGS,

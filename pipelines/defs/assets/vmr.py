@@ -2,30 +2,49 @@
 
 import dagster as dg
 
-from pipelines.defs.assets.data import train_subset, videor1_source
-from pipelines.defs.metadata import materialize_stage
+from pipelines.defs.metadata import code_version, declared_deps, materialize_stage
 from pipelines.defs.resources import MarcResource
 
 
-@dg.asset(group_name="vmr", deps=[train_subset], kinds={"pytorch", "parquet"})
+@dg.asset(
+    group_name="vmr",
+    deps=declared_deps("shot_segments"),
+    code_version=code_version("shot_segments"),
+    kinds={"pytorch", "parquet"},
+)
 def shot_segments(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
     """TransNetV2 shot spans, times and boundary scores of every training and benchmark video (resumable)."""
     return materialize_stage("shot_segments", context, marc)
 
 
-@dg.asset(group_name="vmr", deps=[videor1_source], kinds={"pytorch", "safetensors"})
+@dg.asset(
+    group_name="vmr",
+    deps=declared_deps("retriever_checkpoint"),
+    code_version=code_version("retriever_checkpoint"),
+    kinds={"pytorch", "safetensors"},
+)
 def retriever_checkpoint(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
     """The open_clip embedder: trained on the synthetic corpus (tiny) or checked in the HF cache (paper)."""
     return materialize_stage("retriever_checkpoint", context, marc)
 
 
-@dg.asset(group_name="vmr", deps=[shot_segments, retriever_checkpoint], kinds={"lancedb"})
+@dg.asset(
+    group_name="vmr",
+    deps=declared_deps("clip_embeddings"),
+    code_version=code_version("clip_embeddings"),
+    kinds={"lancedb"},
+)
 def clip_embeddings(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
     """One LanceDB row per clip (video, span, times, embedding, model id); idempotent and resumable."""
     return materialize_stage("clip_embeddings", context, marc)
 
 
-@dg.asset(group_name="vmr", deps=[clip_embeddings, train_subset], kinds={"polars", "parquet"})
+@dg.asset(
+    group_name="vmr",
+    deps=declared_deps("vmr_selection"),
+    code_version=code_version("vmr_selection"),
+    kinds={"polars", "parquet"},
+)
 def vmr_selection(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
     """The VMR-filtered training set and benchmark inputs: top-k clips and the frames to feed, per sample."""
     return materialize_stage("vmr_selection", context, marc)
