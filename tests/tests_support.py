@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -42,3 +43,46 @@ def write_params(project_dir: Path, params: dict) -> Path:
     path = project_dir / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
+
+
+# One method of each input kind: the initial policy, the VMR clip, a C-GRPO student, SCORE's policy.
+FAST_LINEAGE_METHODS = ["baseline-16f", "vmr-64f", "marc@0.6", "score@0.25"]
+
+
+def fast_lineage_params() -> dict:
+    """The small tiny profile cut to the fewest steps that still run every stage: the whole lineage in a couple
+    of minutes (its models learn nothing)."""
+    params = small_tiny_params()
+    params["train"]["taus"] = [0.6]
+    params["train"]["sft"].update(max_steps=2, save_steps=1)
+    params["train"]["cgrpo"].update(max_steps=1, save_steps=1)
+    params["vmr"]["retriever_training"]["steps"] = 10
+    params["eval"].update(limit=3, methods=FAST_LINEAGE_METHODS, benchmarks=["synthetic"])
+    params["score"]["data"].update(stage1_size=4, stage2_max_videos=2)
+    params["score"]["train"].update(stage1_steps=1, stage2_steps=1, save_steps=1)
+    return params
+
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+
+
+def clone_project(target: Path, params: dict) -> Path:
+    """The repository's files (tracked, and untracked but not ignored, as in the working tree) copied into a
+    new git repository at ``target`` with ``params`` as its params.yaml, committed: a fresh clone of the work
+    tree, DVC configuration included."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for rel in files:
+        if (REPO_ROOT / rel).is_file():
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            (target / rel).write_bytes((REPO_ROOT / rel).read_bytes())
+    write_params(target, params)
+    subprocess.run(["git", "init", "-q"], cwd=target, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=target, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "copy"], cwd=target, check=True)
+    return target

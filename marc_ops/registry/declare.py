@@ -32,19 +32,15 @@ class Out:
         path: project-relative file or folder (``{tau}`` etc. filled per partition).
         persist: a resumable cache (shot segments, records, checkpoints): DVC keeps it when the stage runs
             again, so a killed or repeated run resumes instead of starting over.
-        metric: figures and timings (JSON): a DVC metrics file, kept in git rather than the DVC cache; its
-            hash is not part of what a reproduction must match (timings vary by machine).
-        plot: the DVC plot spec (``x``, ``y``) of a CSV output; kept in git like a metric.
+        metric: figures and timings (JSON): a DVC metrics file (``dvc metrics show``/``diff``); its hash is not
+            part of what a reproduction must match (timings vary by machine).
+        plot: the DVC plot spec (``x``, ``y``) of a CSV output (``dvc plots show``).
     """
 
     path: str
     persist: bool = False
     metric: bool = False
     plot: dict[str, str] | None = None
-
-    @property
-    def cached(self) -> bool:
-        return not (self.metric or self.plot)
 
     def at(self, **fields: Any) -> str:
         return self.path.format(**fields)

@@ -6,7 +6,8 @@ One DVC stage per asset, per partition: ``cgrpo_checkpoint@<tau>`` and
 itself). A stage depends on the code it declares, the outputs of the assets it reads, the params it
 reads and, when the data root is outside the project (the paper profile), the annotation, CoT and
 benchmark files it reads (hashed, never copied). Resumable caches are ``persist``ed, so ``dvc repro``
-keeps them; timings and host facts are metrics, kept in git and outside the cache.
+keeps them; timings and host facts are metrics (``dvc metrics show``), cached and pushed like any output
+(``assets/`` is not in git).
 """
 
 from __future__ import annotations
@@ -89,9 +90,9 @@ def _outs(pairs: list[tuple[Out, str]]) -> dict[str, list[Any]]:
     section: dict[str, list[Any]] = {}
     for out, path in pairs:
         if out.metric:
-            section.setdefault("metrics", []).append({path: {"cache": False}})
+            section.setdefault("metrics", []).append(path)
         elif out.plot:
-            section.setdefault("plots", []).append({path: {**out.plot, "cache": False}})
+            section.setdefault("plots", []).append({path: dict(out.plot)})
         elif out.persist:
             section.setdefault("outs", []).append({path: {"persist": True}})
         else:

@@ -16,6 +16,7 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
+from tests_support import clone_project
 
 from marc_ops.config import ProjectPaths
 from marc_ops.data.stages import DataRootMissingError, videor1_source_stage
@@ -165,28 +166,12 @@ def test_webserver_serves_the_asset_graph(small_project: Path):
 
 
 def test_dvc_repro_twice_changes_nothing_the_second_time(tmp_path: Path):
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    project = tmp_path / "clone"
-    for rel in files:
-        if (REPO_ROOT / rel).is_file():
-            (project / rel).parent.mkdir(parents=True, exist_ok=True)
-            (project / rel).write_bytes((REPO_ROOT / rel).read_bytes())
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["synthetic"].update(n_train_videos=4, n_eval_videos=2, n_train_images=2, n_eval_images=2)
     params["data"]["train_size"] = 6
     params["vmr"]["retriever_training"]["steps"] = 20
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    project = clone_project(tmp_path / "clone", params)
     env = _env(project)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
-    subprocess.run([*git, "commit", "-qm", "copy"], cwd=project, check=True)
     dvc = str(Path(sys.executable).parent / "dvc")
 
     listed = subprocess.run(

@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from tests_support import REPO_ROOT, small_tiny_params, write_params
+from tests_support import REPO_ROOT, fast_lineage_params, write_params
 
 from marc_ops.config import ProjectPaths
 from marc_ops.registry import STAGES, partition_keys
@@ -26,20 +26,6 @@ from marc_ops.registry.dvcfile import declared_paths
 
 OPEN = re.compile(r'^\d+\s+open(?:at)?\((?:AT_FDCWD, )?"([^"]+)", ([A-Z_|]+)')
 MARKER = re.compile(r"/markers/(\d+)=(.+)$")
-
-METHODS = ["baseline-16f", "vmr-64f", "marc@0.6", "score@0.25"]  # one of each input kind
-
-
-def _params() -> dict:
-    params = small_tiny_params()
-    params["train"]["taus"] = [0.6]
-    params["train"]["sft"].update(max_steps=2, save_steps=1)
-    params["train"]["cgrpo"].update(max_steps=1, save_steps=1)
-    params["vmr"]["retriever_training"]["steps"] = 10
-    params["eval"].update(limit=3, methods=METHODS, benchmarks=["synthetic"])
-    params["score"]["data"].update(stage1_size=4, stage2_max_videos=2)
-    params["score"]["train"].update(stage1_steps=1, stage2_steps=1, save_steps=1)
-    return params
 
 
 def _under(path: str, root: str) -> bool:
@@ -64,7 +50,7 @@ def test_every_stage_opens_only_what_it_declares(tmp_path: Path):
     project, markers = tmp_path / "project", tmp_path / "markers"
     project.mkdir()
     markers.mkdir()
-    write_params(project, _params())
+    write_params(project, fast_lineage_params())
     params = ProjectPaths(project).params()
     runs = [(name, key) for name in STAGES for key in partition_keys(name, params)]
     items = [name if key is None else f"{name}:{key}" for name, key in runs]

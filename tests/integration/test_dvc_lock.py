@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from tests_support import REPO_ROOT, SMALL_SYNTHETIC, SMALL_TRAIN_SIZE
+from tests_support import GIT, REPO_ROOT, SMALL_SYNTHETIC, SMALL_TRAIN_SIZE, clone_project
 
 from marc_ops.registry.lock import locked_hashes, record_stage
 from pipelines.defs.assets import data as data_assets
@@ -24,28 +24,11 @@ DATA = ["videor1_source", "videor1_manifest", "train_subset"]
 
 
 def _clone(tmp_path: Path) -> Path:
-    """The tracked files of the repository in a new git repository, with a shrunk corpus."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    project = tmp_path / "clone"
-    for rel in files:
-        if (REPO_ROOT / rel).is_file():
-            (project / rel).parent.mkdir(parents=True, exist_ok=True)
-            (project / rel).write_bytes((REPO_ROOT / rel).read_bytes())
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    """A fresh clone of the work tree with a shrunk corpus."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["synthetic"].update(SMALL_SYNTHETIC)
     params["data"]["train_size"] = SMALL_TRAIN_SIZE
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
-    subprocess.run([*git, "commit", "-qm", "copy"], cwd=project, check=True)
-    return project
+    return clone_project(tmp_path / "clone", params)
 
 
 def _dvc(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -81,9 +64,8 @@ def test_dagster_materializations_are_dvc_runs(tmp_path: Path):
 
     # Push to a remote; a second clone of the same commit pulls it: clean status, the same bytes.
     remote = tmp_path / "remote"
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "add", "dvc.lock"], cwd=project, check=True)
-    subprocess.run([*git, "commit", "-qm", "run"], cwd=project, check=True)
+    subprocess.run([*GIT, "add", "dvc.lock"], cwd=project, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "run"], cwd=project, check=True)
     assert _dvc(project, "remote", "add", "--local", "--force", "local", str(remote)).returncode == 0
     pushed = _dvc(project, "push", *DATA)
     assert pushed.returncode == 0, pushed.stderr
