@@ -149,6 +149,13 @@ def content_hash(path: Path | str) -> str:
     return _HASHES[key]
 
 
+def project_relative(path: Path | str, project_dir: Path | str) -> str:
+    """``path`` relative to the project when it lies inside it (what records store, so a clone in another folder
+    writes the same bytes), else absolute."""
+    path, project_dir = Path(path).resolve(), Path(project_dir).resolve()
+    return path.relative_to(project_dir).as_posix() if path.is_relative_to(project_dir) else str(path)
+
+
 def write_text(path: Path, text: str) -> None:
     with atomic_file(path) as handle:
         handle.write(text)

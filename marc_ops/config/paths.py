@@ -32,7 +32,9 @@ class ProjectPaths:
         record = self.asset("base_model") / "model.json"
         if not record.is_file():
             raise FileNotFoundError(f"{record} not found: materialize the base_model asset first")
-        return Path(json.loads(record.read_text())["path"])
+        recorded = json.loads(record.read_text())["path"]  # relative to the project, absolute, or a hub id
+        inside = self.project_dir / recorded
+        return inside if inside.exists() else Path(recorded)
 
     def sft_model(self) -> Path:
         """The SFT run's final weights (``assets/sft_checkpoint/model``); they may not exist yet."""

@@ -19,7 +19,7 @@ from marc_ops.data.sampling import category_table, stratified_sample
 from marc_ops.data.score import write_pseudo_videos
 from marc_ops.data.synthetic import CORPUS_FORMAT, generate_corpus
 from marc_ops.data.videor1 import load_many
-from marc_ops.io import write_json, write_parquet
+from marc_ops.io import project_relative, write_json, write_parquet
 from marc_ops.stage import StageResult
 
 
@@ -64,9 +64,9 @@ def videor1_source_stage(paths: ProjectPaths, params: Params) -> StageResult:
     record = {
         "profile": params.profile,
         "source": params.data.source,
-        "data_root": str(root),
+        "data_root": project_relative(root, paths.project_dir),
         "annotation_files": [_fingerprint(p) for p in annotation_files],
-        "eval_dir": str(eval_dir),
+        "eval_dir": project_relative(eval_dir, paths.project_dir),
         "eval_files": [_fingerprint(p) for p in eval_files],
     }
     write_json(out_dir / "source.json", record)

@@ -26,7 +26,7 @@ import yaml
 from marc_ops.compression import CompressionConfig
 from marc_ops.config import ModelConfig, Params, ProjectPaths
 from marc_ops.data import load_videor1, stratified_sample
-from marc_ops.io import atomic_dir, file_stamp, weights_stamp, write_json, write_parquet
+from marc_ops.io import atomic_dir, file_stamp, project_relative, weights_stamp, write_json, write_parquet
 from marc_ops.model.builders import build_tiny_checkpoint
 from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor, resolve_model_source
 from marc_ops.stage import StageResult
@@ -68,7 +68,15 @@ def base_model_stage(paths: ProjectPaths, params: Params) -> StageResult:
         location = Path(resolve_model_source(model.model_id))
     n_bytes = sum(p.stat().st_size for p in location.rglob("*.safetensors"))
     write_json(
-        out_dir / "model.json", {"source": model.source, "model_id": model.model_id, "path": str(location)}
+        out_dir / "model.json",
+        {
+            "source": model.source,
+            "model_id": model.model_id,
+            # Relative inside the project (a clone elsewhere writes the same record); a cache path or hub id as is.
+            "path": project_relative(location, paths.project_dir)
+            if Path(location).is_dir()
+            else str(location),
+        },
     )
     return StageResult(
         outputs={"model": out_dir / "model.json", "checkpoint": location},
