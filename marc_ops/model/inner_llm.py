@@ -242,7 +242,7 @@ class _Call:
             self.decoding = True
             self.prefilled = self._prefill_of(cache)
         else:
-            raise NotImplementedError(
+            raise ValueError(
                 f"inner_llm ({self.method}): {length} new tokens on a filled cache (chunked prefill, or a "
                 "cache continued with a new prompt) is not supported; prefill the whole prompt at once"
             )

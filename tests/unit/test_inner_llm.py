@@ -373,6 +373,25 @@ def test_a_batch_of_two_is_refused(tiny_dir, processor, method) -> None:
     assert no_hooks_left(model)
 
 
+@pytest.mark.parametrize("method", ["dycoke", "holitom"])
+def test_a_second_chunk_on_a_filled_cache_is_refused(tiny_dir, processor, method) -> None:
+    """Decoding is one token at a time; several new tokens on a filled cache (chunked prefill) say so."""
+    model = load_qwen2_5_vl(tiny_dir, compression=config(method)).eval()
+    inputs = inputs_for(model, processor)
+    chunk = torch.tensor([[11, 12]])
+    with torch.no_grad():
+        cache = model(**inputs, use_cache=True).past_key_values
+        with pytest.raises(ValueError, match="chunked prefill"):
+            model(
+                input_ids=chunk,
+                attention_mask=torch.cat([inputs["attention_mask"], torch.ones_like(chunk)], dim=1),
+                mm_token_type_ids=torch.zeros_like(chunk),
+                past_key_values=cache,
+                use_cache=True,
+            )
+    assert no_hooks_left(model)
+
+
 def test_the_layer_option_must_fit_the_model(tiny_dir, processor) -> None:
     model = load_qwen2_5_vl(tiny_dir, compression=config("holitom", inner_layer=N_LAYERS)).eval()
     inputs = inputs_for(model, processor)
