@@ -89,6 +89,11 @@ class Stage:
         assert self.parse is not None
         return self.run(paths, params, **self.parse(partition_key))
 
+    def reads(self, params: Params, partition_key: str | None) -> list[str]:
+        """The assets one partition reads: ``"asset"`` (every partition of it) or ``"asset[key]"``."""
+        parsed = self.parse(partition_key) if self.parse and partition_key is not None else {}
+        return list(self.upstream) + (list(self.upstream_of(params, parsed)) if self.upstream_of else [])
+
     def fields(self, partition_key: str | None) -> dict[str, Any]:
         """The placeholders of the output paths for one partition (``tau`` as ``0.6``; benchmark, method)."""
         if partition_key is None:

@@ -51,11 +51,8 @@ def outputs(name: str, partition_key: str | None) -> list[tuple[Out, str]]:
 
 def upstream_paths(name: str, params: Params, partition_key: str | None) -> list[str]:
     """The output paths of every asset (partition) stage ``name`` reads, in declaration order."""
-    stage = STAGES[name]
-    fields = stage.parse(partition_key) if stage.parse and partition_key is not None else {}
-    refs = list(stage.upstream) + (list(stage.upstream_of(params, fields)) if stage.upstream_of else [])
     paths: list[str] = []
-    for ref in refs:
+    for ref in STAGES[name].reads(params, partition_key):
         asset, _, key = ref.partition("[")
         keys = [key.rstrip("]")] if key else partition_keys(asset, params)
         for upstream_key in keys:

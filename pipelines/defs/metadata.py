@@ -19,10 +19,7 @@ def declared_deps(name: str) -> list[dg.AssetDep]:
     """The assets stage ``name`` declares it reads (``marc_ops.registry``), over every partition of the
     active profile; a partitioned upstream of an asset partitioned otherwise is read whole."""
     stage = STAGES[name]
-    refs: list[str] = list(stage.upstream)
-    for key in partition_keys(name, _PARAMS):
-        fields = stage.parse(key) if stage.parse and key is not None else {}
-        refs.extend(stage.upstream_of(_PARAMS, fields) if stage.upstream_of else ())
+    refs = [ref for key in partition_keys(name, _PARAMS) for ref in stage.reads(_PARAMS, key)]
     deps = []
     for asset in dict.fromkeys(ref.partition("[")[0] for ref in refs):
         upstream = STAGES[asset]

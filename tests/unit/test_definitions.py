@@ -74,12 +74,9 @@ def test_asset_deps_are_the_declared_upstream():
     params = MarcResource(project_dir=str(REPO_ROOT)).params()
     graph = defs.resolve_asset_graph()
     for name, stage in STAGES.items():
-        declared = set(stage.upstream)
-        for key in partition_keys(name, params):
-            fields = stage.parse(key) if key is not None else {}
-            declared |= {
-                ref.split("[")[0] for ref in (stage.upstream_of(params, fields) if stage.upstream_of else ())
-            }
+        declared = {
+            ref.split("[")[0] for key in partition_keys(name, params) for ref in stage.reads(params, key)
+        }
         parents = {p.to_user_string() for p in graph.get(dg.AssetKey(name)).parent_keys}
         assert parents == declared, name
 
