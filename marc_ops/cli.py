@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
 
 from marc_ops.config import ProjectPaths, load_params, profile_path
-from marc_ops.config.vmr import EmbedderConfig
 from marc_ops.eval.stages import eval_command
 from marc_ops.io import write_text
 from marc_ops.registry import STAGES
@@ -18,6 +16,7 @@ from marc_ops.tables import markdown_table
 from marc_ops.vmr.embedding import ClipEmbedder
 from marc_ops.vmr.retrieval import plan_frames, retrieve_clips
 from marc_ops.vmr.shots import segment_video
+from marc_ops.vmr.stages import recorded_embedder
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
@@ -80,11 +79,7 @@ def _cmd_vmr(args: argparse.Namespace) -> int:
     """Segment one video, retrieve the top-k clips for a question, print them with times and scores."""
     paths = ProjectPaths(args.project_dir, args.params)
     params = paths.params()
-    record = paths.asset("retriever_checkpoint") / "retriever.json"
-    if record.is_file():
-        embedder_config = EmbedderConfig(**json.loads(record.read_text())["embedder"])
-    else:
-        embedder_config = params.vmr.resolved_embedder(paths.project_dir)
+    embedder_config = recorded_embedder(paths) or params.vmr.resolved_embedder(paths.project_dir)
     segmentation = segment_video(args.video, params.vmr.shots)
     embedder = ClipEmbedder(embedder_config)
     clips = embedder.embed_clips(args.video, segmentation.spans)

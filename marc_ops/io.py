@@ -156,6 +156,38 @@ def project_relative(path: Path | str, project_dir: Path | str) -> str:
     return path.relative_to(project_dir).as_posix() if path.is_relative_to(project_dir) else str(path)
 
 
+# The columns of stored row tables that hold file paths: the media, and the annotation file a row came from.
+PATH_COLUMNS = ("media_path", "source_file")
+
+
+def relative_media(
+    frame: pl.DataFrame, project_dir: Path | str, columns: tuple[str, ...] = PATH_COLUMNS
+) -> pl.DataFrame:
+    """``frame`` with its file paths as stored tables hold them: relative to the project when inside it
+    (:func:`project_relative`), so a clone in another folder writes the same bytes."""
+    return frame.with_columns(
+        pl.col(column).map_elements(lambda p: project_relative(p, project_dir), return_dtype=pl.String)
+        for column in columns
+        if column in frame.columns
+    )
+
+
+def absolute_media(
+    frame: pl.DataFrame, project_dir: Path | str, columns: tuple[str, ...] = PATH_COLUMNS
+) -> pl.DataFrame:
+    """``frame`` with its stored file paths resolved against the project: what a stage opens, whatever the
+    working directory."""
+    root = Path(project_dir).resolve().as_posix().rstrip("/") + "/"
+    return frame.with_columns(
+        pl.when(pl.col(column).is_null() | pl.col(column).str.starts_with("/"))
+        .then(pl.col(column))
+        .otherwise(pl.lit(root) + pl.col(column))
+        .alias(column)
+        for column in columns
+        if column in frame.columns
+    )
+
+
 def write_text(path: Path, text: str) -> None:
     with atomic_file(path) as handle:
         handle.write(text)

@@ -19,7 +19,7 @@ from marc_ops.data.sampling import category_table, stratified_sample
 from marc_ops.data.score import write_pseudo_videos
 from marc_ops.data.synthetic import CORPUS_FORMAT, generate_corpus
 from marc_ops.data.videor1 import load_many
-from marc_ops.io import project_relative, write_json, write_parquet
+from marc_ops.io import project_relative, relative_media, write_json, write_parquet
 from marc_ops.stage import StageResult
 
 
@@ -103,8 +103,8 @@ def videor1_manifest_stage(paths: ProjectPaths, params: Params) -> StageResult:
     files = [root / entry["name"] for entry in source["annotation_files"]]
     loaded = load_many(files, root, check_media=params.data.check_media)
     out_dir = paths.asset("videor1_manifest")
-    write_parquet(out_dir / "manifest.parquet", loaded.rows)
-    write_parquet(out_dir / "quarantine.parquet", loaded.quarantine)
+    write_parquet(out_dir / "manifest.parquet", relative_media(loaded.rows, paths.project_dir))
+    write_parquet(out_dir / "quarantine.parquet", relative_media(loaded.quarantine, paths.project_dir))
     reasons = loaded.quarantine.group_by("reason_code").len("rows").sort("rows", descending=True)
     return StageResult(
         outputs={"manifest": out_dir / "manifest.parquet", "quarantine": out_dir / "quarantine.parquet"},

@@ -31,7 +31,7 @@ from marc_ops.config.methods import MethodSpec
 from marc_ops.config.prompts import VIDEO_R1_EVAL, PromptTemplate, build_prompt
 from marc_ops.config.tasks import BenchmarkTask
 from marc_ops.data.messages import MediaSpec, build_messages
-from marc_ops.eval.scoring import parse_records, records_frame
+from marc_ops.eval.scoring import MEASURED_FIELDS, latency_path, parse_records, read_latencies, records_frame
 from marc_ops.io import append_jsonl, atomic_file
 from marc_ops.video import DEFAULT_VIDEO_CONFIG, ImageLoadError, MediaError, VideoConfig, VideoDecodeError
 
@@ -151,6 +151,7 @@ def run_benchmark(
     n_generated = 0
     with (
         open(out_path, "a", encoding="utf-8") as sink,
+        open(latency_path(out_path), "a", encoding="utf-8") as latency_sink,
         tqdm(
             total=len(selected),
             initial=len(selected) - len(pending),
@@ -161,7 +162,11 @@ def run_benchmark(
     ):
         for batch in _chunks(pending, batch_size):
             records = _run_batch(task, method, batch, adapter, video, template, expected)
-            append_jsonl(sink, records)
+            # the records without their measured seconds, then the seconds beside them (MEASURED_FIELDS)
+            append_jsonl(sink, [{k: v for k, v in r.items() if k not in MEASURED_FIELDS} for r in records])
+            append_jsonl(
+                latency_sink, [{"problem_id": r["problem_id"], "latency_s": r["latency_s"]} for r in records]
+            )
             for record in records:
                 kept[record["problem_id"]] = record
             n_generated += len(records)
@@ -194,13 +199,14 @@ def _open_records(
         path.parent.mkdir(parents=True, exist_ok=True)
         return {}, 0
     records, torn = parse_records(path.read_bytes(), path)
+    latencies = read_latencies(path)
     kept: dict[str, dict[str, Any]] = {}
     for record in records:
         pid = record["problem_id"]
         stale = expected.get(pid) != record["prompt_hash"]
         if stale or pid in kept or (retry_failed and record["status"] == "failed"):
             continue
-        kept[pid] = record
+        kept[pid] = {**record, "latency_s": latencies.get(str(pid), record.get("latency_s"))}
     n_dropped = len(records) - len(kept) + int(torn)
     if n_dropped:
         logger.warning(
@@ -211,7 +217,9 @@ def _open_records(
             len(records) - len(kept),
         )
         with atomic_file(path) as handle:
-            append_jsonl(handle, list(kept.values()))
+            append_jsonl(
+                handle, [{k: v for k, v in r.items() if k not in MEASURED_FIELDS} for r in kept.values()]
+            )
     return kept, n_dropped
 
 

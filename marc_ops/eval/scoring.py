@@ -54,6 +54,33 @@ SUMMARY_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+# Measured, not computed: each record's seconds live beside the records file (``<method>.latency.jsonl``,
+# ``{"problem_id", "latency_s"}`` per line), so the records themselves are the same bytes on every machine
+# and a reproduction can match their hash (docs/auditing.md). Readers join them back in.
+MEASURED_FIELDS = ("latency_s",)
+LATENCY_SUFFIX = ".latency.jsonl"
+
+
+def latency_path(records_file: Path | str) -> Path:
+    """The latency file beside a records file: ``<benchmark>/<method>.latency.jsonl``."""
+    records_file = Path(records_file)
+    return records_file.with_name(records_file.name.removesuffix(".jsonl") + LATENCY_SUFFIX)
+
+
+def read_latencies(records_file: Path | str) -> dict[str, float]:
+    """Seconds by ``problem_id`` from the latency file beside ``records_file`` (the last line of an id wins;
+    a torn last line is skipped; no file: none measured)."""
+    path = latency_path(records_file)
+    if not path.is_file():
+        return {}
+    values, _ = parse_jsonl(path.read_bytes(), path, RecordsFileError)
+    return {
+        str(value["problem_id"]): value["latency_s"]
+        for _, value in values
+        if isinstance(value, dict) and "problem_id" in value
+    }
+
+
 class RecordsFileError(ValueError):
     """A records file whose content is not what the runner writes (not a torn last line)."""
 
@@ -67,7 +94,8 @@ def parse_records(data: bytes, path: Path) -> tuple[list[dict[str, Any]], bool]:
     values, torn = parse_jsonl(data, path, RecordsFileError)
     records = []
     for line_no, record in values:
-        missing = set(RECORD_SCHEMA) - set(record) if isinstance(record, dict) else set(RECORD_SCHEMA)
+        required = set(RECORD_SCHEMA) - set(MEASURED_FIELDS)
+        missing = required - set(record) if isinstance(record, dict) else required
         if missing:
             raise RecordsFileError(f"{path}:{line_no}: record lacks field(s) {sorted(missing)}")
         if record["status"] not in STATUSES:
@@ -77,21 +105,28 @@ def parse_records(data: bytes, path: Path) -> tuple[list[dict[str, Any]], bool]:
 
 
 def records_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
-    return pl.DataFrame([{k: r[k] for k in RECORD_SCHEMA} for r in records], schema=RECORD_SCHEMA)
+    return pl.DataFrame([{k: r.get(k) for k in RECORD_SCHEMA} for r in records], schema=RECORD_SCHEMA)
 
 
 def read_records(path: Path | str) -> pl.DataFrame:
-    """One records file as a frame (:data:`RECORD_SCHEMA`); a torn last line is skipped with a warning."""
+    """One records file as a frame (:data:`RECORD_SCHEMA`, the seconds of :func:`read_latencies` joined in);
+    a torn last line is skipped with a warning."""
     path = Path(path)
     records, torn = parse_records(path.read_bytes(), path)
     if torn:
         logger.warning("%s: ignoring a torn last line (the run was interrupted; resuming repairs it)", path)
-    return records_frame(records)
+    latencies = read_latencies(path)
+    return records_frame(
+        {**record, "latency_s": latencies.get(str(record["problem_id"]), record.get("latency_s"))}
+        for record in records
+    )
 
 
 def read_records_dir(root: Path | str) -> pl.DataFrame:
     """Every ``*.jsonl`` records file under ``root``, concatenated."""
-    return read_records_files(sorted(Path(root).rglob("*.jsonl")))
+    return read_records_files(
+        sorted(p for p in Path(root).rglob("*.jsonl") if not p.name.endswith(LATENCY_SUFFIX))
+    )
 
 
 def read_records_files(files: Sequence[Path]) -> pl.DataFrame:

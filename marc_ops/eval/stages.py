@@ -59,6 +59,7 @@ from marc_ops.eval.report import (
 )
 from marc_ops.eval.runner import RunSummary, prompt_hash, records_path, run_benchmark
 from marc_ops.eval.scoring import (
+    latency_path,
     prior_answer_records,
     read_records,
     read_records_files,
@@ -200,6 +201,7 @@ def _forget_records_of_another_run(records_file: Path, context_file: Path, conte
             "%s: answered with another %s; running every sample again", records_file, ", ".join(changed)
         )
         records_file.unlink()
+        latency_path(records_file).unlink(missing_ok=True)
     if previous != context:
         write_json(context_file, context)
 

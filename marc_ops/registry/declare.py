@@ -35,12 +35,21 @@ class Out:
         metric: figures and timings (JSON): a DVC metrics file (``dvc metrics show``/``diff``); its hash is not
             part of what a reproduction must match (timings vary by machine).
         plot: the DVC plot spec (``x``, ``y``) of a CSV output (``dvc plots show``).
+        varies: why its bytes differ between two runs of the same inputs (measured seconds, a storage format's
+            random file names), or empty: a reproduction must match its hash. Shown as the output's ``desc``
+            in ``dvc.yaml``; metrics vary by definition and need no reason.
     """
 
     path: str
     persist: bool = False
     metric: bool = False
     plot: dict[str, str] | None = None
+    varies: str = ""
+
+    @property
+    def reproducible(self) -> bool:
+        """Whether a run in another clone must write the same bytes (what the committed ``dvc.lock`` audits)."""
+        return not (self.metric or self.varies)
 
     def at(self, **fields: Any) -> str:
         return self.path.format(**fields)

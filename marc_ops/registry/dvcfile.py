@@ -90,10 +90,11 @@ def _outs(pairs: list[tuple[Out, str]]) -> dict[str, list[Any]]:
             section.setdefault("metrics", []).append(path)
         elif out.plot:
             section.setdefault("plots", []).append({path: dict(out.plot)})
-        elif out.persist:
-            section.setdefault("outs", []).append({path: {"persist": True}})
         else:
-            section.setdefault("outs", []).append(path)
+            options = {"persist": True} if out.persist else {}
+            if out.varies:
+                options["desc"] = f"not reproducible: {out.varies}"
+            section.setdefault("outs", []).append({path: options} if options else path)
     return {key: section[key] for key in ("outs", "metrics", "plots") if key in section}
 
 
@@ -149,3 +150,16 @@ def render_dvc_yaml(params: Params, project_dir: Path) -> str:
     }
     body = yaml.safe_dump({"stages": stages}, sort_keys=False, width=120, default_flow_style=False)
     return HEADER + body
+
+
+def unreproducible_outputs(params: Params) -> dict[str, str]:
+    """Every output path whose bytes a run in another clone need not match, with the reason: metrics (measured
+    figures) and the outputs declared with ``varies``. Every other output's hash in ``dvc.lock`` is what a
+    reproduction of the same inputs must write again (docs/auditing.md)."""
+    found: dict[str, str] = {}
+    for name in STAGES:
+        for key in partition_keys(name, params):
+            for out, path in outputs(name, key):
+                if not out.reproducible:
+                    found[path] = out.varies or "a metrics file: measured figures"
+    return found

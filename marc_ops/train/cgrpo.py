@@ -46,7 +46,7 @@ import polars as pl
 import torch
 import yaml
 from datasets import Dataset
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from transformers import Qwen2_5_VLForConditionalGeneration
 from trl import GRPOTrainer
 
@@ -61,6 +61,7 @@ from marc_ops.model import (
 from marc_ops.rewards import accuracy_reward, format_reward, make_cgrpo_reward
 from marc_ops.train.dataset import (
     CheckpointWeightsMixin,
+    RunFile,
     SkippedSample,
     run_fingerprint,
     train_and_save,
@@ -308,7 +309,7 @@ def train_cgrpo(
     return train_and_save(trainer, out_dir, skipped, label="C-GRPO", fingerprint=fingerprint)
 
 
-class CGRPORun(BaseModel):
+class CGRPORun(RunFile):
     """Everything one C-GRPO run needs, as a file: what ``python -m marc_ops.train.cgrpo --config`` reads."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -326,9 +327,10 @@ class CGRPORun(BaseModel):
 
 def run_cgrpo(run: CGRPORun) -> Path:
     """``train_cgrpo`` on the files a ``CGRPORun`` names."""
+    run = run.resolved()
     return train_cgrpo(
         run.cgrpo,
-        pl.read_parquet(run.train_rows),
+        run.rows(run.train_rows),
         read_a_full(run.teacher_rewards),
         run.model_path,
         run.output_dir,

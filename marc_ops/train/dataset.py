@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import yaml
+from pydantic import BaseModel, Field
 from transformers.trainer_utils import get_last_checkpoint
 
 from marc_ops.config import FINAL_MODEL_DIR
-from marc_ops.io import weights_stamp, write_json
+from marc_ops.io import absolute_media, project_relative, weights_stamp, write_json
 from marc_ops.train.inputs import check_media
 from marc_ops.video import MediaError
 
@@ -135,6 +137,54 @@ def _finished_step(out_dir: Path, max_steps: int) -> int | None:
     return step if step == max_steps else None
 
 
+class RunFile(BaseModel):
+    """A training run as a file (``run.yaml``): what ``python -m marc_ops.train.<trainer> --config`` reads.
+
+    The file names its folders relative to ``project_dir`` (``.``: the folder ``accelerate launch`` starts in,
+    the project), so clones in different folders write the same bytes; :meth:`resolved` makes every path
+    absolute before a run opens anything. The rows' ``media_path`` resolve against the same folder.
+    """
+
+    project_dir: Path = Field(
+        default=Path("."), description="the folder the run's relative paths resolve against (the project)"
+    )
+
+    def path_fields(self) -> list[str]:
+        return [name for name, value in self if isinstance(value, Path) and name != "project_dir"]
+
+    def resolved(self) -> RunFile:
+        """This run with ``project_dir`` and every relative path (and a model folder inside it) absolute."""
+        root = self.project_dir.resolve()
+        update: dict[str, Any] = {"project_dir": root}
+        for name in self.path_fields():
+            update[name] = root / getattr(self, name)  # an absolute path stays as it is
+        model_path = getattr(self, "model_path", None)
+        if model_path is not None and (root / model_path).exists():
+            update["model_path"] = str(root / model_path)
+        return self.model_copy(update=update)
+
+    def rows(self, path: Path) -> pl.DataFrame:
+        """The parquet table at ``path`` with its media paths resolved against the project."""
+        return absolute_media(pl.read_parquet(path), self.project_dir.resolve())
+
+    def write(self, path: Path) -> None:
+        """``run.yaml``: every folder inside ``project_dir`` relative to it, ``project_dir`` itself ``.``."""
+        root = self.project_dir
+        payload = json.loads(self.model_dump_json())
+        payload["project_dir"] = "."
+        for name in self.path_fields():
+            payload[name] = project_relative(getattr(self, name), root)
+        model_path = getattr(self, "model_path", None)
+        if model_path is not None and Path(model_path).is_absolute():
+            payload["model_path"] = project_relative(model_path, root)
+        path.write_text(yaml.safe_dump(payload, sort_keys=False))
+
+
+# Keys of the trainers' logs that time the run (wall seconds, rates): measured, not computed. They stay in the
+# TensorBoard events (runs/) and out of trainer_state.json, whose hash DVC records (docs/auditing.md).
+TIMING_LOG_KEYS = ("_runtime", "_per_second", "step_time")
+
+
 class CheckpointWeightsMixin:
     """Resume a Trainer with the checkpoint's weights, for Qwen2.5-VL.
 
@@ -146,6 +196,15 @@ class CheckpointWeightsMixin:
     does (its key mapping) and copies every tensor, failing if one is missing. DeepSpeed and FSDP resume
     through their own files and are left to the Trainer.
     """
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """The Trainer's log, with the run's timings kept out of ``trainer_state.json`` (TIMING_LOG_KEYS)."""
+        super().log(logs, *args, **kwargs)  # type: ignore[misc]
+        history = self.state.log_history  # type: ignore[attr-defined]
+        if history:
+            entry = history[-1]
+            for key in [k for k in entry if k.endswith(TIMING_LOG_KEYS)]:
+                del entry[key]
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         target = self.model if model is None else model  # type: ignore[attr-defined]

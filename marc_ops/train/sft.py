@@ -26,7 +26,7 @@ import polars as pl
 import torch
 import yaml
 from datasets import Dataset
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from transformers import Qwen2_5_VLProcessor
 from trl import SFTTrainer
 
@@ -41,6 +41,7 @@ from marc_ops.model import (
 )
 from marc_ops.train.dataset import (
     CheckpointWeightsMixin,
+    RunFile,
     SkippedSample,
     run_fingerprint,
     train_and_save,
@@ -217,7 +218,7 @@ def train_sft(
     return train_and_save(trainer, out_dir, skipped, label="SFT", fingerprint=fingerprint)
 
 
-class SFTRun(BaseModel):
+class SFTRun(RunFile):
     """Everything one SFT run needs, as a file: what ``python -m marc_ops.train.sft --config`` reads."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -230,9 +231,10 @@ class SFTRun(BaseModel):
 
 
 def run_sft(run: SFTRun) -> Path:
+    run = run.resolved()
     return train_sft(
         run.sft,
-        pl.read_parquet(run.cot_rows),
+        run.rows(run.cot_rows),
         run.model_path,
         run.output_dir,
         sample_builder=view_builder(run.video),

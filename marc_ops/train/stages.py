@@ -21,12 +21,20 @@ import time
 from pathlib import Path
 
 import polars as pl
-import yaml
 
 from marc_ops.compression import CompressionConfig
 from marc_ops.config import ModelConfig, Params, ProjectPaths
 from marc_ops.data import load_videor1, stratified_sample
-from marc_ops.io import atomic_dir, file_stamp, project_relative, weights_stamp, write_json, write_parquet
+from marc_ops.io import (
+    absolute_media,
+    atomic_dir,
+    file_stamp,
+    project_relative,
+    relative_media,
+    weights_stamp,
+    write_json,
+    write_parquet,
+)
 from marc_ops.model.builders import build_tiny_checkpoint
 from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor, resolve_model_source
 from marc_ops.stage import StageResult
@@ -116,7 +124,9 @@ def _align(
 
 def teacher_rewards_stage(paths: ProjectPaths, params: Params) -> StageResult:
     """The ``teacher_rewards`` asset: a_full for every video sample of ``train_subset``."""
-    rows = pl.read_parquet(paths.asset("train_subset") / "train_subset.parquet")
+    rows = absolute_media(
+        pl.read_parquet(paths.asset("train_subset") / "train_subset.parquet"), paths.project_dir
+    )
     summary = compute_teacher_rewards(
         rows,
         paths.initial_policy(params.train.init),
@@ -156,16 +166,17 @@ def sft_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
     manifest = load_videor1(root / params.data.cot_file, root, check_media=params.data.check_media).rows
     rows = stratified_sample(manifest, min(config.train_size, manifest.height), seed=config.sample_seed)
     out_dir = paths.asset("sft_checkpoint")
-    write_parquet(out_dir / "sft_rows.parquet", rows)
+    write_parquet(out_dir / "sft_rows.parquet", relative_media(rows, paths.project_dir))
     run = SFTRun(
         model_path=str(paths.base_model()),
         cot_rows=out_dir / "sft_rows.parquet",
         output_dir=out_dir,
+        project_dir=paths.project_dir,
         video=params.video,
         sft=config,
     )
-    # The same run under accelerate: accelerate launch ... -m marc_ops.train.sft --config <this file>
-    (out_dir / "run.yaml").write_text(yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
+    # The same run under accelerate, from the project folder: accelerate launch ... -m marc_ops.train.sft --config <this file>
+    run.write(out_dir / "run.yaml")
     final = run_sft(run)
     global_step, steps = training_log(out_dir, "loss")
     losses = steps["loss"].to_list() if steps.height else []
@@ -200,13 +211,14 @@ def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> S
         train_rows=paths.asset("train_subset") / "train_subset.parquet",
         teacher_rewards=paths.asset("teacher_rewards") / TABLE_FILE,
         output_dir=out_dir,
+        project_dir=paths.project_dir,
         video=params.video,
         vmr_selection=paths.asset("vmr_selection") / "selection.parquet",
         cgrpo=params.train.cgrpo_for(tau),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    # The same run under accelerate: accelerate launch ... -m marc_ops.train.cgrpo --config <this file>
-    (out_dir / "run.yaml").write_text(yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
+    # The same run under accelerate, from the project folder: accelerate launch ... -m marc_ops.train.cgrpo --config <this file>
+    run.write(out_dir / "run.yaml")
     final = run_cgrpo(run)
     global_step, steps = training_log(out_dir, "reward")
     skipped = json.loads((out_dir / "skipped_samples.json").read_text())

@@ -184,7 +184,6 @@ def _score_sample(
             "a_full": None,
             "completions": None,
         }
-    started = time.perf_counter()
     encoded = encode_prompt(processor, compression_of(model), sample)
     inputs = {k: v.to(model.device) for k, v in model_inputs([encoded], processor).items()}
     generator_seed = sample_seed(config.seed, problem_id)
@@ -212,7 +211,6 @@ def _score_sample(
         "a_full": statistics.fmean(rewards),
         "completions": completions,
         "num_frames": len(sample.frames),
-        "seconds": round(time.perf_counter() - started, 3),
     }
 
 

@@ -20,6 +20,7 @@ A scalar BTREE index on ``video_id`` is built at the same threshold, for the per
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -134,6 +135,19 @@ class ClipIndex:
 
     def count_rows(self) -> int:
         return self.table.count_rows()
+
+    def content_digest(self) -> str:
+        """sha256 of every row, in (video, clip) order: the same for the same clips and vectors, whatever
+        the files LanceDB wrote them in (their names carry random UUIDs and times)."""
+        table = self.table.to_arrow().sort_by([("video_id", "ascending"), ("clip_index", "ascending")])
+        digest = hashlib.sha256()
+        for name in self.schema.names:
+            column = table.column(name)
+            if name == "embedding":
+                digest.update(np.asarray(column.combine_chunks().flatten(), dtype=np.float32).tobytes())
+            else:
+                digest.update(json.dumps(column.to_pylist()).encode())
+        return digest.hexdigest()
 
     def clips_of_video(self, video_id: str) -> VideoClips:
         """The clips of one video, in ``clip_index`` order. Raises KeyError if the video is not indexed."""

@@ -22,7 +22,14 @@ from tqdm import tqdm
 
 from marc_ops.config import Params, ProjectPaths
 from marc_ops.data.videor1 import load_many
-from marc_ops.io import atomic_dir, write_json, write_parquet
+from marc_ops.io import (
+    absolute_media,
+    atomic_dir,
+    project_relative,
+    relative_media,
+    write_json,
+    write_parquet,
+)
 from marc_ops.stage import StageResult
 from marc_ops.video import VideoDecodeError
 from marc_ops.vmr.embedding import ClipEmbedder, EmbedderConfig, EmptyQueryError, VideoClips
@@ -48,7 +55,9 @@ def vmr_samples(paths: ProjectPaths, params: Params) -> pl.DataFrame:
 
     Benchmark media resolve against the benchmark folder (``data.eval_dir``), as Video-R1 lays them out.
     """
-    train = pl.read_parquet(paths.asset("train_subset") / "train_subset.parquet")
+    train = absolute_media(
+        pl.read_parquet(paths.asset("train_subset") / "train_subset.parquet"), paths.project_dir
+    )
     frames = [train.select(SAMPLE_COLUMNS).with_columns(split=pl.lit("train"))]
     eval_dir = params.data.evals(paths.project_dir)
     for eval_file in sorted(eval_dir.glob("eval_*.json")) if eval_dir.is_dir() else []:
@@ -195,8 +204,8 @@ def shot_segments_stage(paths: ProjectPaths, params: Params) -> StageResult:
         failed, schema={"video_id": pl.String, "media_path": pl.String, "reason": pl.String}
     )
     write_parquet(out_dir / "shots.parquet", shots)
-    write_parquet(out_dir / "videos.parquet", video_table)
-    write_parquet(out_dir / "quarantine.parquet", quarantine)
+    write_parquet(out_dir / "videos.parquet", relative_media(video_table, paths.project_dir))
+    write_parquet(out_dir / "quarantine.parquet", relative_media(quarantine, paths.project_dir))
     seconds = time.perf_counter() - started
     return StageResult(
         outputs={"shots": out_dir / "shots.parquet", "videos": out_dir / "videos.parquet"},
@@ -245,7 +254,11 @@ def retriever_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResu
     write_json(
         out_dir / "retriever.json",
         {
-            "embedder": embedder_config.model_dump(),
+            # a local checkpoint relative to the project, as every record stores paths (a hub tag as it is)
+            "embedder": {
+                **embedder_config.model_dump(),
+                "pretrained": _stored_weights(embedder_config.pretrained, paths.project_dir),
+            },
             "model_id": embedder.model_id,
             "embed_dim": embedder.embed_dim,
         },
@@ -256,9 +269,32 @@ def retriever_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResu
     )
 
 
+def _stored_weights(pretrained: str, project_dir: Path) -> str:
+    path = Path(pretrained).expanduser()
+    return project_relative(path, project_dir) if path.is_absolute() and path.exists() else pretrained
+
+
+def recorded_embedder(paths: ProjectPaths) -> EmbedderConfig | None:
+    """The embedder ``retriever_checkpoint`` recorded (its local weights resolved against the project), or
+    None before the stage has run."""
+    record_file = paths.asset("retriever_checkpoint") / "retriever.json"
+    if not record_file.is_file():
+        return None
+    config = dict(json.loads(record_file.read_text())["embedder"])
+    local = paths.project_dir / config["pretrained"]
+    if not Path(config["pretrained"]).is_absolute() and local.exists():
+        config["pretrained"] = str(local)
+    return EmbedderConfig(**config)
+
+
 def _load_embedder(paths: ProjectPaths) -> tuple[ClipEmbedder, dict[str, Any]]:
+    config = recorded_embedder(paths)
+    if config is None:
+        raise FileNotFoundError(
+            f"{paths.asset('retriever_checkpoint') / 'retriever.json'} is missing: materialize retriever_checkpoint first"
+        )
     record = json.loads((paths.asset("retriever_checkpoint") / "retriever.json").read_text())
-    return ClipEmbedder(EmbedderConfig(**record["embedder"])), record
+    return ClipEmbedder(config), record
 
 
 def _open_index(paths: ProjectPaths, params: Params, embedder: ClipEmbedder) -> ClipIndex:
@@ -280,7 +316,9 @@ def clip_embeddings_stage(paths: ProjectPaths, params: Params) -> StageResult:
     embedder, record = _load_embedder(paths)
     index = _open_index(paths, params, embedder)
     shots = pl.read_parquet(paths.asset("shot_segments") / "shots.parquet")
-    videos = pl.read_parquet(paths.asset("shot_segments") / "videos.parquet")
+    videos = absolute_media(
+        pl.read_parquet(paths.asset("shot_segments") / "videos.parquet"), paths.project_dir
+    )
     spans_by_video = {
         video_id: list(zip(group["start_frame"].to_list(), group["end_frame"].to_list(), strict=True))
         for (video_id,), group in shots.sort("video_id", "shot_index").group_by(
@@ -306,7 +344,14 @@ def clip_embeddings_stage(paths: ProjectPaths, params: Params) -> StageResult:
     write_parquet(out_dir / "quarantine.parquet", quarantine)
     write_json(
         out_dir / "table.json",
-        {"model_id": embedder.model_id, "table": index.name, "rows": index.count_rows(), "indexes": built},
+        {
+            "model_id": embedder.model_id,
+            "table": index.name,
+            "rows": index.count_rows(),
+            "indexes": built,
+            # the table's content, hashed row by row: what a reproduction compares (the LanceDB files vary)
+            "content_sha256": index.content_digest(),
+        },
     )
     return StageResult(
         outputs={"lancedb": out_dir / "lancedb", "table": out_dir / "table.json"},
@@ -417,8 +462,8 @@ def vmr_selection_stage(paths: ProjectPaths, params: Params) -> StageResult:
     )
     out_dir = paths.asset("vmr_selection")
     with atomic_dir(out_dir) as tmp:
-        write_parquet(tmp / "selection.parquet", selection)
-        write_parquet(tmp / "quarantine.parquet", quarantine)
+        write_parquet(tmp / "selection.parquet", relative_media(selection, paths.project_dir))
+        write_parquet(tmp / "quarantine.parquet", relative_media(quarantine, paths.project_dir))
     video_rows = selection.filter(pl.col("data_type") == "video")
     metadata: dict[str, Any] = {
         "samples": selection.height,

@@ -133,7 +133,8 @@ def test_a_corrupt_video_is_quarantined_and_the_rest_proceed(vmr_project: Path):
     victim = selection.filter((pl.col("data_type") == "video") & (pl.col("split") == "train"))["media_path"][
         0
     ]
-    Path(victim).write_bytes(b"\x00not an mp4 at all")
+    assert not Path(victim).is_absolute()  # stored relative to the project
+    (vmr_project / victim).write_bytes(b"\x00not an mp4 at all")
     result = _materialize(vmr_project, selection=["shot_segments", "clip_embeddings", "vmr_selection"])
     assert result.success
     quarantined = pl.read_parquet(vmr_project / "assets/shot_segments/quarantine.parquet")

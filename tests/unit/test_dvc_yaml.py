@@ -53,7 +53,9 @@ def test_one_stage_per_benchmark_and_method_with_its_own_checkpoint(tmp_path: Pa
         assert {"marc_ops/compression", "marc_ops/rewards"} <= set(stages[name]["deps"])
     assert "assets/sft_checkpoint" in stages["cgrpo_checkpoint"]["do"]["deps"]
     assert "assets/train_subset" in stages["cgrpo_checkpoint"]["do"]["deps"]
-    assert {"assets/retriever_checkpoint", "assets/clip_embeddings"} <= set(stages["vmr_selection"]["deps"])
+    assert {"assets/retriever_checkpoint", "assets/clip_embeddings/lancedb"} <= set(
+        stages["vmr_selection"]["deps"]
+    )
     assert {"assets/cgrpo_checkpoint/tau_0.6", "assets/score_policy"} <= set(stages["report"]["deps"])
     assert stages["shot_segments"]["outs"] == [{"assets/shot_segments": {"persist": True}}]
 

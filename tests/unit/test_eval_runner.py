@@ -133,6 +133,11 @@ def test_records_carry_what_the_report_needs(rows: pl.DataFrame, tmp_path: Path)
     assert (first["extracted"], first["reward"], first["correct"], first["status"]) == ("A", 1.0, True, "ok")
     assert (first["visual_tokens"], first["latency_s"], first["error"]) == (64, 0.5, None)
     assert len(first["prompt_hash"]) == 64
+    # the seconds are measured: they live beside the records, which hold only what the model computed
+    on_disk = [json.loads(line) for line in path.read_text().splitlines()]
+    assert on_disk and all("latency_s" not in record for record in on_disk)
+    beside = [json.loads(line) for line in (tmp_path / "r.latency.jsonl").read_text().splitlines()]
+    assert beside == [{"problem_id": "p0", "latency_s": 0.5}, {"problem_id": "p1", "latency_s": 0.5}]
     assert records.row(1, named=True)["reward"] == 0.0
 
 

@@ -7,7 +7,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from marc_ops.io import atomic_dir, atomic_file, file_stamp, weights_stamp, write_json, write_parquet
+from marc_ops.io import (
+    absolute_media,
+    atomic_dir,
+    atomic_file,
+    file_stamp,
+    relative_media,
+    weights_stamp,
+    write_json,
+    write_parquet,
+)
 
 
 def test_atomic_file_replaces_only_on_success(tmp_path: Path):
@@ -63,3 +72,25 @@ def test_stamps_follow_content_not_path_or_mtime(tmp_path: Path):
     assert file_stamp(first / "model.safetensors") != file_stamp(second / "model.safetensors")
     assert str(tmp_path) not in weights_stamp(first)
     assert weights_stamp("Qwen/Qwen2.5-VL-3B-Instruct") == '["Qwen/Qwen2.5-VL-3B-Instruct"]'
+
+
+def test_media_paths_are_stored_relative_to_the_project_and_opened_absolute(tmp_path: Path):
+    project, elsewhere = tmp_path / "project", tmp_path / "data"
+    inside = project / "data" / "synthetic" / "v.mp4"
+    frame = pl.DataFrame({"media_path": [str(inside), str(elsewhere / "w.mp4"), None], "n": [1, 2, 3]})
+
+    stored = relative_media(frame, project)
+
+    assert stored["media_path"].to_list() == ["data/synthetic/v.mp4", str(elsewhere / "w.mp4"), None]
+    assert stored["n"].to_list() == [1, 2, 3]
+    # the same table from a clone in another folder: the same cells
+    moved = tmp_path / "clone"
+    assert (
+        relative_media(frame.with_columns(pl.col("media_path").str.replace(str(project), str(moved))), moved)[
+            "media_path"
+        ].to_list()[0]
+        == "data/synthetic/v.mp4"
+    )
+    # and back: what a stage opens, whatever its working directory
+    assert absolute_media(stored, project).equals(frame)
+    assert relative_media(pl.DataFrame({"x": [1]}), project).equals(pl.DataFrame({"x": [1]}))

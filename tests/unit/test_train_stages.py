@@ -137,7 +137,8 @@ def test_teacher_and_cgrpo_start_from_the_sft_warm_up_when_init_is_sft(
     teacher_rewards_stage(paths, params)
     result = cgrpo_checkpoint_stage(paths, params, tau=0.6)
     run = CGRPORun.model_validate(yaml.safe_load(result.outputs["run"].read_text()))
-    assert run.model_path == str(warm)
+    assert run.model_path == "assets/sft_checkpoint/model"  # relative to the project, where a launch starts
+    assert run.model_copy(update={"project_dir": paths.project_dir}).resolved().model_path == str(warm)
     records = [json.loads(line) for line in (paths.asset("teacher_rewards") / "teacher_rewards.jsonl").open()]
     assert {r["status"] for r in records} == {"ok"} and len(records) == 2
 
@@ -148,8 +149,24 @@ def test_sft_stage(project: tuple[ProjectPaths, SimpleNamespace]) -> None:
     assert (result.outputs["model"] / "model.safetensors").is_file()
     assert result.metadata["rows"] == 2 and result.metadata["global_step"] == 1
     assert result.metadata["first_loss"] > 0
-    run = SFTRun.model_validate(yaml.safe_load(result.outputs["run"].read_text()))
+    text = result.outputs["run"].read_text()
+    run = SFTRun.model_validate(yaml.safe_load(text))
     assert run.sft == params.train.sft
+    # the run file and the rows it names hold no absolute path: another clone writes the same bytes
+    assert str(paths.project_dir) not in text
+    assert run.cot_rows == Path("assets/sft_checkpoint/sft_rows.parquet") and run.project_dir == Path(".")
+    resolved = run.model_copy(update={"project_dir": paths.project_dir}).resolved()
+    assert resolved.cot_rows == paths.asset("sft_checkpoint") / "sft_rows.parquet"
+    assert all(Path(p).is_file() for p in resolved.rows(resolved.cot_rows)["media_path"])
+    # the trainer's state keeps its losses and leaves the run's timings to TensorBoard
+    logged = {
+        key
+        for entry in json.loads((paths.asset("sft_checkpoint") / "trainer_state.json").read_text())[
+            "log_history"
+        ]
+        for key in entry
+    }
+    assert "loss" in logged and not [key for key in logged if key.endswith(("_runtime", "_per_second"))]
     assert json.loads((paths.asset("sft_checkpoint") / "skipped_samples.json").read_text()) == []
 
 
