@@ -44,20 +44,39 @@ def sample_frame_indices(num_frames: int, source_fps: float, fps: float, max_fra
        rest are spread uniformly; these positions are distinct, so exactly `max_frames` remain.
 
     Example: 95 frames at 10 fps, fps=1 -> [0, 10, ..., 90]; with max_frames=4 -> [0, 30, 60, 90].
+
+    Only the kept frames are computed, so time and memory are O(max_frames) whatever the header
+    claims: 8 frames whose time stamps say 10,000 hours are 36 million sample times at 1 fps, and
+    a header's frame count can be as large as it likes.
     """
     if num_frames < 1 or not source_fps > 0 or not fps > 0 or max_frames < 1:
         raise ValueError(
             f"need num_frames >= 1, source_fps > 0, fps > 0, max_frames >= 1; got "
             f"{num_frames}, {source_fps}, {fps}, {max_frames}"
         )
+    if fps >= source_fps:
+        # At least one sample time per source frame: steps 1-2 keep every frame, once.
+        return _spread(num_frames, max_frames)
     # round() first: 9.000000000001 sample slots are 9, not 10.
     num_samples = max(1, math.ceil(round(num_frames * fps / source_fps, 6)))
-    times = np.arange(num_samples) / fps
-    indices = np.unique(np.clip(np.floor(times * source_fps + 0.5), 0, num_frames - 1).astype(np.int64))
-    if len(indices) > max_frames:
-        positions = np.floor(np.linspace(0, len(indices) - 1, max_frames) + 0.5).astype(np.int64)
-        indices = indices[positions]
-    return indices
+    # Sample times are more than a frame apart, so their frames are distinct, except that the clip to
+    # the last frame can make the final one repeat the one before it.
+    last_two = _nearest_frames(np.arange(max(0, num_samples - 2), num_samples), num_frames, source_fps, fps)
+    distinct = num_samples - 1 if len(last_two) == 2 and last_two[0] == last_two[1] else num_samples
+    return _nearest_frames(_spread(distinct, max_frames), num_frames, source_fps, fps)
+
+
+def _spread(count: int, max_frames: int) -> np.ndarray:
+    """Positions 0..count-1, or `max_frames` of them spread as step 3 of `sample_frame_indices` spreads them."""
+    if count <= max_frames:
+        return np.arange(count, dtype=np.int64)
+    return np.floor(np.linspace(0, count - 1, max_frames) + 0.5).astype(np.int64)
+
+
+def _nearest_frames(samples: np.ndarray, num_frames: int, source_fps: float, fps: float) -> np.ndarray:
+    """The source frame of each sample number k (time k / fps), as step 2 of `sample_frame_indices` maps it."""
+    times = samples / fps
+    return np.clip(np.floor(times * source_fps + 0.5), 0, num_frames - 1).astype(np.int64)
 
 
 def sample_frames(
