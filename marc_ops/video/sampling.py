@@ -9,11 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from marc_ops.config.video import DEFAULT_VIDEO_CONFIG, VideoConfig
-from marc_ops.video.decode import open_video
+from marc_ops.video.decode import VideoReader, open_video
 from marc_ops.video.resize import resize_frames, smart_resize
 
-# Frames decoded and resized together: bounds memory for long, high-resolution sources.
-_DECODE_CHUNK = 16
+# Frames decoded and resized together, at most: 16, or fewer where 16 frames would hold more source
+# pixels than 16 frames of 1080p, i.e. than one 8K frame (which goes alone). Resizing works on a
+# float32 copy of its chunk: one chunk this size peaks at ~0.7 GB (measured on an 8K frame).
+_CHUNK_FRAMES = 16
+_CHUNK_PIXELS = 16 * 1920 * 1080
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,7 @@ def sample_frames(
     (e.g. 16 for the 16-frame rows), `config.backend` the decoder. Every frame is resized to
     `smart_resize(H, W, min_pixels=config.min_pixels, max_pixels=config.max_pixels)` with
     antialiased bicubic interpolation (`resize_frames`), so both sides are multiples of 28 and
-    H*W <= config.max_pixels. Frames are decoded and resized a few at a time, so memory holds
-    the output plus one chunk at source resolution.
+    H*W <= config.max_pixels. Frames are decoded and resized a few at a time (`read_resized`).
 
     Returns frames (T, H, W, 3) uint8, timestamps (T,) float64 s, indices (T,) int64.
     Raises VideoDecodeError naming the file if it is missing, empty or unreadable.
@@ -98,16 +100,29 @@ def sample_frames(
         config = VideoConfig.model_validate({**config.model_dump(), "max_frames": max_frames})
     reader = open_video(path, config.backend)
     indices = sample_frame_indices(reader.num_frames, reader.fps, config.fps, config.max_frames)
-    resized = []
-    for chunk in reader.read(indices, _DECODE_CHUNK):
-        height, width = smart_resize(
-            chunk.shape[1], chunk.shape[2], min_pixels=config.min_pixels, max_pixels=config.max_pixels
-        )
-        resized.append(resize_frames(chunk, height, width))
     return SampledFrames(
-        frames=np.concatenate(resized),
+        frames=read_resized(reader, indices, config),
         timestamps=indices / reader.fps,
         indices=indices,
         source_fps=reader.fps,
         path=reader.path,
     )
+
+
+def read_resized(reader: VideoReader, indices: np.ndarray, config: VideoConfig) -> np.ndarray:
+    """The frames at sorted, distinct `indices: (T,)`, resized by `smart_resize` with `config`'s pixel
+    bounds: `(T, H, W, 3)` uint8.
+
+    Decoded and resized a chunk at a time: 16 frames, or as many as hold the source pixels of 16
+    frames of 1080p (at least one), so memory holds the output plus one chunk at source resolution
+    and its float32 copy, however large the source frames are.
+    """
+    height, width = reader.frame_size()
+    chunk_size = max(1, min(_CHUNK_FRAMES, _CHUNK_PIXELS // (height * width)))
+    resized = []
+    for chunk in reader.read(indices, chunk_size):
+        target = smart_resize(
+            chunk.shape[1], chunk.shape[2], min_pixels=config.min_pixels, max_pixels=config.max_pixels
+        )
+        resized.append(resize_frames(chunk, *target))
+    return np.concatenate(resized)
