@@ -108,6 +108,10 @@ class _PyAVReader:
         self.path = path
         with self._open() as container:
             stream = self._video_stream(container)
+            if _is_still_image(container):
+                raise VideoDecodeError(
+                    path, f"the file is a still image ({container.format.long_name}), not a video"
+                )
             rate = stream.average_rate or stream.guessed_rate
             if rate is None:
                 raise VideoDecodeError(path, "the video stream declares no frame rate")
@@ -188,6 +192,13 @@ class _PyAVReader:
             raise VideoDecodeError(self.path, f"PyAV failed while reading packets: {error}") from error
 
 
+def _is_still_image(container: av.container.InputContainer) -> bool:
+    # FFmpeg opens a JPEG, PNG, WebP, ... file as a one-frame "video" through its image demuxers:
+    # `image2` (picked by an image file name) or `<codec>_pipe` (picked by the bytes, whatever the name).
+    name = container.format.name
+    return name == "image2" or name.endswith("_pipe")
+
+
 def _check_frame_size(reader: VideoReader) -> None:
     height, width = reader.frame_size()
     if height * width > MAX_SOURCE_PIXELS:
@@ -217,8 +228,8 @@ def open_video(path: str | Path, backend: Backend = "auto") -> VideoReader:
 
     "auto" uses decord and falls back to PyAV (with a warning) when decord is not installed or
     cannot open the file or convert its first frame; "decord" and "pyav" use only that backend.
-    Raises VideoDecodeError naming the file if it is missing, empty, has no frames, has frames
-    larger than `MAX_SOURCE_PIXELS`, or no backend can read it.
+    Raises VideoDecodeError naming the file if it is missing, empty, has no frames, is a still
+    image, has frames larger than `MAX_SOURCE_PIXELS`, or no backend can read it.
     """
     path = Path(path)
     _check_file(path)
