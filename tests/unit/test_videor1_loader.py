@@ -96,6 +96,10 @@ def test_loads_good_rows_with_schema_and_category(data_root: Path):
         (_row(9, options="A. red"), "bad_type"),
         ([1, 2], "not_an_object"),
         (_row(1), "duplicate_problem_id"),
+        (_row(9, options=[f"{i}. x" for i in range(27)]), "too_many_options"),
+        (_row(9, path="../outside.mp4"), "path_escapes_root"),
+        (_row(9, path="/etc/hostname"), "path_escapes_root"),
+        (_row(9, evidence={"shots": [0], "spans": [[0, 1, 2]]}), "bad_type"),
     ],
 )
 def test_bad_rows_are_quarantined_and_the_rest_load(data_root: Path, bad, code):
