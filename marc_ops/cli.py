@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from marc_ops.config import ProjectPaths, load_params, profile_path
+from marc_ops.data.synthetic.bad_inputs import CASES_FILE, generate_bad_inputs
 from marc_ops.eval.stages import eval_command
 from marc_ops.io import write_text
 from marc_ops.registry import STAGES
@@ -124,6 +125,16 @@ def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bad_inputs(args: argparse.Namespace) -> int:
+    """Write the bad-input corpus (broken media, schema breaks, paths out of the data root) into a folder."""
+    corpus = generate_bad_inputs(args.out_dir)
+    classes = sorted({row.input_class for row in corpus.rows})
+    print(f"wrote {len(corpus.rows)} rows and files ({', '.join(classes)}) under {args.out_dir}")
+    print(f"  data root: {corpus.data_root}")
+    print(f"  cases: {Path(args.out_dir) / CASES_FILE}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marc", description=__doc__)
     parser.add_argument("--project-dir", default=".", help="project root (holds params.yaml and assets/)")
@@ -166,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     dvc_yaml = sub.add_parser("dvc-yaml", help="render dvc.yaml from the stage declarations (active profile)")
     dvc_yaml.add_argument("--check", action="store_true", help="only say whether dvc.yaml is up to date")
     dvc_yaml.set_defaults(func=_cmd_dvc_yaml)
+
+    bad_inputs = sub.add_parser(
+        "bad-inputs",
+        help="write the bad-input corpus (broken media, bad annotation rows and files) into a folder",
+    )
+    bad_inputs.add_argument("out_dir", type=Path)
+    bad_inputs.set_defaults(func=_cmd_bad_inputs)
 
     where = sub.add_parser("where", help="show where the materialized assets are")
     where.set_defaults(func=_cmd_where)
