@@ -19,10 +19,11 @@ from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 from transformers.utils import is_flash_attn_2_available
 
 from marc_ops.compression import CompressionConfig
+from marc_ops.errors import MarcError
 from marc_ops.model.patch import apply_compression, compression_of
 
 
-class ModelNotAvailableError(FileNotFoundError):
+class ModelNotAvailableError(MarcError, FileNotFoundError):
     """A model id that is neither a local directory nor in the Hugging Face cache, with the hub offline."""
 
 

@@ -36,6 +36,7 @@ from huggingface_hub import constants as hf_constants
 from PIL import Image
 
 from marc_ops.config.vmr import EmbedderConfig
+from marc_ops.errors import MarcError
 from marc_ops.video import open_video
 
 # The file names of open_clip's folder format (`local-dir:` and Hugging Face snapshots).
@@ -43,11 +44,11 @@ CHECKPOINT_CONFIG = "open_clip_config.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 
-class ClipWeightsNotFoundError(FileNotFoundError):
+class ClipWeightsNotFoundError(MarcError, FileNotFoundError):
     """The weights an `EmbedderConfig` names are not on this machine; the message says how to provide them."""
 
 
-class EmptyQueryError(ValueError):
+class EmptyQueryError(MarcError, ValueError):
     """A sample whose question text is empty cannot be turned into a retrieval query."""
 
 
