@@ -1,8 +1,13 @@
-"""Files under ``assets/``: atomic writes, JSONL records, and the content identity of files and weights.
+"""Files under ``assets/``: atomic writes, JSONL records, the content identity of files and weights, and the
+check that weights are safetensors.
 
 A stage writes into a temporary sibling and renames it into place only when it has
 finished, so an interrupted materialization never leaves a half-written artifact that a
 later run would mistake for a finished one.
+
+Weights load from safetensors only. The pickle-based formats of ``torch.save`` (``pytorch_model.bin``,
+``*.pt``, ``*.pth``) can run any code when they are loaded, so a loader of the library checks a weights file
+with :func:`check_safetensors` (or a checkpoint folder with :func:`safetensors_weights`) before it opens it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from marc_ops.errors import MarcError
 
 
 def _umask_mode(base: int) -> int:
@@ -159,3 +166,60 @@ def project_relative(path: Path | str, project_dir: Path | str) -> str:
 def write_text(path: Path, text: str) -> None:
     with atomic_file(path) as handle:
         handle.write(text)
+
+
+# torch.save's formats (a zip archive or a bare pickle) and pickle's own: loading them can run code.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+_MAX_SAFETENSORS_HEADER = 100 << 20  # the format's own bound on the JSON header
+
+
+class UnsafeWeightsError(MarcError):
+    """A weights file that is not safetensors, or a checkpoint folder whose weights are pickles only."""
+
+
+def check_safetensors(path: Path | str) -> Path:
+    """``path``, after checking that it is a safetensors file: an 8-byte little-endian header length, then a
+    JSON header. Anything else (a ``torch.save`` zip, a bare pickle) raises :class:`UnsafeWeightsError` naming
+    it; the file is never unpickled."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        size = int.from_bytes(head, "little") if len(head) == 8 else -1
+        header = handle.read(size) if 2 <= size <= _MAX_SAFETENSORS_HEADER else b""
+    try:
+        valid = header.startswith(b"{") and isinstance(json.loads(header), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        valid = False
+    if not valid:
+        raise UnsafeWeightsError(
+            f"{path}: not a safetensors file{_format_hint(head)}; weights load from safetensors only, because "
+            "pickle formats (torch.save) can run code when loaded: convert it where it was made "
+            "(safetensors.torch.save_file) or use the checkpoint's .safetensors weights"
+        )
+    return path
+
+
+def safetensors_weights(folder: Path | str) -> list[Path]:
+    """The ``*.safetensors`` files of checkpoint folder ``folder``, each checked by :func:`check_safetensors`
+    (``[]`` when it holds no weights at all). A folder whose only weights are pickles raises
+    :class:`UnsafeWeightsError` naming them: they are never loaded, whatever a library would fall back to."""
+    folder = Path(folder)
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise UnsafeWeightsError(
+                f"{folder / pickles[0]}: checkpoint folder {folder} holds no .safetensors weights, only pickle "
+                f"files ({', '.join(pickles)}), which can run code when loaded and are never loaded here: "
+                "convert the weights to safetensors (save_pretrained writes them by default) or point at a "
+                "folder that holds them"
+            )
+    return [check_safetensors(path) for path in weights]
+
+
+def _format_hint(head: bytes) -> str:
+    if head.startswith(b"PK"):
+        return " (it is a zip archive, as torch.save writes)"
+    if head[:1] == b"\x80":
+        return " (it is a pickle)"
+    return ""

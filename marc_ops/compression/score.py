@@ -48,6 +48,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from marc_ops.compression.base import CompressedVideo, Compressor, select
+from marc_ops.io import check_safetensors
 
 State = Literal["x", "x_dx"]
 POLICY_ASSET = "score_policy[stage] (assets/score_policy/<stage>/policy.safetensors)"
@@ -146,7 +147,7 @@ def load_policy(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     _check_policy_files(path)
     meta = json.loads(_config_path(path).read_text())
     policy = ScorePolicy(int(meta["d_model"]), ScorePolicyConfig.model_validate(meta["config"]))
-    weights = load_file(str(path))
+    weights = load_file(str(check_safetensors(path)))
     expected = {k: tuple(v.shape) for k, v in policy.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in weights.items()}
     if expected != found:

@@ -19,7 +19,7 @@ import polars as pl
 from transformers.trainer_utils import get_last_checkpoint
 
 from marc_ops.config import FINAL_MODEL_DIR
-from marc_ops.io import weights_stamp, write_json
+from marc_ops.io import safetensors_weights, weights_stamp, write_json
 from marc_ops.train.inputs import check_media
 from marc_ops.video import MediaError
 
@@ -152,7 +152,10 @@ class CheckpointWeightsMixin:
         if getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False):
             super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[misc]
             return
-        saved = type(target).from_pretrained(resume_from_checkpoint, dtype=next(target.parameters()).dtype)
+        safetensors_weights(resume_from_checkpoint)
+        saved = type(target).from_pretrained(
+            resume_from_checkpoint, dtype=next(target.parameters()).dtype, use_safetensors=True
+        )
         state = saved.state_dict()
         missing = [name for name in target.state_dict() if name not in state]
         if missing:

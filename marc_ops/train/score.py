@@ -46,7 +46,7 @@ from marc_ops.compression.score import (
     surprise_state,
 )
 from marc_ops.config.score import ScoreTrainConfig
-from marc_ops.io import atomic_dir, write_json, write_parquet
+from marc_ops.io import atomic_dir, check_safetensors, write_json, write_parquet
 from marc_ops.model import compression_of, prepare_model_inputs
 from marc_ops.model.processing import fit_video_placeholders
 from marc_ops.model.video_compression import CompressedVideoOutput
@@ -389,8 +389,8 @@ def _resume(out_dir: Path, policy: ScorePolicy, optimizer) -> tuple[int, list[St
     if step is None:
         return 0, []
     checkpoint = out_dir / "checkpoint"
-    policy.load_state_dict(load_file(str(checkpoint / "policy.safetensors")))
-    saved = load_file(str(checkpoint / "optimizer.safetensors"))
+    policy.load_state_dict(load_file(str(check_safetensors(checkpoint / "policy.safetensors"))))
+    saved = load_file(str(check_safetensors(checkpoint / "optimizer.safetensors")))
     state: dict[int, dict[str, Any]] = {}
     for key, value in saved.items():
         index, name = key.split(".", 1)
