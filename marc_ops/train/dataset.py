@@ -19,7 +19,7 @@ import polars as pl
 from transformers.trainer_utils import get_last_checkpoint
 
 from marc_ops.config import FINAL_MODEL_DIR
-from marc_ops.io import safetensors_weights, weights_stamp, write_json
+from marc_ops.io import safetensors_weights, weights_stamp, write_json, write_text
 from marc_ops.train.inputs import check_media
 from marc_ops.video import MediaError
 
@@ -181,7 +181,7 @@ def train_and_save(
         write_skipped(out_dir, skipped)
         if fingerprint is not None:
             _forget_other_runs(out_dir, fingerprint, label)
-            (out_dir / FINGERPRINT_FILE).write_text(fingerprint)
+            write_text(out_dir / FINGERPRINT_FILE, fingerprint)
     trainer.accelerator.wait_for_everyone()
     final = out_dir / FINAL_MODEL_DIR
     done = _finished_step(out_dir, trainer.args.max_steps)

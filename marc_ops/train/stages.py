@@ -26,7 +26,15 @@ import yaml
 from marc_ops.compression import CompressionConfig
 from marc_ops.config import ModelConfig, Params, ProjectPaths
 from marc_ops.data import load_videor1, stratified_sample
-from marc_ops.io import atomic_dir, file_stamp, project_relative, weights_stamp, write_json, write_parquet
+from marc_ops.io import (
+    atomic_dir,
+    file_stamp,
+    project_relative,
+    weights_stamp,
+    write_json,
+    write_parquet,
+    write_text,
+)
 from marc_ops.model.builders import build_tiny_checkpoint
 from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor, resolve_model_source
 from marc_ops.stage import StageResult
@@ -165,7 +173,7 @@ def sft_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
         sft=config,
     )
     # The same run under accelerate: accelerate launch ... -m marc_ops.train.sft --config <this file>
-    (out_dir / "run.yaml").write_text(yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
+    write_text(out_dir / "run.yaml", yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
     final = run_sft(run)
     global_step, steps = training_log(out_dir, "loss")
     losses = steps["loss"].to_list() if steps.height else []
@@ -206,7 +214,7 @@ def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> S
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     # The same run under accelerate: accelerate launch ... -m marc_ops.train.cgrpo --config <this file>
-    (out_dir / "run.yaml").write_text(yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
+    write_text(out_dir / "run.yaml", yaml.safe_dump(json.loads(run.model_dump_json()), sort_keys=False))
     final = run_cgrpo(run)
     global_step, steps = training_log(out_dir, "reward")
     skipped = json.loads((out_dir / "skipped_samples.json").read_text())
