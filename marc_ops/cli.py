@@ -8,6 +8,7 @@ prints the traceback instead) and exits with a status that says which kind of fa
   2  usage: a bad argument, or an unknown stage, profile, benchmark, method or partition key
   3  an expected failure: a missing or unreadable file, a profile that does not validate, media that does
      not decode, a full disk
+  4  another run is materializing the same asset (partition): the line names it
   5  an unexpected error: a bug (rerun with --debug for the traceback)
 """
 
@@ -26,19 +27,22 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from marc_ops.config import ProjectPaths, load_params, profile_path
+from marc_ops.config.methods import resolve_method
+from marc_ops.config.tasks import resolve_task
 from marc_ops.config.vmr import EmbedderConfig
 from marc_ops.errors import MarcError, UsageError
 from marc_ops.eval.stages import eval_command
 from marc_ops.io import write_text
 from marc_ops.registry import STAGES
 from marc_ops.registry.dvcfile import render_dvc_yaml
+from marc_ops.registry.runlock import AssetBusyError, running
 from marc_ops.tables import markdown_table
 from marc_ops.video.errors import MediaError
 from marc_ops.vmr.embedding import ClipEmbedder
 from marc_ops.vmr.retrieval import plan_frames, retrieve_clips
 from marc_ops.vmr.shots import segment_video
 
-EXIT_USAGE, EXIT_FAILED, EXIT_BUG = 2, 3, 5
+EXIT_USAGE, EXIT_FAILED, EXIT_BUSY, EXIT_BUG = 2, 3, 4, 5
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
@@ -130,7 +134,11 @@ def _cmd_vmr(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate one method on one benchmark (resumable; records under assets/benchmark_scores)."""
     paths = ProjectPaths(args.project_dir, args.params)
-    return eval_command(paths, paths.params(), args.benchmark, args.method, args.limit)
+    params = paths.params()
+    # The files of the benchmark_scores partition: one writer at a time, whichever driver.
+    partition = f"{resolve_task(args.benchmark).name}|{resolve_method(args.method).name}"
+    with running(paths.project_dir, "benchmark_scores", partition):
+        return eval_command(paths, params, args.benchmark, args.method, args.limit)
 
 
 def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
@@ -237,6 +245,8 @@ def describe_error(error: Exception) -> tuple[int, str]:
     message = _flat(error)
     if isinstance(error, UsageError):
         return EXIT_USAGE, f"error: {message}"
+    if isinstance(error, AssetBusyError):
+        return EXIT_BUSY, f"error: {message}"
     if isinstance(error, MediaError):
         return EXIT_FAILED, f"error: {message}; give a video or image file that decodes"
     if isinstance(error, MarcError):
