@@ -134,8 +134,10 @@ def _marc() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "marc_ops.cli"]
 
 
+@pytest.mark.slow
 def test_the_installed_command_exits_3_with_one_line(project: Path):
-    """The console script itself (what DVC runs): status and stderr as a shell sees them."""
+    """The console script itself (what DVC runs): status and stderr as a shell sees them. Slow tier: a fresh
+    interpreter imports the whole library (15-30 s on 2 cores); the tests above run the same ``main``."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [*_marc(), "--project-dir", str(project), "vmr", str(project / "empty.mp4"), "q"],
