@@ -14,9 +14,10 @@ from typing import Any
 import polars as pl
 
 from marc_ops.data.schema import MANIFEST_SCHEMA, QUARANTINE_SCHEMA, Rejection, validate_record
+from marc_ops.errors import MarcError
 
 
-class DataFileError(Exception):
+class DataFileError(MarcError):
     """An annotation file that cannot be read at all (missing, not JSON, wrong top-level shape)."""
 
     def __init__(self, path: Path, message: str) -> None:

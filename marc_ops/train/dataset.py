@@ -21,7 +21,14 @@ from pydantic import BaseModel, Field
 from transformers.trainer_utils import get_last_checkpoint
 
 from marc_ops.config import FINAL_MODEL_DIR
-from marc_ops.io import absolute_media, project_relative, weights_stamp, write_json
+from marc_ops.io import (
+    absolute_media,
+    project_relative,
+    safetensors_weights,
+    weights_stamp,
+    write_json,
+    write_text,
+)
 from marc_ops.train.inputs import check_media
 from marc_ops.video import MediaError
 
@@ -177,7 +184,7 @@ class RunFile(BaseModel):
         model_path = getattr(self, "model_path", None)
         if model_path is not None and Path(model_path).is_absolute():
             payload["model_path"] = project_relative(model_path, root)
-        path.write_text(yaml.safe_dump(payload, sort_keys=False))
+        write_text(path, yaml.safe_dump(payload, sort_keys=False))
 
 
 # Keys of the trainers' logs that time the run (wall seconds, rates): measured, not computed. They stay in the
@@ -211,7 +218,10 @@ class CheckpointWeightsMixin:
         if getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False):
             super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[misc]
             return
-        saved = type(target).from_pretrained(resume_from_checkpoint, dtype=next(target.parameters()).dtype)
+        safetensors_weights(resume_from_checkpoint)
+        saved = type(target).from_pretrained(
+            resume_from_checkpoint, dtype=next(target.parameters()).dtype, use_safetensors=True
+        )
         state = saved.state_dict()
         missing = [name for name in target.state_dict() if name not in state]
         if missing:
@@ -237,7 +247,7 @@ def train_and_save(
         write_skipped(out_dir, skipped)
         if fingerprint is not None:
             _forget_other_runs(out_dir, fingerprint, label)
-            (out_dir / FINGERPRINT_FILE).write_text(fingerprint)
+            write_text(out_dir / FINGERPRINT_FILE, fingerprint)
     trainer.accelerator.wait_for_everyone()
     final = out_dir / FINAL_MODEL_DIR
     done = _finished_step(out_dir, trainer.args.max_steps)
