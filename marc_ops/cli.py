@@ -8,11 +8,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from marc_ops.checks import ASSET_CHECKS, run_checks
 from marc_ops.config import ProjectPaths, load_params, profile_path
 from marc_ops.config.vmr import EmbedderConfig
 from marc_ops.eval.stages import eval_command
 from marc_ops.io import write_text
-from marc_ops.registry import STAGES
+from marc_ops.registry import STAGES, partition_keys
 from marc_ops.registry.dvcfile import render_dvc_yaml
 from marc_ops.tables import markdown_table
 from marc_ops.vmr.embedding import ClipEmbedder
@@ -129,6 +130,37 @@ def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Run the checks of the named assets (default: every asset that has checks) on their files; exit 1 if
+    a check that is an error (not a warning) fails. A partition not materialized is skipped and said so."""
+    unknown = [name for name in args.names if name not in ASSET_CHECKS]
+    if unknown:
+        print(
+            f"no checks for {', '.join(unknown)}; assets with checks: {', '.join(ASSET_CHECKS)}",
+            file=sys.stderr,
+        )
+        return 2
+    paths = ProjectPaths(args.project_dir, args.params)
+    params = paths.params()
+    failed = 0
+    for name in args.names or list(ASSET_CHECKS):
+        keys = [args.partition] if args.partition is not None else partition_keys(name, params)
+        for key in keys:
+            label = name if key is None else f"{name}[{key}]"
+            try:
+                outcomes = run_checks(paths, params, name, key)
+            except FileNotFoundError as missing:
+                print(f"skip  {label}: not materialized ({missing})")
+                continue
+            for check, _, outcome in outcomes:
+                verdict = "pass" if outcome.passed else ("WARN" if check.warn else "FAIL")
+                failed += not (outcome.passed or check.warn)
+                print(f"{verdict}  {label} {check.name}: {outcome.summary}")
+                if not outcome.passed and outcome.evidence is not None:
+                    print(markdown_table(outcome.evidence, max_rows=12))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marc", description=__doc__)
     parser.add_argument("--project-dir", default=".", help="project root (holds params.yaml and assets/)")
@@ -171,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     dvc_yaml = sub.add_parser("dvc-yaml", help="render dvc.yaml from the stage declarations (active profile)")
     dvc_yaml.add_argument("--check", action="store_true", help="only say whether dvc.yaml is up to date")
     dvc_yaml.set_defaults(func=_cmd_dvc_yaml)
+
+    check = sub.add_parser("check", help="run the asset checks on the files on disk (what Dagster runs)")
+    check.add_argument("names", nargs="*", help="assets to check (default: every asset that has checks)")
+    check.add_argument("--partition", default=None, help="one partition key (default: every partition)")
+    check.set_defaults(func=_cmd_check)
 
     where = sub.add_parser("where", help="show where the materialized assets are")
     where.set_defaults(func=_cmd_where)
