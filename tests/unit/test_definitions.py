@@ -119,3 +119,10 @@ def test_every_declared_check_is_an_asset_check_of_its_asset():
         assert node.partitions_def == graph.get(key.asset_key).partitions_def, key
     assert not declared[dg.AssetCheckKey(dg.AssetKey("videor1_manifest"), "quarantine_share")].blocking
 
+
+def test_schedules_and_sensors_start_stopped():
+    """A deployment switches automation on in the UI; nothing runs on its own until then."""
+    repository = defs.get_repository_def()  # with any sensor Dagster adds by itself
+    assert {s.default_status for s in repository.schedule_defs} == {dg.DefaultScheduleStatus.STOPPED}
+    assert {s.default_status for s in repository.sensor_defs} == {dg.DefaultSensorStatus.STOPPED}
+    assert {s.name for s in repository.sensor_defs} == {"annotation_change_sensor", "retraining_sensor"}
