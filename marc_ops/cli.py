@@ -25,6 +25,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
+from marc_ops.checks import ASSET_CHECKS, run_checks
 from marc_ops.config import ProjectPaths, load_params, profile_path
 from marc_ops.config.methods import resolve_method
 from marc_ops.config.tasks import resolve_task
@@ -32,7 +33,7 @@ from marc_ops.data.synthetic.bad_inputs import CASES_FILE, generate_bad_inputs
 from marc_ops.errors import MarcError, UsageError
 from marc_ops.eval.stages import eval_command
 from marc_ops.io import write_text
-from marc_ops.registry import STAGES
+from marc_ops.registry import STAGES, partition_keys
 from marc_ops.registry.dvcfile import render_dvc_yaml
 from marc_ops.registry.runlock import AssetBusyError, running
 from marc_ops.tables import markdown_table
@@ -170,6 +171,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Run the checks of the named assets (default: every asset that has checks) on their files; exit 1 if
+    a check that is an error (not a warning) fails. A partition not materialized is skipped and said so."""
+    unknown = [name for name in args.names if name not in ASSET_CHECKS]
+    if unknown:
+        raise UsageError(f"no checks for {', '.join(unknown)}; assets with checks: {', '.join(ASSET_CHECKS)}")
+    paths = ProjectPaths(args.project_dir, args.params)
+    params = paths.params()
+    failed = 0
+    for name in args.names or list(ASSET_CHECKS):
+        keys = [args.partition] if args.partition is not None else partition_keys(name, params)
+        for key in keys:
+            label = name if key is None else f"{name}[{key}]"
+            try:
+                outcomes = run_checks(paths, params, name, key)
+            except FileNotFoundError as missing:
+                print(f"skip  {label}: not materialized ({missing})")
+                continue
+            for check, _, outcome in outcomes:
+                verdict = "pass" if outcome.passed else ("WARN" if check.warn else "FAIL")
+                failed += not (outcome.passed or check.warn)
+                print(f"{verdict}  {label} {check.name}: {outcome.summary}")
+                if not outcome.passed and outcome.evidence is not None:
+                    print(markdown_table(outcome.evidence, max_rows=12))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="marc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -222,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bad_inputs.add_argument("out_dir", type=Path)
     bad_inputs.set_defaults(func=_cmd_bad_inputs)
+    check = sub.add_parser("check", help="run the asset checks on the files on disk (what Dagster runs)")
+    check.add_argument("names", nargs="*", help="assets to check (default: every asset that has checks)")
+    check.add_argument("--partition", default=None, help="one partition key (default: every partition)")
+    check.set_defaults(func=_cmd_check)
 
     where = sub.add_parser("where", help="show where the materialized assets are")
     where.set_defaults(func=_cmd_where)

@@ -86,3 +86,12 @@ def clone_project(target: Path, params: dict) -> Path:
     subprocess.run([*GIT, "add", "-A"], cwd=target, check=True)
     subprocess.run([*GIT, "commit", "-qm", "copy"], cwd=target, check=True)
     return target
+
+
+def declared_check(asset: str, name: str):
+    """Check ``name`` of ``asset``, as ``marc_ops.checks`` declares it (its ``run`` reads the files)."""
+    from marc_ops.checks import (
+        ASSET_CHECKS,
+    )  # here: conftest imports this module, and the checks import torch
+
+    return next(check for check in ASSET_CHECKS[asset] if check.name == name)

@@ -34,19 +34,21 @@ def code_version(name: str) -> str:
     return STAGES[name].code_version(REPO_ROOT)
 
 
+def metadata_value(value: object) -> dg.MetadataValue:
+    """A scalar fact as typed Dagster metadata (text for anything else)."""
+    if value is None:
+        return dg.MetadataValue.null()
+    if isinstance(value, bool):
+        return dg.MetadataValue.bool(value)
+    if isinstance(value, int):
+        return dg.MetadataValue.int(value)
+    if isinstance(value, float):
+        return dg.MetadataValue.float(value)
+    return dg.MetadataValue.text(str(value))
+
+
 def to_metadata(result: StageResult) -> dict[str, dg.MetadataValue]:
-    metadata: dict[str, dg.MetadataValue] = {}
-    for key, value in result.metadata.items():
-        if value is None:
-            metadata[key] = dg.MetadataValue.null()
-        elif isinstance(value, bool):
-            metadata[key] = dg.MetadataValue.bool(value)
-        elif isinstance(value, int):
-            metadata[key] = dg.MetadataValue.int(value)
-        elif isinstance(value, float):
-            metadata[key] = dg.MetadataValue.float(value)
-        else:
-            metadata[key] = dg.MetadataValue.text(str(value))
+    metadata = {key: metadata_value(value) for key, value in result.metadata.items()}
     for key, path in result.outputs.items():
         metadata[f"path_{key}"] = dg.MetadataValue.path(str(Path(path)))
     for key, table in result.tables.items():
