@@ -34,7 +34,6 @@ def _run(args: list[str], go: int, logs: Path, index: int) -> int:
     try:
         sys.stdout = open(logs / f"{index}.out", "w")  # noqa: SIM115 (the child exits below)
         sys.stderr = open(logs / f"{index}.err", "w")  # noqa: SIM115
-        sys.argv = ["marc", *args]  # what the lock records as the holder's command
         os.read(go, 1)
         status = main(args)
     finally:

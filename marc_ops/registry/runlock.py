@@ -77,14 +77,13 @@ def running(project_dir: Path | str, asset: str, partition_key: str | None) -> I
 
 
 def _holder() -> dict[str, object]:
-    command = (
-        shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else sys.executable
-    )
+    """This run, as a second one's message names it: the process's command line as it was started
+    (``python -m marc_ops.cli stage NAME`` under DVC, a Dagster step's command under Dagster)."""
     return {
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command[:200],
+        "command": shlex.join(sys.orig_argv)[:200],
     }
 
 

@@ -72,7 +72,7 @@ def test_two_runs_at_once_one_runs_the_other_fails_naming_it(project: Path, tmp_
             f"marc stage: error: videor1_manifest is being materialized by another run (pid {runs[winner]['pid']} "
             f"on {socket.gethostname()}, started "
         ), err[loser]
-        assert ": marc --project-dir " in err[loser] and "stage videor1_manifest); wait for it" in err[loser]
+        assert "run_together.py" in err[loser] and "); wait for it to finish, or stop it" in err[loser]
         assert _outputs(folder / "output") == single  # what one run writes, byte for byte
         assert pl.read_parquet(folder / "output" / "manifest.parquet").height > 0
     assert lock_path(project, "videor1_manifest", None).read_text() == ""  # released
