@@ -32,8 +32,8 @@ def checked_gpu_config(gpu: GpuConfig) -> GpuConfig:
     unknown = sorted(set(gpu.assets) - set(STAGES))
     if unknown:
         raise ConfigError(
-            f"gpu.assets names {', '.join(unknown)}, which {'is not an asset' if len(unknown) == 1 else 'are not assets'}; "
-            f"the assets are: {', '.join(STAGES)}"
+            f"gpu.assets names {', '.join(unknown)}: not an asset of the code location; "
+            f"the assets are {', '.join(STAGES)}"
         )
     return gpu
 

@@ -186,25 +186,25 @@ def test_an_unknown_executor_or_gpu_asset_says_what_to_write(monkeypatch):
     monkeypatch.setenv("MARC_EXECUTOR", "kubernetes")
     with pytest.raises(ConfigError, match=r"MARC_EXECUTOR='kubernetes': expected one of default, k8s"):
         placement.build_executor()
-    with pytest.raises(ConfigError, match=r"gpu.assets names base_modle, which is not an asset.*base_model"):
+    with pytest.raises(
+        ConfigError,
+        match=r"gpu.assets names base_modle: not an asset of the code location; the assets are .*base_model",
+    ):
         placement.checked_gpu_config(GpuConfig(assets={"base_model": 1, "base_modle": 1}))
 
 
 def test_the_instance_config_limits_the_gpu_pool(tmp_path: Path):
-    """configs/dagster.yaml, loaded by Dagster: one `gpu` step at a time across runs, as every executor
-    claims a pool slot (InstanceConcurrencyContext) before it starts a step."""
+    """configs/dagster.yaml, loaded by Dagster: one `gpu` step at a time across runs. Every executor claims a
+    pool slot through InstanceConcurrencyContext before it starts a step."""
     shutil.copyfile(REPO_ROOT / "configs" / "dagster.yaml", tmp_path / "dagster.yaml")
+    first, second = (dg.DagsterRun(job_name="cgrpo_job", run_id=f"run-{i}") for i in range(2))
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
-        first, second = (dg.DagsterRun(job_name="cgrpo_job", run_id=f"run-{i}") for i in range(2))
-        with (
-            InstanceConcurrencyContext(instance, first) as one,
-            InstanceConcurrencyContext(instance, second) as two,
-        ):
+        with InstanceConcurrencyContext(instance, first) as one:
             assert one.claim(placement.GPU_POOL, "cgrpo_checkpoint")
-            assert not two.claim(placement.GPU_POOL, "cgrpo_checkpoint")
+            with InstanceConcurrencyContext(instance, second) as two:
+                assert not two.claim(placement.GPU_POOL, "cgrpo_checkpoint")  # waits for the slot
             assert instance.event_log_storage.get_concurrency_info(placement.GPU_POOL).slot_count == 1
             one.free_step("cgrpo_checkpoint")
-            assert instance.event_log_storage.claim_concurrency_slot(
-                placement.GPU_POOL, second.run_id, "cgrpo_checkpoint"
-            ).is_claimed
+        with InstanceConcurrencyContext(instance, second) as two:
+            assert two.claim(placement.GPU_POOL, "cgrpo_checkpoint")
