@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from marc_ops.config.env import ConfigError, expand_env
 from marc_ops.config.eval import EvalConfig
+from marc_ops.config.gpu import GpuConfig
 from marc_ops.config.model import TinyQwen2_5_VLConfig
 from marc_ops.config.score import ScoreConfig
 from marc_ops.config.synthetic import SyntheticConfig
@@ -132,6 +133,7 @@ class Params(BaseModel):
     train: TrainParams = TrainParams()
     eval: EvalConfig = EvalConfig()
     score: ScoreConfig = ScoreConfig()
+    gpu: GpuConfig = GpuConfig()
 
     @model_validator(mode="after")
     def _synthetic_root_is_generated(self) -> Params:

@@ -5,8 +5,9 @@ import dagster as dg
 
 def build_definitions(retrain_cron: str | None = None) -> dg.Definitions:
     """The code location; ``retrain_cron`` times retraining (default: ``MARC_RETRAIN_CRON``, see
-    :mod:`pipelines.defs.retraining`)."""
-    from pipelines.defs import assets, checks, jobs, resources, retraining, schedules, sensors
+    :mod:`pipelines.defs.retraining`); ``MARC_EXECUTOR`` picks the executor of every job
+    (:mod:`pipelines.defs.placement`)."""
+    from pipelines.defs import assets, checks, jobs, placement, resources, retraining, schedules, sensors
 
     return dg.Definitions(
         assets=retraining.with_retraining(
@@ -17,4 +18,5 @@ def build_definitions(retrain_cron: str | None = None) -> dg.Definitions:
         jobs=jobs.JOBS,
         schedules=schedules.SCHEDULES,
         sensors=sensors.SENSORS,
+        executor=placement.build_executor(),
     )

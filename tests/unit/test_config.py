@@ -57,6 +57,13 @@ def test_unknown_profile_lists_the_known_ones():
         (lambda p: p["data"].update(source="s3"), "data.source"),
         (lambda p: p.update(extra_knob=1), "extra_knob"),
         (lambda p: p["video"].update(max_frames=0), "video"),
+        (lambda p: p.update(gpu={"assets": {"base_model": 0}}), "gpu.assets.base_model"),
+        (
+            lambda p: p.update(
+                gpu={"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "value": "1"}]}
+            ),
+            "gpu.tolerations.0: .*operator 'Exists' matches any value; remove value",
+        ),
     ],
 )
 def test_bad_values_name_the_file_and_field(tmp_path: Path, edit, message):

@@ -3,12 +3,15 @@
 import dagster as dg
 
 from pipelines.defs.metadata import code_version, declared_deps, materialize_stage
+from pipelines.defs.placement import gpu_pool, gpu_tags
 from pipelines.defs.resources import MarcResource
 
 
 @dg.asset(
     deps=declared_deps("videor1_source"),
     code_version=code_version("videor1_source"),
+    pool=gpu_pool("videor1_source"),
+    op_tags=gpu_tags("videor1_source"),
     group_name="data",
     kinds={"python", "json"},
 )
@@ -21,6 +24,8 @@ def videor1_source(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.
     group_name="data",
     deps=declared_deps("videor1_manifest"),
     code_version=code_version("videor1_manifest"),
+    pool=gpu_pool("videor1_manifest"),
+    op_tags=gpu_tags("videor1_manifest"),
     kinds={"polars", "parquet"},
 )
 def videor1_manifest(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
@@ -32,6 +37,8 @@ def videor1_manifest(context: dg.AssetExecutionContext, marc: MarcResource) -> d
     group_name="data",
     deps=declared_deps("train_subset"),
     code_version=code_version("train_subset"),
+    pool=gpu_pool("train_subset"),
+    op_tags=gpu_tags("train_subset"),
     kinds={"polars", "parquet"},
 )
 def train_subset(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from pipelines.defs.assets.train import GPU_TAGS
 from pipelines.defs.metadata import code_version, declared_deps, materialize_stage
 from pipelines.defs.partitions import benchmark_method_partitions
+from pipelines.defs.placement import gpu_pool, gpu_tags
 from pipelines.defs.resources import MarcResource
 
 
@@ -12,8 +12,8 @@ from pipelines.defs.resources import MarcResource
     group_name="evaluation",
     deps=declared_deps("efficiency_profile"),
     code_version=code_version("efficiency_profile"),
-    pool="gpu",
-    op_tags=GPU_TAGS,
+    pool=gpu_pool("efficiency_profile"),
+    op_tags=gpu_tags("efficiency_profile"),
     kinds={"pytorch", "json"},
 )
 def efficiency_profile(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
@@ -25,9 +25,9 @@ def efficiency_profile(context: dg.AssetExecutionContext, marc: MarcResource) ->
     group_name="evaluation",
     deps=declared_deps("benchmark_scores"),
     code_version=code_version("benchmark_scores"),
+    pool=gpu_pool("benchmark_scores"),
+    op_tags=gpu_tags("benchmark_scores"),
     partitions_def=benchmark_method_partitions,
-    pool="gpu",
-    op_tags=GPU_TAGS,
     kinds={"pytorch", "jsonl"},
 )
 def benchmark_scores(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
@@ -39,6 +39,8 @@ def benchmark_scores(context: dg.AssetExecutionContext, marc: MarcResource) -> d
     group_name="evaluation",
     deps=declared_deps("report"),
     code_version=code_version("report"),
+    pool=gpu_pool("report"),
+    op_tags=gpu_tags("report"),
     kinds={"markdown", "html"},
 )
 def report(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from pipelines.defs.metadata import code_version, declared_deps, materialize_stage
+from pipelines.defs.placement import gpu_pool, gpu_tags
 from pipelines.defs.resources import MarcResource
 
 
@@ -11,7 +12,8 @@ from pipelines.defs.resources import MarcResource
     group_name="model",
     deps=declared_deps("base_model"),
     code_version=code_version("base_model"),
-    pool="gpu",
+    pool=gpu_pool("base_model"),
+    op_tags=gpu_tags("base_model"),
     kinds={"pytorch", "safetensors"},
 )
 def base_model(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:

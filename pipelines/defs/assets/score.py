@@ -1,13 +1,13 @@
 """SCORE's lineage: its stage-1 pseudo-videos, the frozen model's CE on full inputs, the policy in two stages.
 
-The policy trains against the base model, frozen; the training assets carry the `gpu` pool and the
-Kubernetes resource tags like the other training assets.
+The policy trains against the base model, frozen; the profile's `gpu` section says which of these
+steps get a GPU (`pipelines/defs/placement.py`).
 """
 
 import dagster as dg
 
-from pipelines.defs.assets.train import GPU_TAGS
 from pipelines.defs.metadata import code_version, declared_deps, materialize_stage
+from pipelines.defs.placement import gpu_pool, gpu_tags
 from pipelines.defs.resources import MarcResource
 
 
@@ -15,6 +15,8 @@ from pipelines.defs.resources import MarcResource
     group_name="score",
     deps=declared_deps("score_pseudo_videos"),
     code_version=code_version("score_pseudo_videos"),
+    pool=gpu_pool("score_pseudo_videos"),
+    op_tags=gpu_tags("score_pseudo_videos"),
     kinds={"numpy", "parquet"},
 )
 def score_pseudo_videos(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
@@ -26,8 +28,8 @@ def score_pseudo_videos(context: dg.AssetExecutionContext, marc: MarcResource) -
     group_name="score",
     deps=declared_deps("score_ce_base"),
     code_version=code_version("score_ce_base"),
-    pool="gpu",
-    op_tags=GPU_TAGS,
+    pool=gpu_pool("score_ce_base"),
+    op_tags=gpu_tags("score_ce_base"),
     kinds={"pytorch", "parquet"},
 )
 def score_ce_base(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
@@ -39,8 +41,8 @@ def score_ce_base(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.M
     group_name="score",
     deps=declared_deps("score_policy_stage1"),
     code_version=code_version("score_policy_stage1"),
-    pool="gpu",
-    op_tags=GPU_TAGS,
+    pool=gpu_pool("score_policy_stage1"),
+    op_tags=gpu_tags("score_policy_stage1"),
     kinds={"pytorch", "safetensors"},
 )
 def score_policy_stage1(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
@@ -52,8 +54,8 @@ def score_policy_stage1(context: dg.AssetExecutionContext, marc: MarcResource) -
     group_name="score",
     deps=declared_deps("score_policy"),
     code_version=code_version("score_policy"),
-    pool="gpu",
-    op_tags=GPU_TAGS,
+    pool=gpu_pool("score_policy"),
+    op_tags=gpu_tags("score_policy"),
     kinds={"pytorch", "safetensors"},
 )
 def score_policy(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:

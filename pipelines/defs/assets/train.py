@@ -1,31 +1,23 @@
 """Training assets: teacher rewards, the SFT baseline, and C-GRPO checkpoints per τ.
 
-They carry the `gpu` concurrency pool and Kubernetes resource requests, so a deployment with
-dagster-k8s runs them on GPU nodes one at a time per GPU slot; locally they run on the CPU.
+Like every asset, each takes its `gpu` pool and Kubernetes GPU request from the profile's `gpu` section
+(`pipelines/defs/placement.py`): on the paper profile they run on GPU nodes, on the tiny one on the CPU.
 """
 
 import dagster as dg
 
 from pipelines.defs.metadata import code_version, declared_deps, materialize_stage
 from pipelines.defs.partitions import tau_partitions
+from pipelines.defs.placement import gpu_pool, gpu_tags
 from pipelines.defs.resources import MarcResource
-
-GPU_TAGS = {
-    "dagster-k8s/config": {
-        "container_config": {
-            "resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}
-        },
-        "pod_spec_config": {"node_selector": {"accelerator": "nvidia-gpu"}},
-    }
-}
 
 
 @dg.asset(
     group_name="train",
     deps=declared_deps("sft_checkpoint"),
     code_version=code_version("sft_checkpoint"),
-    pool="gpu",
-    op_tags=GPU_TAGS,
+    pool=gpu_pool("sft_checkpoint"),
+    op_tags=gpu_tags("sft_checkpoint"),
     kinds={"pytorch", "safetensors"},
 )
 def sft_checkpoint(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
@@ -37,8 +29,8 @@ def sft_checkpoint(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.
     group_name="train",
     deps=declared_deps("teacher_rewards"),
     code_version=code_version("teacher_rewards"),
-    pool="gpu",
-    op_tags=GPU_TAGS,
+    pool=gpu_pool("teacher_rewards"),
+    op_tags=gpu_tags("teacher_rewards"),
     kinds={"pytorch", "parquet"},
 )
 def teacher_rewards(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
@@ -54,9 +46,9 @@ def teacher_rewards(context: dg.AssetExecutionContext, marc: MarcResource) -> dg
     group_name="train",
     deps=declared_deps("cgrpo_checkpoint"),
     code_version=code_version("cgrpo_checkpoint"),
+    pool=gpu_pool("cgrpo_checkpoint"),
+    op_tags=gpu_tags("cgrpo_checkpoint"),
     partitions_def=tau_partitions,
-    pool="gpu",
-    op_tags=GPU_TAGS,
     kinds={"pytorch", "safetensors"},
 )
 def cgrpo_checkpoint(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from pipelines.defs.metadata import code_version, declared_deps, materialize_stage
+from pipelines.defs.placement import gpu_pool, gpu_tags
 from pipelines.defs.resources import MarcResource
 
 
@@ -10,6 +11,8 @@ from pipelines.defs.resources import MarcResource
     group_name="vmr",
     deps=declared_deps("shot_segments"),
     code_version=code_version("shot_segments"),
+    pool=gpu_pool("shot_segments"),
+    op_tags=gpu_tags("shot_segments"),
     kinds={"pytorch", "parquet"},
 )
 def shot_segments(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
@@ -21,6 +24,8 @@ def shot_segments(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.M
     group_name="vmr",
     deps=declared_deps("retriever_checkpoint"),
     code_version=code_version("retriever_checkpoint"),
+    pool=gpu_pool("retriever_checkpoint"),
+    op_tags=gpu_tags("retriever_checkpoint"),
     kinds={"pytorch", "safetensors"},
 )
 def retriever_checkpoint(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
@@ -32,6 +37,8 @@ def retriever_checkpoint(context: dg.AssetExecutionContext, marc: MarcResource) 
     group_name="vmr",
     deps=declared_deps("clip_embeddings"),
     code_version=code_version("clip_embeddings"),
+    pool=gpu_pool("clip_embeddings"),
+    op_tags=gpu_tags("clip_embeddings"),
     kinds={"lancedb"},
 )
 def clip_embeddings(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
@@ -43,6 +50,8 @@ def clip_embeddings(context: dg.AssetExecutionContext, marc: MarcResource) -> dg
     group_name="vmr",
     deps=declared_deps("vmr_selection"),
     code_version=code_version("vmr_selection"),
+    pool=gpu_pool("vmr_selection"),
+    op_tags=gpu_tags("vmr_selection"),
     kinds={"polars", "parquet"},
 )
 def vmr_selection(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
