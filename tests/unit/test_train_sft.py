@@ -21,7 +21,14 @@ from marc_ops.train.inputs import (
     whole_video_builder,
     whole_video_sample,
 )
-from marc_ops.train.sft import IGNORE_INDEX, UNCOMPRESSED_KEY, SFTCollator, sft_dataset, train_sft
+from marc_ops.train.sft import (
+    IGNORE_INDEX,
+    UNCOMPRESSED_KEY,
+    SFTCollator,
+    sft_dataset,
+    train_sft,
+    trained_batches,
+)
 from marc_ops.video import VideoConfig, open_video
 from marc_ops.vmr.retrieval import decode_frames
 
@@ -164,3 +171,21 @@ def test_grounded_clip_is_the_evidence_span_at_one_frame_a_second(cot_rows: pl.D
     assert np.array_equal(build({**row, "view": "whole"}).frames, whole.frames)
     with pytest.raises(ValueError, match=str(row["problem_id"])):
         grounded_clip_sample({**row, "evidence_spans": []}, video)
+
+
+@pytest.mark.parametrize(
+    ("global_step", "batches_per_epoch", "accumulation", "batches"),
+    [
+        (0, 7, 1, 0),
+        (3, 7, 1, 3),
+        (7, 7, 1, 7),  # the epoch's end
+        (9, 7, 1, 9),
+        (2, 7, 2, 4),
+        (4, 7, 2, 7),  # an epoch is 4 steps: the last one takes the 7th batch alone
+        (5, 7, 2, 9),
+    ],
+)
+def test_a_resumed_collator_counts_the_batches_already_trained(
+    global_step: int, batches_per_epoch: int, accumulation: int, batches: int
+) -> None:
+    assert trained_batches(global_step, batches_per_epoch, accumulation) == batches
