@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from tests_support import assert_killed_runs_resume_to
 
 from marc_ops.compression import one_frame_compression
 from marc_ops.config.train import SFTTrainConfig
@@ -192,31 +192,6 @@ def test_a_resumed_collator_counts_the_batches_already_trained(
     assert trained_batches(global_step, batches_per_epoch, accumulation) == batches
 
 
-# What a SIGKILL of the run leaves in its folder, at three points of a 3-step run that saves every step.
-KILLED = {
-    "after checkpoint-1": ["checkpoint-2", "checkpoint-3", "model", "trainer_state.json"],
-    "while saving checkpoint-2": [
-        "checkpoint-3",
-        "model",
-        "trainer_state.json",
-        "checkpoint-2/trainer_state.json",
-        "checkpoint-2/optimizer.pt",
-        "checkpoint-2/rng_state.pth",
-        "checkpoint-2/scheduler.pt",
-    ],
-    "after its last checkpoint, before its final model": ["model", "trainer_state.json"],
-}
-
-
-def _run_files(out_dir: Path) -> dict[str, bytes]:
-    """What DVC hashes of a run folder (less TensorBoard events, pickled arguments and model cards)."""
-    return {
-        path.relative_to(out_dir).as_posix(): path.read_bytes()
-        for path in sorted(out_dir.rglob("*"))
-        if path.is_file() and "runs" not in path.parts and path.name not in ("training_args.bin", "README.md")
-    }
-
-
 def test_a_run_killed_at_any_point_resumes_to_the_bytes_of_an_uninterrupted_one(
     tiny_model: Path, cot_rows: pl.DataFrame, tmp_path: Path
 ) -> None:
@@ -233,22 +208,11 @@ def test_a_run_killed_at_any_point_resumes_to_the_bytes_of_an_uninterrupted_one(
         mix_uncompressed=True,  # which batch runs uncompressed depends on the batches already trained
         compression=one_frame_compression(),
     )
-    rows = cot_rows.filter(pl.col("data_type") == "video").head(
-        2
-    )  # 2 batches an epoch: step 3 starts epoch 2
+    # 2 batches an epoch: step 3 starts the second epoch
+    rows = cot_rows.filter(pl.col("data_type") == "video").head(2)
 
     def train(out_dir: Path) -> None:
         train_sft(config, rows, tiny_model, out_dir, sample_builder=whole_video_builder(VIDEO))
 
     train(tmp_path / "uninterrupted")
-    expected = _run_files(tmp_path / "uninterrupted")
-    for point, lost in KILLED.items():
-        killed = tmp_path / point.replace(" ", "_")
-        shutil.copytree(tmp_path / "uninterrupted", killed)
-        for name in lost:
-            (shutil.rmtree if (killed / name).is_dir() else Path.unlink)(killed / name)
-        assert (killed / "checkpoint-1" / "trainer_state.json").is_file()  # there is something to resume
-        train(killed)
-        resumed = _run_files(killed)
-        assert resumed.keys() == expected.keys(), point
-        assert [name for name in expected if resumed[name] != expected[name]] == [], point
+    assert_killed_runs_resume_to(tmp_path / "uninterrupted", train, last_step=3)
