@@ -306,6 +306,16 @@ def _finish_from(trainer: Any, checkpoint: Path, label: str) -> None:
     trainer.log({"total_flos": trainer.state.total_flos, "train_loss": total / max(steps, 1)})
 
 
+def _drop_checkpoint(trainer: Any, checkpoint: Path, label: str) -> Path | None:
+    """Remove ``checkpoint`` and return the one before it, if any."""
+    if trainer.accelerator.is_main_process:
+        logger.warning("%s: training the step of %s again, from the checkpoint before it", label, checkpoint)
+        shutil.rmtree(checkpoint)
+    trainer.accelerator.wait_for_everyone()
+    found = get_last_checkpoint(str(checkpoint.parent))
+    return None if found is None else Path(found)
+
+
 def train_and_save(
     trainer: Any, out_dir: Path, skipped: list[SkippedSample], *, label: str, fingerprint: str | None = None
 ) -> Path:
@@ -329,16 +339,19 @@ def train_and_save(
         # Resuming a finished run would train one step past max_steps (the Trainer's epoch arithmetic).
         logger.info("%s finished at step %d: nothing left to train", label, done)
         return final
-    last_checkpoint = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
-    if (
-        last_checkpoint is not None
-        and _finished_step(Path(last_checkpoint), trainer.args.max_steps) is not None
-    ):
-        _finish_from(trainer, Path(last_checkpoint), label)
+    found = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
+    last = None if found is None else Path(found)
+    trained_last_step = last is not None and _finished_step(last, trainer.args.max_steps) is not None
+    if trained_last_step and not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
+        _finish_from(trainer, last, label)
     else:
-        if last_checkpoint is not None:
-            logger.info("resuming %s from %s", label, last_checkpoint)
-        trainer.train(resume_from_checkpoint=last_checkpoint)
+        if trained_last_step:
+            # DeepSpeed and FSDP load a checkpoint's weights only inside train(), which would train a step past
+            # max_steps from it: the last step is trained again from the checkpoint before it.
+            last = _drop_checkpoint(trainer, last, label)
+        if last is not None:
+            logger.info("resuming %s from %s", label, last)
+        trainer.train(resume_from_checkpoint=None if last is None else str(last))
     trainer.save_model(str(final))
     if trainer.accelerator.is_main_process:
         # Renamed into place: a run killed while writing it must not leave a state file that does not parse.
