@@ -363,8 +363,9 @@ def jsonl_keys(path: Path, key: str = "problem_id") -> list[str]:
 
 
 def lancedb_rows(project: Path) -> list[tuple[str, int]]:
-    """``(video_id, clip_index)`` of every row of the clip table ``table.json`` names, sorted (repeats kept)."""
-    info = json.loads((project / "assets/clip_embeddings/table.json").read_text())
-    table = lancedb.connect(str(project / "assets/clip_embeddings/lancedb")).open_table(info["table"])
-    rows = table.to_arrow().select(["video_id", "clip_index"]).to_pylist()
+    """``(video_id, clip_index)`` of every row of the clip table (the one table of the project's LanceDB), sorted,
+    repeats kept."""
+    db = lancedb.connect(str(project / "assets/clip_embeddings/lancedb"))
+    (name,) = db.table_names()
+    rows = db.open_table(name).to_arrow().select(["video_id", "clip_index"]).to_pylist()
     return sorted((row["video_id"], row["clip_index"]) for row in rows)
