@@ -1,29 +1,55 @@
-"""The ``marc`` command: thin wrappers over the same functions the Dagster assets call."""
+"""The ``marc`` command: thin wrappers over the same functions the Dagster assets call.
+
+A command that fails prints one line on stderr that says what is wrong and what to do (``marc --debug``
+prints the traceback instead) and exits with a status that says which kind of failure it was:
+
+  0  done
+  1  ``dvc-yaml --check``: dvc.yaml differs from the stage declarations
+  2  usage: a bad argument, or an unknown stage, profile, benchmark, method or partition key
+  3  an expected failure: a missing or unreadable file, a profile that does not validate, media that does
+     not decode, a full disk
+  4  another run is materializing the same asset (partition): the line names it
+  5  an unexpected error: a bug (rerun with --debug for the traceback)
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import re
 import shutil
 import sys
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
+from pydantic import ValidationError
+
+from marc_ops.checks import ASSET_CHECKS, run_checks
 from marc_ops.config import ProjectPaths, load_params, profile_path
+from marc_ops.config.methods import resolve_method
+from marc_ops.config.tasks import resolve_task
+from marc_ops.data.synthetic.bad_inputs import CASES_FILE, generate_bad_inputs
+from marc_ops.errors import MarcError, UsageError
 from marc_ops.eval.stages import eval_command
 from marc_ops.io import write_text
-from marc_ops.registry import STAGES
+from marc_ops.registry import STAGES, partition_keys
 from marc_ops.registry.dvcfile import render_dvc_yaml
+from marc_ops.registry.runlock import AssetBusyError, running
 from marc_ops.tables import markdown_table
+from marc_ops.video.errors import MediaError
 from marc_ops.vmr.embedding import ClipEmbedder
 from marc_ops.vmr.retrieval import plan_frames, retrieve_clips
 from marc_ops.vmr.shots import segment_video
 from marc_ops.vmr.stages import recorded_embedder
 
+EXIT_USAGE, EXIT_FAILED, EXIT_BUSY, EXIT_BUG = 2, 3, 4, 5
+
 
 def _cmd_stage(args: argparse.Namespace) -> int:
     """Run one stage by asset name (this is what each DVC stage calls)."""
     if args.name not in STAGES:
-        print(f"unknown stage {args.name!r}; known: {', '.join(STAGES)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown stage {args.name!r}; known: {', '.join(STAGES)}")
     paths = ProjectPaths(args.project_dir, args.params)
     label = args.name if args.partition is None else f"{args.name}[{args.partition}]"
     # Everything is imported by now: the stage's own work starts here (a caller can time it from this line).
@@ -108,7 +134,11 @@ def _cmd_vmr(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate one method on one benchmark (resumable; records under assets/benchmark_scores)."""
     paths = ProjectPaths(args.project_dir, args.params)
-    return eval_command(paths, paths.params(), args.benchmark, args.method, args.limit)
+    params = paths.params()
+    # The files of the benchmark_scores partition: one writer at a time, whichever driver.
+    partition = f"{resolve_task(args.benchmark).name}|{resolve_method(args.method).name}"
+    with running(paths.project_dir, "benchmark_scores", partition):
+        return eval_command(paths, params, args.benchmark, args.method, args.limit)
 
 
 def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
@@ -127,8 +157,55 @@ def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bad_inputs(args: argparse.Namespace) -> int:
+    """Write the bad-input corpus (broken media, schema breaks, paths out of the data root) into a folder."""
+    corpus = generate_bad_inputs(args.out_dir)
+    classes = sorted({row.input_class for row in corpus.rows})
+    print(f"wrote {len(corpus.rows)} rows and files ({', '.join(classes)}) under {args.out_dir}")
+    print(f"  data root: {corpus.data_root}")
+    print(f"  cases: {Path(args.out_dir) / CASES_FILE}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line like every other failure (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Run the checks of the named assets (default: every asset that has checks) on their files; exit 1 if
+    a check that is an error (not a warning) fails. A partition not materialized is skipped and said so."""
+    unknown = [name for name in args.names if name not in ASSET_CHECKS]
+    if unknown:
+        raise UsageError(f"no checks for {', '.join(unknown)}; assets with checks: {', '.join(ASSET_CHECKS)}")
+    paths = ProjectPaths(args.project_dir, args.params)
+    params = paths.params()
+    failed = 0
+    for name in args.names or list(ASSET_CHECKS):
+        keys = [args.partition] if args.partition is not None else partition_keys(name, params)
+        for key in keys:
+            label = name if key is None else f"{name}[{key}]"
+            try:
+                outcomes = run_checks(paths, params, name, key)
+            except FileNotFoundError as missing:
+                print(f"skip  {label}: not materialized ({missing})")
+                continue
+            for check, _, outcome in outcomes:
+                verdict = "pass" if outcome.passed else ("WARN" if check.warn else "FAIL")
+                failed += not (outcome.passed or check.warn)
+                print(f"{verdict}  {label} {check.name}: {outcome.summary}")
+                if not outcome.passed and outcome.evidence is not None:
+                    print(markdown_table(outcome.evidence, max_rows=12))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="marc", description=__doc__)
+    parser = _Parser(prog="marc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, print the traceback instead of one line"
+    )
     parser.add_argument("--project-dir", default=".", help="project root (holds params.yaml and assets/)")
     parser.add_argument("--params", default="params.yaml", help="params file, relative to the project root")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,14 +247,94 @@ def build_parser() -> argparse.ArgumentParser:
     dvc_yaml.add_argument("--check", action="store_true", help="only say whether dvc.yaml is up to date")
     dvc_yaml.set_defaults(func=_cmd_dvc_yaml)
 
+    bad_inputs = sub.add_parser(
+        "bad-inputs",
+        help="write the bad-input corpus (broken media, bad annotation rows and files) into a folder",
+    )
+    bad_inputs.add_argument("out_dir", type=Path)
+    bad_inputs.set_defaults(func=_cmd_bad_inputs)
+    check = sub.add_parser("check", help="run the asset checks on the files on disk (what Dagster runs)")
+    check.add_argument("names", nargs="*", help="assets to check (default: every asset that has checks)")
+    check.add_argument("--partition", default=None, help="one partition key (default: every partition)")
+    check.set_defaults(func=_cmd_check)
+
     where = sub.add_parser("where", help="show where the materialized assets are")
     where.set_defaults(func=_cmd_where)
     return parser
 
 
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_UNREADABLE = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as error:  # the command's one report of any failure: a line, or the traceback
+        status, line = describe_error(error)
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"marc {args.command}: {line}", file=sys.stderr)
+        return status
+    except KeyboardInterrupt:
+        print(f"marc {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def describe_error(error: Exception) -> tuple[int, str]:
+    """The exit status and the one line that report ``error``.
+
+    A :class:`MarcError`, an invalid config, a missing or unreadable file and a full disk are expected
+    failures whose message already says what is wrong; anything else is a bug, reported with its type and
+    where it was raised.
+    """
+    message = _flat(error)
+    if isinstance(error, UsageError):
+        return EXIT_USAGE, f"error: {message}"
+    if isinstance(error, AssetBusyError):
+        return EXIT_BUSY, f"error: {message}"
+    if isinstance(error, MediaError):
+        return EXIT_FAILED, f"error: {message}; give a video or image file that decodes"
+    if isinstance(error, MarcError):
+        return EXIT_FAILED, f"error: {message}"
+    if isinstance(error, ValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        return EXIT_FAILED, f"error: invalid {error.title}: {problems}"
+    if isinstance(error, OSError) and error.errno in _DISK_FULL:
+        return EXIT_FAILED, f"error: {message}; free space on that file system and rerun"
+    if isinstance(error, _UNREADABLE):
+        asset = re.search(r"/assets/(\w+)/", message)
+        if isinstance(error, FileNotFoundError) and asset is not None and asset.group(1) in STAGES:
+            return (
+                EXIT_FAILED,
+                f"error: {message}; materialize {asset.group(1)} first (marc stage {asset.group(1)})",
+            )
+        return EXIT_FAILED, f"error: {message}"
+    return (
+        EXIT_BUG,
+        f"unexpected error (a bug) {type(error).__name__}: {message} ({_raised_at(error)}); "
+        "rerun with --debug for the traceback",
+    )
+
+
+def _flat(error: BaseException) -> str:
+    """The message of ``error`` on one line (its type name when it has none)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _raised_at(error: BaseException) -> str:
+    """``at marc_ops/x.py:12 in f``: the innermost frame of the library that raised ``error``, else the innermost."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "no traceback"
+    package = Path(__file__).resolve().parent
+    ours = [frame for frame in frames if Path(frame.filename).resolve().is_relative_to(package)]
+    frame = (ours or frames)[-1]
+    path = Path(frame.filename).resolve()
+    shown = path.relative_to(package.parent) if path.is_relative_to(package.parent) else path
+    return f"at {shown}:{frame.lineno} in {frame.name}"
 
 
 if __name__ == "__main__":

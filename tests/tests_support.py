@@ -135,3 +135,12 @@ def assert_killed_runs_resume_to(
         resumed = run_files(killed)
         assert resumed.keys() == expected.keys(), point
         assert [name for name in expected if resumed[name] != expected[name]] == [], point
+
+
+def declared_check(asset: str, name: str):
+    """Check ``name`` of ``asset``, as ``marc_ops.checks`` declares it (its ``run`` reads the files)."""
+    from marc_ops.checks import (
+        ASSET_CHECKS,
+    )  # here: conftest imports this module, and the checks import torch
+
+    return next(check for check in ASSET_CHECKS[asset] if check.name == name)

@@ -48,6 +48,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from marc_ops.compression.base import CompressedVideo, Compressor, select
+from marc_ops.io import atomic_path, check_safetensors, write_text
 
 State = Literal["x", "x_dx"]
 POLICY_ASSET = "score_policy[stage] (assets/score_policy/<stage>/policy.safetensors)"
@@ -132,10 +133,10 @@ def save_policy(policy: ScorePolicy, config: ScorePolicyConfig, path: str | os.P
     if config != policy.config:
         raise ValueError(f"save_policy: config {config} is not the policy's own {policy.config}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}, str(path))
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}, str(tmp))
     meta = {"d_model": policy.d_model, "config": policy.config.model_dump()}
-    _config_path(path).write_text(json.dumps(meta, indent=2) + "\n")
+    write_text(_config_path(path), json.dumps(meta, indent=2) + "\n")
     return path
 
 
@@ -146,7 +147,7 @@ def load_policy(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     _check_policy_files(path)
     meta = json.loads(_config_path(path).read_text())
     policy = ScorePolicy(int(meta["d_model"]), ScorePolicyConfig.model_validate(meta["config"]))
-    weights = load_file(str(path))
+    weights = load_file(str(check_safetensors(path)))
     expected = {k: tuple(v.shape) for k, v in policy.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in weights.items()}
     if expected != found:

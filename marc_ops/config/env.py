@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 
+from marc_ops.errors import MarcError
+
 _ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
@@ -24,5 +26,5 @@ def expand_env(value: str) -> str:
     return os.path.expanduser(_ENV_PATTERN.sub(substitute, value))
 
 
-class ConfigError(ValueError):
+class ConfigError(MarcError, ValueError):
     """A profile or params file that does not validate; the message says what to change."""

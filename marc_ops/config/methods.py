@@ -25,6 +25,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from marc_ops.compression.config import CompressionConfig, one_frame_compression
+from marc_ops.errors import UsageError
 
 _CHECKPOINT_PATTERN = re.compile(r"^(base|sft|cgrpo:(?P<tau>\d+(\.\d+)?))$")
 _MARC_PATTERN = re.compile(r"^marc@(?P<tau>\d+(\.\d+)?)$")
@@ -200,7 +201,7 @@ def resolve_method(name: str) -> MethodSpec:
     if match and match["method"] in _COMPRESSOR_LABELS:
         value = float(match["budget"])
         if value == 0:
-            raise ValueError(f"{name}: a budget is a retention in (0, 1) or a token count >= 1, not 0")
+            raise UsageError(f"{name}: a budget is a retention in (0, 1) or a token count >= 1, not 0")
         if value < 1:
             return compressor_method(match["method"], retention=value)
         if value.is_integer():
@@ -208,7 +209,7 @@ def resolve_method(name: str) -> MethodSpec:
     match = _FRAMES_PATTERN.match(name)
     if match and match["method"] in _COMPRESSOR_LABELS:
         return compressor_method(match["method"], frames=int(match["frames"]))
-    raise ValueError(
+    raise UsageError(
         f"unknown method {name!r}; known: {', '.join(METHODS)}, marc (= marc@0.6), marc@<tau>, and "
         f"<compressor>@<retention below 1 or a token count> or <compressor>-<n>f for the compressors "
         f"{', '.join(_COMPRESSOR_LABELS)}"

@@ -21,6 +21,7 @@ from marc_ops.config.synthetic import SyntheticConfig
 from marc_ops.config.train import AlignConfig, TrainParams
 from marc_ops.config.video import VideoConfig
 from marc_ops.config.vmr import ClipIndexConfig, EmbedderConfig, RetrieverTrainingConfig, ShotConfig
+from marc_ops.errors import UsageError
 
 
 class DataConfig(BaseModel):
@@ -159,7 +160,13 @@ def load_params(path: Path | str) -> Params:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file not found: {path} (run `marc profile tiny` to write one)")
-    raw: Any = yaml.safe_load(path.read_text())
+    try:
+        raw: Any = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}; fix the file") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
@@ -173,5 +180,5 @@ def profile_path(name: str, project_dir: Path) -> Path:
     path = project_dir / "configs" / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (project_dir / "configs").glob("*.yaml") if p.stem not in ("dagster",))
-        raise ConfigError(f"unknown profile {name!r}: {path} does not exist (known: {', '.join(known)})")
+        raise UsageError(f"unknown profile {name!r}: {path} does not exist (known: {', '.join(known)})")
     return path

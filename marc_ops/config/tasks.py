@@ -24,6 +24,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from marc_ops.config.prompts import VIDEO_R1_EVAL, PromptTemplate, build_prompt
+from marc_ops.errors import UsageError
 from marc_ops.rewards import extract_answer, score_answer, score_mra
 
 
@@ -143,5 +144,5 @@ TASKS: dict[str, BenchmarkTask] = {
 
 def resolve_task(name: str) -> BenchmarkTask:
     if name not in TASKS:
-        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(TASKS)}")
+        raise UsageError(f"unknown benchmark {name!r}; known: {', '.join(TASKS)}")
     return TASKS[name]

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from marc_ops.config.tasks import BenchmarkTask
 from marc_ops.data.videor1 import LoadedManifest, load_videor1
+from marc_ops.errors import MarcError
 
 logger = logging.getLogger(__name__)
 
 
-class BenchmarkFileNotFoundError(FileNotFoundError):
+class BenchmarkFileNotFoundError(MarcError, FileNotFoundError):
     """A benchmark's ``eval_<name>.json`` is not where the profile says the eval files are."""
 
 

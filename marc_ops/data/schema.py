@@ -7,6 +7,8 @@ or says, in one sentence, why it cannot be used; the loader quarantines the latt
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,9 @@ PROBLEM_TYPES = ("multiple choice", "numerical", "OCR", "free-form", "regression
 DATA_TYPES = ("image", "video")
 REQUIRED_FIELDS = ("problem_id", "problem", "data_type", "problem_type", "solution", "path")
 ANSWER_PATTERN = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+# A multiple-choice answer is one letter, so a question has at most one option per letter A-Z. The
+# bound also keeps one row from turning its prompt into thousands of option lines.
+MAX_OPTIONS = 26
 
 # One normalised row per usable sample. `problem_id` is kept as text: the real files mix
 # integers and strings across sources, and a join key must have one type.
@@ -68,8 +73,62 @@ def extract_tagged_answer(text: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
+@functools.lru_cache(maxsize=16)
+def _real_root(data_root: Path) -> Path:
+    # Resolved once per root, not once per row: a release has 260K rows and one root.
+    return data_root.resolve()
+
+
+def resolve_media(data_root: Path, path: str) -> Path | Rejection:
+    """The file a record's relative ``path`` names under ``data_root``, or why it may not be read.
+
+    A path must stay inside the data root: an absolute path, one whose ``..`` climb out of it, or
+    one that leaves it through a symlink (inside the root, pointing elsewhere) is rejected with code
+    ``path_escapes_root``. The first two are caught on the path's text, before the file system is
+    asked anything about them; a symlink is followed (not opened) to see where it lands.
+    """
+    data_root = Path(data_root)
+    lexical = os.path.abspath(data_root / path)  # normalised on the text: ".." removed, no symlink followed
+    if not _is_under(lexical, os.path.abspath(data_root)):
+        return Rejection(
+            "path_escapes_root", f"media path {path!r} leaves the data root {os.path.abspath(data_root)}"
+        )
+    root = _real_root(data_root)
+    media_path = Path(lexical).resolve()
+    if not media_path.is_relative_to(root):
+        return Rejection(
+            "path_escapes_root",
+            f"media path {path!r} resolves through a symlink to {media_path}, outside the data root {root}",
+        )
+    return media_path
+
+
+def _is_under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _evidence(raw: Any) -> tuple[list[int] | None, list[list[int]] | None] | Rejection:
+    """The synthetic corpus's ``evidence`` field (``{"shots": [int], "spans": [[int, int]]}``); absent in
+    Video-R1's files, where it reads as (None, None)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("shots"), list):
+        return None, None
+    spans = raw.get("spans") or []
+    shots_ok = all(isinstance(s, int) for s in raw["shots"])
+    spans_ok = isinstance(spans, list) and all(
+        isinstance(span, list) and len(span) == 2 and all(isinstance(f, int) for f in span) for span in spans
+    )
+    if not (shots_ok and spans_ok):
+        return Rejection(
+            "bad_type", "field 'evidence' must be {'shots': [int, ...], 'spans': [[first, last], ...]}"
+        )
+    return list(raw["shots"]), [list(span) for span in spans]
+
+
 def validate_record(raw: Any, data_root: Path, *, check_media: bool = True) -> dict[str, Any] | Rejection:
-    """Normalise one raw record into a manifest row, or return why it is rejected."""
+    """Normalise one raw record into a manifest row, or return why it is rejected.
+
+    Fields the schema does not name are ignored (the released files carry source-specific extras).
+    """
     if not isinstance(raw, dict):
         return Rejection("not_an_object", f"expected a JSON object, got {type(raw).__name__}")
     missing = [name for name in REQUIRED_FIELDS if raw.get(name) in (None, "")]
@@ -94,20 +153,29 @@ def validate_record(raw: Any, data_root: Path, *, check_media: bool = True) -> d
         return Rejection("bad_type", "field 'options' must be a list of strings")
     if raw["problem_type"] == "multiple choice" and not options:
         return Rejection("mc_without_options", "a multiple-choice question has no options")
+    if len(options) > MAX_OPTIONS:
+        return Rejection(
+            "too_many_options",
+            f"{len(options)} options; at most {MAX_OPTIONS} are accepted (one per answer letter A-Z)",
+        )
     answer = extract_tagged_answer(raw["solution"])
     if answer is None:
         return Rejection("solution_without_answer", "solution has no <answer>...</answer> tag")
     process = raw.get("process")
     if process is not None and not isinstance(process, str):
         return Rejection("bad_type", "field 'process' must be a string")
-    media_path = (Path(data_root) / raw["path"]).resolve()
-    if check_media and not media_path.is_file():
-        return Rejection("missing_media", f"media file not found: {media_path}")
-    evidence = raw.get("evidence")
-    evidence_shots = evidence_spans = None
-    if isinstance(evidence, dict) and isinstance(evidence.get("shots"), list):
-        evidence_shots = [int(s) for s in evidence["shots"]]
-        evidence_spans = [[int(a), int(b)] for a, b in evidence.get("spans") or []]
+    evidence = _evidence(raw.get("evidence"))
+    if isinstance(evidence, Rejection):
+        return evidence
+    evidence_shots, evidence_spans = evidence
+    media_path = resolve_media(data_root, raw["path"])
+    if isinstance(media_path, Rejection):
+        return media_path
+    if check_media:
+        if not media_path.is_file():
+            return Rejection("missing_media", f"media file not found: {media_path}")
+        if media_path.stat().st_size == 0:
+            return Rejection("empty_media", f"media file is empty (0 bytes): {media_path}")
     return {
         "problem_id": str(raw["problem_id"]),
         "problem": raw["problem"],

@@ -19,11 +19,12 @@ from marc_ops.data.sampling import category_table, stratified_sample
 from marc_ops.data.score import write_pseudo_videos
 from marc_ops.data.synthetic import CORPUS_FORMAT, generate_corpus
 from marc_ops.data.videor1 import load_many
+from marc_ops.errors import MarcError
 from marc_ops.io import project_relative, relative_media, write_json, write_parquet
 from marc_ops.stage import StageResult
 
 
-class DataRootMissingError(FileNotFoundError):
+class DataRootMissingError(MarcError, FileNotFoundError):
     """The profile points at Video-R1 files that are not on this machine."""
 
 

@@ -32,6 +32,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
 from marc_ops.config import ProjectPaths
 from marc_ops.config.methods import MethodSpec
+from marc_ops.errors import MarcError
 from marc_ops.eval.runner import EvalInput, GenerationOutput
 from marc_ops.model import compression_of, load_qwen2_5_vl, load_qwen2_5_vl_processor
 from marc_ops.model.generation import greedy_decode
@@ -48,11 +49,11 @@ from marc_ops.video import DEFAULT_VIDEO_CONFIG, VideoConfig
 logger = logging.getLogger(__name__)
 
 
-class CheckpointNotFoundError(FileNotFoundError):
+class CheckpointNotFoundError(MarcError, FileNotFoundError):
     """A method's weights are not materialized; the message names the asset that makes them."""
 
 
-class SelectionNotFoundError(FileNotFoundError):
+class SelectionNotFoundError(MarcError, FileNotFoundError):
     """A VMR method's clips are not in ``vmr_selection``; the message says how to produce them."""
 
 

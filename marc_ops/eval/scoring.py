@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS, resolve_task
+from marc_ops.errors import MarcError
 from marc_ops.io import parse_jsonl
 from marc_ops.rewards.accuracy import extract_answer
 
@@ -81,7 +82,7 @@ def read_latencies(records_file: Path | str) -> dict[str, float]:
     }
 
 
-class RecordsFileError(ValueError):
+class RecordsFileError(MarcError, ValueError):
     """A records file whose content is not what the runner writes (not a torn last line)."""
 
 

@@ -19,10 +19,12 @@ from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 from transformers.utils import is_flash_attn_2_available
 
 from marc_ops.compression import CompressionConfig
+from marc_ops.errors import MarcError
+from marc_ops.io import safetensors_weights
 from marc_ops.model.patch import apply_compression, compression_of
 
 
-class ModelNotAvailableError(FileNotFoundError):
+class ModelNotAvailableError(MarcError, FileNotFoundError):
     """A model id that is neither a local directory nor in the Hugging Face cache, with the hub offline."""
 
 
@@ -78,9 +80,16 @@ def load_qwen2_5_vl(
 
     Returns:
         The model in eval mode, with ``compression_of(model)`` the compression in effect.
+
+    Raises:
+        UnsafeWeightsError: a local folder whose weights are not safetensors (they are never unpickled).
     """
+    source = resolve_model_source(model_id_or_path)
+    if Path(source).is_dir():
+        safetensors_weights(source)  # a folder of pickle weights is refused before anything opens them
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        resolve_model_source(model_id_or_path),
+        source,
+        use_safetensors=True,
         dtype=dtype,
         device_map=None if device is None else torch.device(device),
         attn_implementation=attn_implementation or default_attn_implementation(device),

@@ -16,6 +16,7 @@ from marc_ops.config import Params
 from marc_ops.config.methods import resolve_method
 from marc_ops.config.tasks import TASKS, resolve_task
 from marc_ops.data import stages as data
+from marc_ops.errors import UsageError
 from marc_ops.eval import stages as evaluation
 from marc_ops.registry.declare import Out, Stage, StageFn
 from marc_ops.train import stages as train
@@ -64,14 +65,20 @@ def partition_keys(name: str, params: Params) -> list[str | None]:
 
 
 def tau_partition(key: str) -> dict[str, Any]:
-    return {"tau": float(key)}
+    """``"0.6"`` (a ``cgrpo_checkpoint`` partition key) → its τ."""
+    try:
+        return {"tau": float(key)}
+    except ValueError:
+        raise UsageError(
+            f"partition key {key!r} must be a tau, e.g. '0.6' (one of the profile's train.taus)"
+        ) from None
 
 
 def benchmark_method_partition(key: str) -> dict[str, Any]:
     """``"synthetic|marc@0.6"`` (Dagster's multi-partition key) → benchmark and method."""
     benchmark, sep, method = key.partition("|")
     if not sep:
-        raise ValueError(f"partition key {key!r} must be '<benchmark>|<method>', e.g. 'synthetic|marc@0.6'")
+        raise UsageError(f"partition key {key!r} must be '<benchmark>|<method>', e.g. 'synthetic|marc@0.6'")
     return {"benchmark": benchmark, "method": method}
 
 

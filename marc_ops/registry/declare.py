@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from marc_ops.config import Params, ProjectPaths
+from marc_ops.errors import UsageError
+from marc_ops.registry.runlock import running
 from marc_ops.stage import StageResult
 
 StageFn = Callable[..., StageResult]
@@ -86,17 +88,27 @@ class Stage:
     partitions: Partitioning | None = None
     parse: Callable[[str], dict[str, Any]] | None = field(default=None, repr=False)
 
+    @property
+    def asset(self) -> str:
+        """The asset's name: the folder under ``assets/`` its outputs lie in."""
+        return Path(self.outs[0].path).parts[1]
+
     def __call__(self, paths: ProjectPaths, params: Params, partition_key: str | None = None) -> StageResult:
+        """Run the stage on one partition, holding its lock (:mod:`marc_ops.registry.runlock`): a second run of
+        the same partition fails at once with :class:`~marc_ops.registry.runlock.AssetBusyError`."""
+        fields: dict[str, Any] = {}
         if self.partitions is None:
             if partition_key is not None:
-                raise ValueError(
-                    f"stage {self.run.__name__} is not partitioned; drop the partition {partition_key!r}"
+                raise UsageError(
+                    f"stage {self.asset} is not partitioned; drop the partition {partition_key!r}"
                 )
-            return self.run(paths, params)
-        if partition_key is None:
-            raise ValueError(f"stage {self.run.__name__} is partitioned: give a partition key")
-        assert self.parse is not None
-        return self.run(paths, params, **self.parse(partition_key))
+        else:
+            if partition_key is None:
+                raise UsageError(f"stage {self.asset} is partitioned: give a partition key (--partition)")
+            assert self.parse is not None
+            fields = self.parse(partition_key)
+        with running(paths.project_dir, self.asset, partition_key):
+            return self.run(paths, params, **fields)
 
     def reads(self, params: Params, partition_key: str | None) -> list[str]:
         """The assets one partition reads: ``"asset"`` (every partition of it) or ``"asset[key]"``."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -23,7 +22,15 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_utils import get_last_checkpoint
 
 from marc_ops.config import FINAL_MODEL_DIR
-from marc_ops.io import absolute_media, project_relative, weights_stamp, write_json
+from marc_ops.io import (
+    absolute_media,
+    atomic_path,
+    project_relative,
+    safetensors_weights,
+    weights_stamp,
+    write_json,
+    write_text,
+)
 from marc_ops.train.inputs import check_media
 from marc_ops.video import MediaError
 
@@ -179,7 +186,7 @@ class RunFile(BaseModel):
         model_path = getattr(self, "model_path", None)
         if model_path is not None and Path(model_path).is_absolute():
             payload["model_path"] = project_relative(model_path, root)
-        path.write_text(yaml.safe_dump(payload, sort_keys=False))
+        write_text(path, yaml.safe_dump(payload, sort_keys=False))
 
 
 # Keys of the trainers' logs that time the run (wall seconds, rates): measured, not computed. They stay in the
@@ -251,7 +258,10 @@ class CheckpointWeightsMixin:
         if getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False):
             super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[misc]
             return
-        saved = type(target).from_pretrained(resume_from_checkpoint, dtype=next(target.parameters()).dtype)
+        safetensors_weights(resume_from_checkpoint)
+        saved = type(target).from_pretrained(
+            resume_from_checkpoint, dtype=next(target.parameters()).dtype, use_safetensors=True
+        )
         state = saved.state_dict()
         missing = [name for name in target.state_dict() if name not in state]
         if missing:
@@ -330,7 +340,7 @@ def train_and_save(
         write_skipped(out_dir, skipped)
         if fingerprint is not None:
             _forget_other_runs(out_dir, fingerprint, label)
-            (out_dir / FINGERPRINT_FILE).write_text(fingerprint)
+            write_text(out_dir / FINGERPRINT_FILE, fingerprint)
         _remove_torn_checkpoints(out_dir, label)
     trainer.accelerator.wait_for_everyone()
     final = out_dir / FINAL_MODEL_DIR
@@ -355,7 +365,6 @@ def train_and_save(
     trainer.save_model(str(final))
     if trainer.accelerator.is_main_process:
         # Renamed into place: a run killed while writing it must not leave a state file that does not parse.
-        written = out_dir / f".{STATE_FILE}.tmp"
-        trainer.state.save_to_json(str(written))
-        os.replace(written, out_dir / STATE_FILE)
+        with atomic_path(out_dir / STATE_FILE) as written:
+            trainer.state.save_to_json(str(written))
     return final

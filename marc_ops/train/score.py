@@ -46,7 +46,7 @@ from marc_ops.compression.score import (
     surprise_state,
 )
 from marc_ops.config.score import ScoreTrainConfig
-from marc_ops.io import atomic_dir, write_json, write_parquet
+from marc_ops.io import append_jsonl, atomic_dir, check_safetensors, write_json, write_parquet
 from marc_ops.model import compression_of, prepare_model_inputs
 from marc_ops.model.processing import fit_video_placeholders
 from marc_ops.model.video_compression import CompressedVideoOutput
@@ -213,7 +213,7 @@ def ce_base_table(
     and appended (one line per sample, flushed), so a killed run resumes where it stopped."""
     done = _read_ce_base(records, stage)
     records.parent.mkdir(parents=True, exist_ok=True)
-    with open(records, "a") as sink:
+    with open(records, "a", encoding="utf-8") as sink:
         for clip in clips():
             if clip.sample_id in done:
                 continue
@@ -223,8 +223,7 @@ def ce_base_table(
             value = float(masked_ce(model, processor, encoded, tokens, full)[0])
             if not math.isfinite(value):
                 raise RuntimeError(f"CE_base of {clip.sample_id} is {value}: the frozen model diverged on it")
-            sink.write(json.dumps({"sample_id": clip.sample_id, "stage": stage, "ce_base": value}) + "\n")
-            sink.flush()
+            append_jsonl(sink, [{"sample_id": clip.sample_id, "stage": stage, "ce_base": value}])
             done[clip.sample_id] = value
             progress(len(done))
     return done
@@ -389,8 +388,8 @@ def _resume(out_dir: Path, policy: ScorePolicy, optimizer) -> tuple[int, list[St
     if step is None:
         return 0, []
     checkpoint = out_dir / "checkpoint"
-    policy.load_state_dict(load_file(str(checkpoint / "policy.safetensors")))
-    saved = load_file(str(checkpoint / "optimizer.safetensors"))
+    policy.load_state_dict(load_file(str(check_safetensors(checkpoint / "policy.safetensors"))))
+    saved = load_file(str(check_safetensors(checkpoint / "optimizer.safetensors")))
     state: dict[int, dict[str, Any]] = {}
     for key, value in saved.items():
         index, name = key.split(".", 1)

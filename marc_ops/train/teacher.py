@@ -33,6 +33,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
 from marc_ops.compression import CompressionConfig
 from marc_ops.config.train import TeacherConfig
+from marc_ops.errors import MarcError
 from marc_ops.io import append_jsonl, atomic_file, parse_jsonl, weights_stamp, write_parquet
 from marc_ops.model import compression_of, load_qwen2_5_vl, load_qwen2_5_vl_processor
 from marc_ops.rewards import score_answer
@@ -53,7 +54,7 @@ TABLE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-class TeacherRecordsError(ValueError):
+class TeacherRecordsError(MarcError, ValueError):
     """A records file with a damaged line other than the last one."""
 
 

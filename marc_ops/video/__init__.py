@@ -5,7 +5,7 @@ from marc_ops.video.decode import VideoInfo, iter_frames, open_video, probe_vide
 from marc_ops.video.errors import ImageLoadError, MediaError, VideoDecodeError
 from marc_ops.video.image import load_image
 from marc_ops.video.resize import resize_frames, smart_resize
-from marc_ops.video.sampling import SampledFrames, sample_frame_indices, sample_frames
+from marc_ops.video.sampling import SampledFrames, read_resized, sample_frame_indices, sample_frames
 
 __all__ = [
     "DEFAULT_VIDEO_CONFIG",
@@ -19,6 +19,7 @@ __all__ = [
     "load_image",
     "open_video",
     "probe_video",
+    "read_resized",
     "resize_frames",
     "sample_frame_indices",
     "sample_frames",

@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from marc_ops.video.errors import VideoDecodeError
+from marc_ops.video.resize import MAX_SOURCE_PIXELS
 
 try:
     import decord
@@ -107,6 +108,10 @@ class _PyAVReader:
         self.path = path
         with self._open() as container:
             stream = self._video_stream(container)
+            if _is_still_image(container):
+                raise VideoDecodeError(
+                    path, f"the file is a still image ({container.format.long_name}), not a video"
+                )
             rate = stream.average_rate or stream.guessed_rate
             if rate is None:
                 raise VideoDecodeError(path, "the video stream declares no frame rate")
@@ -187,6 +192,23 @@ class _PyAVReader:
             raise VideoDecodeError(self.path, f"PyAV failed while reading packets: {error}") from error
 
 
+def _is_still_image(container: av.container.InputContainer) -> bool:
+    # FFmpeg opens a JPEG, PNG, WebP, ... file as a one-frame "video" through its image demuxers:
+    # `image2` (picked by an image file name) or `<codec>_pipe` (picked by the bytes, whatever the name).
+    name = container.format.name
+    return name == "image2" or name.endswith("_pipe")
+
+
+def _check_frame_size(reader: VideoReader) -> None:
+    height, width = reader.frame_size()
+    if height * width > MAX_SOURCE_PIXELS:
+        raise VideoDecodeError(
+            reader.path,
+            f"frames are {width}x{height} ({height * width / 1e6:.1f} megapixels), above the "
+            f"{MAX_SOURCE_PIXELS / 1e6:.1f}-megapixel limit on what is decoded and resized",
+        )
+
+
 def _check_counts(path: Path, num_frames: int, fps: float) -> None:
     if num_frames == 0:
         raise VideoDecodeError(path, "the video stream has zero frames")
@@ -206,11 +228,17 @@ def open_video(path: str | Path, backend: Backend = "auto") -> VideoReader:
 
     "auto" uses decord and falls back to PyAV (with a warning) when decord is not installed or
     cannot open the file or convert its first frame; "decord" and "pyav" use only that backend.
-    Raises VideoDecodeError naming the file if it is missing, empty, has no frames, or no
-    backend can read it.
+    Raises VideoDecodeError naming the file if it is missing, empty, has no frames, is a still
+    image, has frames larger than `MAX_SOURCE_PIXELS`, or no backend can read it.
     """
     path = Path(path)
     _check_file(path)
+    reader = _open_reader(path, backend)
+    _check_frame_size(reader)
+    return reader
+
+
+def _open_reader(path: Path, backend: Backend) -> VideoReader:
     if backend == "pyav":
         return _PyAVReader(path)
     if backend == "decord":
@@ -268,4 +296,6 @@ def iter_frames(
         raise ValueError(f"size and chunk_size must be positive, got size={size}, chunk_size={chunk_size}")
     path = Path(path)
     _check_file(path)
-    return _PyAVReader(path).stream(size, chunk_size)
+    reader = _PyAVReader(path)
+    _check_frame_size(reader)
+    return reader.stream(size, chunk_size)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from marc_ops.errors import MarcError
 
-class MediaError(Exception):
+
+class MediaError(MarcError):
     """A video or image file could not be read.
 
     `path` is the offending file; the message says what is wrong with it, so a pipeline

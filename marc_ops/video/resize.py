@@ -13,6 +13,11 @@ from marc_ops.config.video import PATCH_FACTOR
 
 # Qwen2.5-VL refuses images more elongated than this.
 MAX_ASPECT_RATIO = 200
+# Frames and images above this are refused, not resized: the largest frame of the H.264 and HEVC levels
+# (8192x4352, level 6.2), so 8K UHD (7680x4320) passes. Decoding and resizing one 8K frame peaks at
+# ~0.7 GB (measured: the frame, its float32 copy, the decoder's buffers), ~21 bytes a pixel; a crafted
+# 16384x16384 frame would need ~6 GB.
+MAX_SOURCE_PIXELS = 8192 * 4352
 
 
 def smart_resize(

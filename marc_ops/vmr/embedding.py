@@ -36,18 +36,19 @@ from huggingface_hub import constants as hf_constants
 from PIL import Image
 
 from marc_ops.config.vmr import EmbedderConfig
+from marc_ops.errors import MarcError
+from marc_ops.io import PICKLE_SUFFIXES, UnsafeWeightsError, check_safetensors, safetensors_weights
 from marc_ops.video import open_video
 
-# The file names of open_clip's folder format (`local-dir:` and Hugging Face snapshots).
+# The config file of open_clip's folder format (`local-dir:` and Hugging Face snapshots).
 CHECKPOINT_CONFIG = "open_clip_config.json"
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 
-class ClipWeightsNotFoundError(FileNotFoundError):
+class ClipWeightsNotFoundError(MarcError, FileNotFoundError):
     """The weights an `EmbedderConfig` names are not on this machine; the message says how to provide them."""
 
 
-class EmptyQueryError(ValueError):
+class EmptyQueryError(MarcError, ValueError):
     """A sample whose question text is empty cannot be turned into a retrieval query."""
 
 
@@ -222,6 +223,7 @@ def _resolve_weights(model_name: str, pretrained: str) -> tuple[str, str | None,
     if path.is_dir():
         return _checkpoint_folder(model_name, path)
     if path.is_file():
+        check_safetensors(path)
         if model_name not in open_clip.list_models():
             raise ValueError(
                 f"model_name {model_name!r} is not an open_clip architecture, so the weights file {path} has no "
@@ -251,7 +253,7 @@ def _checkpoint_folder(model_name: str, folder: Path) -> tuple[str, None, str]:
     if not config_file.is_file():
         raise ClipWeightsNotFoundError(
             f"checkpoint folder {folder} has no {CHECKPOINT_CONFIG}; an open_clip checkpoint folder holds that "
-            "config and one weights file (.safetensors/.bin/.pth)"
+            "config and one .safetensors weights file"
         )
     recorded = json.loads(config_file.read_text()).get("model_name")
     if recorded is not None and recorded != model_name:
@@ -259,10 +261,19 @@ def _checkpoint_folder(model_name: str, folder: Path) -> tuple[str, None, str]:
             f"checkpoint folder {folder} holds a {recorded!r} model but model_name is {model_name!r}; "
             "set model_name to match the checkpoint"
         )
-    weights = sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
+    # open_clip picks a folder's weights by name and may prefer a pickle (open_clip_pytorch_model.bin) to a
+    # safetensors file, so a folder that holds one is refused whatever else it holds.
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise UnsafeWeightsError(
+            f"{folder / pickles[0]}: checkpoint folder {folder} holds pickle files ({', '.join(pickles)}), which "
+            "can run code when loaded and which open_clip may load in place of the safetensors weights: keep only "
+            "the .safetensors weights in the folder (convert them with safetensors.torch.save_file if needed)"
+        )
+    weights = safetensors_weights(folder)
     if not weights:
         raise ClipWeightsNotFoundError(
-            f"checkpoint folder {folder} has {CHECKPOINT_CONFIG} but no weights file"
+            f"checkpoint folder {folder} has {CHECKPOINT_CONFIG} but no .safetensors weights file"
         )
     digest = hashlib.sha256()
     for file in [config_file, *weights]:

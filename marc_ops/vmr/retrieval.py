@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from marc_ops.video import DEFAULT_VIDEO_CONFIG, VideoConfig, open_video, resize_frames, smart_resize
+from marc_ops.video import DEFAULT_VIDEO_CONFIG, VideoConfig, open_video, read_resized
 from marc_ops.video.decode import VideoReader
 from marc_ops.vmr.embedding import VideoClips, clip_frame_indices
 
@@ -132,19 +132,10 @@ def decode_frames(reader: VideoReader, frame_indices: np.ndarray, video_config: 
     """The frames at ``frame_indices`` (repeats allowed), resized as ``sample_frames`` resizes them.
 
     frame_indices: (T,) int64 → (T, H, W, 3) uint8, H and W multiples of 28 within the config's
-    pixel bounds. Each distinct frame is decoded once.
+    pixel bounds. Each distinct frame is decoded once, a bounded chunk at a time (``read_resized``).
     """
     wanted, where = np.unique(frame_indices, return_inverse=True)
-    resized = []
-    for chunk in reader.read(wanted, chunk_size=16):
-        height, width = smart_resize(
-            chunk.shape[1],
-            chunk.shape[2],
-            min_pixels=video_config.min_pixels,
-            max_pixels=video_config.max_pixels,
-        )
-        resized.append(resize_frames(chunk, height, width))
-    return np.concatenate(resized)[where]
+    return read_resized(reader, wanted, video_config)[where]
 
 
 def plan_frames(

@@ -8,6 +8,7 @@ import dagster as dg
 
 from marc_ops.registry import STAGES, partition_keys
 from marc_ops.registry.lock import record_stage
+from marc_ops.registry.runlock import running
 from marc_ops.stage import StageResult
 from marc_ops.tables import markdown_table
 from pipelines.defs.resources import REPO_ROOT, MarcResource, build_resources
@@ -33,19 +34,21 @@ def code_version(name: str) -> str:
     return STAGES[name].code_version(REPO_ROOT)
 
 
+def metadata_value(value: object) -> dg.MetadataValue:
+    """A scalar fact as typed Dagster metadata (text for anything else)."""
+    if value is None:
+        return dg.MetadataValue.null()
+    if isinstance(value, bool):
+        return dg.MetadataValue.bool(value)
+    if isinstance(value, int):
+        return dg.MetadataValue.int(value)
+    if isinstance(value, float):
+        return dg.MetadataValue.float(value)
+    return dg.MetadataValue.text(str(value))
+
+
 def to_metadata(result: StageResult) -> dict[str, dg.MetadataValue]:
-    metadata: dict[str, dg.MetadataValue] = {}
-    for key, value in result.metadata.items():
-        if value is None:
-            metadata[key] = dg.MetadataValue.null()
-        elif isinstance(value, bool):
-            metadata[key] = dg.MetadataValue.bool(value)
-        elif isinstance(value, int):
-            metadata[key] = dg.MetadataValue.int(value)
-        elif isinstance(value, float):
-            metadata[key] = dg.MetadataValue.float(value)
-        else:
-            metadata[key] = dg.MetadataValue.text(str(value))
+    metadata = {key: metadata_value(value) for key, value in result.metadata.items()}
     for key, path in result.outputs.items():
         metadata[f"path_{key}"] = dg.MetadataValue.path(str(Path(path)))
     for key, table in result.tables.items():
@@ -62,10 +65,13 @@ def materialize_stage(
     context.log.info(f"stage {name}: profile {params.profile}, project {paths.project_dir}")
     # A multi-partition key renders as "synthetic|marc@0.6", what the stage registry parses.
     partition = str(context.partition_key) if context.has_partition_key else None
-    result = STAGES[name](paths, params, partition)
+    # The partition's lock spans the stage and its dvc.lock record: no second run rewrites the outputs
+    # while DVC hashes them.
+    with running(paths.project_dir, name, partition):
+        result = STAGES[name](paths, params, partition)
+        # The same entry `dvc repro` would write: `dvc status` stays clean, and DVC's hash is the data version.
+        recorded = record_stage(paths.project_dir, name, partition)
     metadata = {"profile": dg.MetadataValue.text(params.profile), **to_metadata(result)}
-    # The same entry `dvc repro` would write: `dvc status` stays clean, and DVC's hash is the data version.
-    recorded = record_stage(paths.project_dir, name, partition)
     if recorded is None:
         return dg.MaterializeResult(metadata=metadata)
     metadata["dvc_stage"] = dg.MetadataValue.text(recorded.stage)

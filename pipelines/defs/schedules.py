@@ -1,4 +1,9 @@
-"""Schedules. Off by default: turn them on in the UI of a long-running deployment."""
+"""Schedules. Off by default: turn them on in the UI of a long-running deployment.
+
+Retraining on a schedule is not a schedule here: ``MARC_RETRAIN_CRON`` puts the cron in the retraining
+conditions that ``retraining_sensor`` evaluates, so a tick retrains only what new data made stale
+(:mod:`pipelines.defs.retraining`).
+"""
 
 import dagster as dg
 

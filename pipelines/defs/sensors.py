@@ -1,4 +1,10 @@
-"""Sensors: re-run the data assets when the annotation files change."""
+"""Sensors: re-run the data assets when the annotation files change; retrain what new data makes stale.
+
+Both are stopped by default: turn them on in the UI (Automation) of a long-running deployment. With both
+on, new annotation files run ``data_job``, and what its new data versions make stale (the VMR selection,
+the teacher, every τ of C-GRPO, the benchmark × method pairs that read them, the report) runs after it
+(:mod:`pipelines.defs.retraining`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,8 @@ import hashlib
 import dagster as dg
 
 from pipelines.defs.jobs import data_job
-from pipelines.defs.resources import MarcResource
+from pipelines.defs.resources import MarcResource, build_resources
+from pipelines.defs.retraining import retrained_assets
 
 
 def annotation_fingerprint(marc: MarcResource) -> str:
@@ -34,4 +41,15 @@ def annotation_change_sensor(context: dg.SensorEvaluationContext, marc: MarcReso
     return dg.RunRequest(run_key=fingerprint)
 
 
-SENSORS = [annotation_change_sensor]
+# Evaluated in the code location (use_user_code_server): the conditions filter partitions by what each
+# reads, a condition of Python code (retraining.InPartitions).
+retraining_sensor = dg.AutomationConditionSensorDefinition(
+    "retraining_sensor",
+    target=dg.AssetSelection.assets(*retrained_assets(build_resources()["marc"].params())),
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    use_user_code_server=True,
+    description="Re-materialize the asset partitions whose inputs have new data (MARC_RETRAIN_CRON: only at "
+    "that schedule's ticks); see pipelines/defs/retraining.py.",
+)
+
+SENSORS = [annotation_change_sensor, retraining_sensor]

@@ -165,6 +165,9 @@ def test_webserver_serves_the_asset_graph(small_project: Path):
             os.killpg(server.pid, signal.SIGKILL)
 
 
+# The first repro trains the tiny model's caption warm-up (minutes): on a shared 2-core machine it needs
+# more than the suite's 900 s per-test limit.
+@pytest.mark.timeout(1500)
 def test_dvc_repro_twice_changes_nothing_the_second_time(tmp_path: Path):
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["synthetic"].update(n_train_videos=4, n_eval_videos=2, n_train_images=2, n_eval_images=2)
@@ -186,7 +189,7 @@ def test_dvc_repro_twice_changes_nothing_the_second_time(tmp_path: Path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1200,
     )
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for stage in ("train_subset", "shot_segments", "clip_embeddings", "vmr_selection", "base_model"):

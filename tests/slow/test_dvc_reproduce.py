@@ -20,7 +20,8 @@ from tests_support import GIT, REPO_ROOT, clone_project, fast_lineage_params
 from marc_ops.config import load_params
 from marc_ops.registry.dvcfile import unreproducible_outputs
 
-pytestmark = pytest.mark.slow
+# Past the suite's 900 s per-test timeout (pyproject) on a shared machine: their own limit.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 DVC = str(Path(sys.executable).parent / "dvc")
 
 

@@ -8,6 +8,7 @@ import yaml
 
 from marc_ops.config import ConfigError, Params, expand_env, load_params, profile_path
 from marc_ops.config.methods import METHODS, resolve_method
+from marc_ops.errors import UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILES = sorted(p for p in (REPO_ROOT / "configs").glob("*.yaml") if p.name != "dagster.yaml")
@@ -45,7 +46,7 @@ def test_env_expansion(monkeypatch):
 
 
 def test_unknown_profile_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="known: paper, tiny"):
+    with pytest.raises(UsageError, match="known: paper, tiny"):
         profile_path("huge", REPO_ROOT)
 
 
@@ -66,6 +67,13 @@ def test_bad_values_name_the_file_and_field(tmp_path: Path, edit, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_params(path)
     assert str(path) in str(info.value)
+
+
+def test_a_params_file_that_is_not_yaml_names_the_line(tmp_path: Path):
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: tiny\ndata: [1\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: not valid YAML at line 3, column 1: .*fix the file"):
+        load_params(path)
 
 
 def test_missing_params_file_says_how_to_make_one(tmp_path: Path):

@@ -5,6 +5,7 @@ import shutil
 import dagster as dg
 import yaml
 
+from marc_ops.checks import ASSET_CHECKS
 from marc_ops.config.methods import resolve_method
 from marc_ops.config.tasks import TASKS
 from marc_ops.registry import STAGES, benchmark_method_partition, partition_keys, tau_partition
@@ -100,3 +101,28 @@ def test_code_version_follows_the_declared_code(tmp_path):
     merge = tmp_path / "marc_ops/compression/memory_aware.py"
     merge.write_text(merge.read_text() + "\n# edited\n")
     assert stage.code_version(tmp_path) != before
+
+
+def test_every_declared_check_is_an_asset_check_of_its_asset():
+    """The checks marc_ops.checks declares are the asset checks Dagster runs: blocking where declared, and
+    partitioned as their asset is."""
+    graph = defs.resolve_asset_graph()
+    declared = {
+        dg.AssetCheckKey(dg.AssetKey(asset), check.name): check
+        for asset, checks in ASSET_CHECKS.items()
+        for check in checks
+    }
+    assert set(graph.asset_check_keys) == set(declared)
+    for key, check in declared.items():
+        node = graph.get(key)
+        assert node.blocking == check.blocking, key
+        assert node.partitions_def == graph.get(key.asset_key).partitions_def, key
+    assert not declared[dg.AssetCheckKey(dg.AssetKey("videor1_manifest"), "quarantine_share")].blocking
+
+
+def test_schedules_and_sensors_start_stopped():
+    """A deployment switches automation on in the UI; nothing runs on its own until then."""
+    repository = defs.get_repository_def()  # with any sensor Dagster adds by itself
+    assert {s.default_status for s in repository.schedule_defs} == {dg.DefaultScheduleStatus.STOPPED}
+    assert {s.default_status for s in repository.sensor_defs} == {dg.DefaultSensorStatus.STOPPED}
+    assert {s.name for s in repository.sensor_defs} == {"annotation_change_sensor", "retraining_sensor"}

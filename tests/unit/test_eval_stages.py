@@ -13,7 +13,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
+from tests_support import declared_check
 
+from marc_ops.checks import ASSET_CHECKS
 from marc_ops.config import Params, ProjectPaths
 from marc_ops.config.eval import EvalConfig
 from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
@@ -268,6 +270,47 @@ def test_eval_command_prints_the_summary(
     assert "2 selected, 2 generated now, 0 already recorded, 0 failed" in printed
     assert "| score | accuracy | mra | n | failed | visual_tokens_mean | latency_s_mean |" in printed
     assert records_path(project.asset("benchmark_scores"), "synthetic", "marc@0.6").is_file()
+
+
+def test_benchmark_checks_pass_on_the_records_and_fail_on_broken_ones(
+    project: ProjectPaths, params: SimpleNamespace
+) -> None:
+    for method in ("marc@0.6", "baseline-16f"):
+        benchmark_scores_stage(project, params, benchmark="synthetic", method=method)
+    marc = {
+        check.name: check.run(project, params, "synthetic|marc@0.6")
+        for check in ASSET_CHECKS["benchmark_scores"]
+    }
+    assert {name: o.summary for name, o in marc.items() if not o.passed} == {}
+    assert (
+        marc["one_record_per_item"].facts["items"] == marc["one_record_per_item"].facts["records"] == N_ROWS
+    )
+    tokens = marc["visual_tokens_within_group_budget"].facts
+    # one temporal group at 128·28·28 pixels: 128 tokens
+    assert (tokens["budget_groups"], tokens["token_bound"], tokens["video_records"]) == (1, 128, 4)
+    assert 0 < tokens["max_visual_tokens"] <= 128
+    baseline = declared_check("benchmark_scores", "visual_tokens_within_group_budget")
+    unbounded = baseline.run(project, params, "synthetic|baseline-16f")
+    assert unbounded.passed and unbounded.summary.startswith(
+        "baseline-16f keeps no number of temporal groups"
+    )
+
+    path = records_path(project.asset("benchmark_scores"), "synthetic", "marc@0.6")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = json.loads((project.project_dir / "corpus/eval/eval_synthetic.json").read_text())
+    videos = {str(row["problem_id"]) for row in rows if row["data_type"] == "video"}
+    repeated, dropped = records[0]["problem_id"], records[-1]["problem_id"]
+    over = next(r for r in records[1:-1] if r["problem_id"] in videos)
+    over["visual_tokens"] = 129
+    path.write_text("".join(json.dumps(r) + "\n" for r in [records[0], *records[:-1]]))
+    broken = {
+        check.name: check.run(project, params, "synthetic|marc@0.6")
+        for check in ASSET_CHECKS["benchmark_scores"]
+    }
+    per_item, tokens = broken["one_record_per_item"], broken["visual_tokens_within_group_budget"]
+    assert not per_item.passed and per_item.facts["items_with_problems"] == 2
+    assert per_item.evidence.rows() == [(dropped, "no record"), (repeated, "2 records")]
+    assert not tokens.passed and tokens.evidence.rows() == [(over["problem_id"], 129)]
 
 
 def test_eval_config_names_known_benchmarks_and_methods_once() -> None:

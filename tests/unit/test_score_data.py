@@ -196,7 +196,9 @@ def test_caption_file_quarantines_every_bad_row_class(tmp_path: Path) -> None:
         json.dumps({"image": "b.png", "caption": "Two squares.", "id": 4}),  # 11 good
         json.dumps({"video": "c.mp4", "caption": "a video row"}),  # 12
         json.dumps({"image": "c.png", "caption": "Ünïcode\u2028caption"}),  # 13 good
+        json.dumps({"image": "../a.png", "caption": "outside the media root"}),  # 14
     ]
+    write_png(tmp_path / "a.png", 40)
     caption_file = tmp_path / "stage1.jsonl"
     caption_file.write_bytes(
         b"\n".join(line if isinstance(line, bytes) else line.encode() for line in lines) + b"\n"
@@ -223,6 +225,7 @@ def test_caption_file_quarantines_every_bad_row_class(tmp_path: Path) -> None:
         8: "missing_media",
         9: "duplicate_media",
         12: "missing_field",
+        14: "path_escapes_root",
     }
     assert set(loaded.quarantine["source_file"]) == {str(caption_file)}
     for row, reason in loaded.quarantine.select("source_row", "reason").rows():

@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
+from marc_ops.checks import ASSET_CHECKS
 from marc_ops.compression import CompressionConfig
 from marc_ops.compression.score import (
     ScorePolicy,
@@ -105,6 +106,39 @@ def test_a_stage_1_only_policy_is_the_curriculum_ablation(project) -> None:
         torch.equal(a, b)
         for a, b in zip(stage1.state_dict().values(), final.state_dict().values(), strict=True)
     )
+
+
+def test_policy_checks_pass_on_the_trained_policies_and_fail_on_broken_files(project) -> None:
+    paths, params = project
+    for stage in (
+        score_pseudo_videos_stage,
+        score_ce_base_stage,
+        score_policy_stage1_stage,
+        score_policy_stage,
+    ):
+        stage(paths, params)
+    for asset in ("score_policy_stage1", "score_policy"):
+        outcomes = {check.name: check.run(paths, params, None) for check in ASSET_CHECKS[asset]}
+        assert {name: o.summary for name, o in outcomes.items() if not o.passed} == {}
+        # the policy and, to resume from, the last checkpoint's policy and optimiser state
+        assert outcomes["weights_are_safetensors"].facts["safetensors_files"] == 3
+        assert outcomes["weights_load"].facts["tensors"] == len(
+            load_policy(paths.score_policy()).state_dict()
+        )
+        assert outcomes["training_loss_finite"].facts["steps_logged"] == 2
+
+    policy = paths.score_policy()
+    (policy.parent / "policy.pt").write_bytes(b"a pickle")
+    policy.write_bytes(policy.read_bytes()[:-64])
+    log = pl.read_parquet(policy.parent / "training_log.parquet")
+    log.with_columns(loss=pl.Series([float("nan")] * log.height)).write_parquet(
+        policy.parent / "training_log.parquet"
+    )
+    outcomes = {check.name: check.run(paths, params, None) for check in ASSET_CHECKS["score_policy"]}
+    assert not any(o.passed for o in outcomes.values())
+    assert outcomes["weights_are_safetensors"].summary == "1 pickled weights file: policy.pt"
+    assert outcomes["weights_load"].evidence["problem"][0].startswith("cannot be read")
+    assert outcomes["training_loss_finite"].facts["non_finite"] == 2
 
 
 # --- SCORE inside the patched model -----------------------------------------------------------------------

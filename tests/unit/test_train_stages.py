@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import polars as pl
 import pytest
 import yaml
+from safetensors.torch import load_file, save_file
+from tests_support import declared_check
 
+from marc_ops.checks import ASSET_CHECKS
 from marc_ops.config import DataConfig, ModelConfig, ProjectPaths
 from marc_ops.config.train import CGRPOTrainConfig, SFTTrainConfig, TeacherConfig, TrainParams
 from marc_ops.data import load_videor1
@@ -18,6 +23,7 @@ from marc_ops.train.cgrpo import CGRPORun
 from marc_ops.train.inputs import vmr_builder
 from marc_ops.train.sft import SFTRun
 from marc_ops.train.stages import cgrpo_checkpoint_stage, sft_checkpoint_stage, teacher_rewards_stage
+from marc_ops.train.teacher import TABLE_FILE
 from marc_ops.video import VideoConfig
 from marc_ops.vmr.retrieval import RetrievedClip, plan_frames
 from marc_ops.vmr.stages import SELECTION_SCHEMA
@@ -27,11 +33,9 @@ CPU = {"bf16": False, "gradient_checkpointing": False, "max_steps": 1, "save_ste
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture()
-def project(tiny_model: Path, train_corpus: Path, tmp_path: Path) -> tuple[ProjectPaths, SimpleNamespace]:
+def _project(root: Path, model: Path, corpus: Path) -> tuple[ProjectPaths, SimpleNamespace]:
     """A project whose train_subset and base_model assets exist, and the params the stages read."""
-    model, corpus = tiny_model, train_corpus
-    paths = ProjectPaths(tmp_path)
+    paths = ProjectPaths(root)
     subset = load_videor1(corpus / "Video-R1-260k.json", corpus).rows
     subset = pl.concat(
         [subset.filter(pl.col("data_type") == t).head(n) for t, n in (("video", 2), ("image", 1))]
@@ -63,6 +67,33 @@ def project(tiny_model: Path, train_corpus: Path, tmp_path: Path) -> tuple[Proje
         ),
     )
     return paths, params
+
+
+@pytest.fixture()
+def project(tiny_model: Path, train_corpus: Path, tmp_path: Path) -> tuple[ProjectPaths, SimpleNamespace]:
+    return _project(tmp_path, tiny_model, train_corpus)
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tiny_model: Path, train_corpus: Path, tmp_path_factory: pytest.TempPathFactory, one_thread: None
+) -> tuple[ProjectPaths, SimpleNamespace]:
+    """A project with the teacher's rewards, a C-GRPO run (τ = 0.6) and an SFT run, made once."""
+    paths, params = _project(tmp_path_factory.mktemp("trained"), tiny_model, train_corpus)
+    teacher_rewards_stage(paths, params)
+    cgrpo_checkpoint_stage(paths, params, tau=0.6)
+    sft_checkpoint_stage(paths, params)
+    return paths, params
+
+
+@pytest.fixture()
+def broken(
+    trained: tuple[ProjectPaths, SimpleNamespace], tmp_path: Path
+) -> tuple[ProjectPaths, SimpleNamespace]:
+    """A copy of the trained project, to break."""
+    paths, params = trained
+    shutil.copytree(paths.project_dir, tmp_path, dirs_exist_ok=True)
+    return ProjectPaths(tmp_path), params
 
 
 def _write_vmr_selection(paths: ProjectPaths, rows: pl.DataFrame, video: VideoConfig) -> None:
@@ -184,3 +215,71 @@ def test_changed_settings_start_over_instead_of_resuming(
     # resumed, step 1 would be the first run's (lr 1e-3); started over, both steps ran at 5e-4
     assert result.tables["steps"]["learning_rate"].to_list() == [5e-4, 5e-4]
     assert not (paths.asset("sft_checkpoint") / "checkpoint-1").exists()
+
+
+# --- the checks of the training assets (marc_ops.checks), on the runs above -----------------------------
+
+TRAINED = [("teacher_rewards", None), ("sft_checkpoint", None), ("cgrpo_checkpoint", "0.6")]
+
+
+def test_checks_pass_on_the_trained_runs(trained: tuple[ProjectPaths, SimpleNamespace]) -> None:
+    paths, params = trained
+    outcomes = {
+        (asset, check.name): check.run(paths, params, partition)
+        for asset, partition in TRAINED
+        for check in ASSET_CHECKS[asset]
+    }
+    assert {key: o.summary for key, o in outcomes.items() if not o.passed} == {}
+    assert outcomes[("teacher_rewards", "one_row_per_sample")].facts == {
+        "video_samples": 2,
+        "rows": 2,
+        "failed": 0,
+        "samples_with_problems": 0,
+    }
+    for asset in ("sft_checkpoint", "cgrpo_checkpoint"):
+        formats = outcomes[(asset, "weights_are_safetensors")]
+        # the final model and checkpoint-1; checkpoint-1's optimizer.pt etc. are listed, not weights
+        assert formats.facts["safetensors_files"] == 2 and formats.facts["pickled_weight_files"] == 0
+        assert "trainer resume state" in formats.evidence["kind"].to_list()
+        assert outcomes[(asset, "weights_load")].facts["tensors"] > 0
+        loss = outcomes[(asset, "training_loss_finite")].facts
+        assert loss["steps_logged"] == 1 and math.isfinite(loss["last_loss"])
+
+
+def test_teacher_check_fails_on_a_repeated_and_a_missing_sample(
+    broken: tuple[ProjectPaths, SimpleNamespace],
+) -> None:
+    paths, params = broken
+    table_file = paths.asset("teacher_rewards") / TABLE_FILE
+    table = pl.read_parquet(table_file)
+    first, second = table["problem_id"].to_list()
+    pl.concat([table.head(1), table.head(1)]).write_parquet(table_file)  # first twice, second gone
+    outcome = declared_check("teacher_rewards", "one_row_per_sample").run(paths, params, None)
+    assert not outcome.passed and outcome.facts["samples_with_problems"] == 2
+    assert outcome.evidence.rows() == [(second, "no row"), (first, "2 rows")]
+
+
+def test_checkpoint_checks_fail_on_pickled_weights_a_nan_tensor_and_a_nan_loss(
+    broken: tuple[ProjectPaths, SimpleNamespace],
+) -> None:
+    paths, params = broken
+    model = paths.cgrpo_model(0.6)
+    shutil.copyfile(model / "model.safetensors", model / "pytorch_model.bin")
+    pickled = declared_check("cgrpo_checkpoint", "weights_are_safetensors").run(paths, params, "0.6")
+    assert not pickled.passed and pickled.facts["pickled_weight_files"] == 1
+    assert ("model/pytorch_model.bin", "pickled weights") in pickled.evidence.rows()
+
+    tensors = load_file(model / "model.safetensors")
+    name = next(key for key, value in tensors.items() if value.is_floating_point())
+    tensors[name][0] = float("nan")
+    save_file(tensors, model / "model.safetensors", metadata={"format": "pt"})
+    load = declared_check("cgrpo_checkpoint", "weights_load").run(paths, params, "0.6")
+    assert not load.passed and load.evidence.rows() == [("model.safetensors", f"{name} holds NaN or inf")]
+
+    state_file = paths.asset("sft_checkpoint") / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    next(entry for entry in state["log_history"] if "loss" in entry)["loss"] = float("nan")
+    state_file.write_text(json.dumps(state))
+    loss = declared_check("sft_checkpoint", "training_loss_finite").run(paths, params, None)
+    assert not loss.passed and loss.facts["non_finite"] == 1
+    assert loss.summary == "1 logged loss of 1 not finite (first at logged step 1)"

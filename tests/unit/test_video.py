@@ -212,6 +212,34 @@ def test_sample_frame_indices_caps_exactly_and_uniformly() -> None:
                 assert indices[-1] == num_frames - 1
 
 
+def _all_sample_times_then_cap(num_frames: int, source_fps: float, fps: float, max_frames: int) -> np.ndarray:
+    """Steps 1-3 of `sample_frame_indices` done literally: every sample time, then the cap."""
+    num_samples = max(1, math.ceil(round(num_frames * fps / source_fps, 6)))
+    times = np.arange(num_samples) / fps
+    indices = np.unique(np.clip(np.floor(times * source_fps + 0.5), 0, num_frames - 1).astype(np.int64))
+    if len(indices) > max_frames:
+        indices = indices[np.floor(np.linspace(0, len(indices) - 1, max_frames) + 0.5).astype(np.int64)]
+    return indices
+
+
+def test_sample_frame_indices_equals_the_literal_steps() -> None:
+    for num_frames in [*range(1, 130, 3), 1000, 4321]:
+        for source_fps in (0.25, 1.0, 7.5, 10.0, 24.0, 30000 / 1001, 60.0):
+            for fps in (0.5, 1.0, 2.0, 29.97, 120.0):
+                for max_frames in (1, 2, 16, 64):
+                    expected = _all_sample_times_then_cap(num_frames, source_fps, fps, max_frames)
+                    actual = sample_frame_indices(num_frames, source_fps, fps, max_frames)
+                    assert actual.tolist() == expected.tolist(), (num_frames, source_fps, fps, max_frames)
+
+
+def test_sample_frame_indices_cost_does_not_grow_with_the_claimed_duration() -> None:
+    # 8 frames 1250 hours apart (a lying header), and a header claiming 10^12 frames at 30 fps: the
+    # literal steps would hold 36 million and 33 billion sample times.
+    assert sample_frame_indices(8, 8 / (10_000 * 3600), 1.0, 64).tolist() == list(range(8))
+    indices = sample_frame_indices(10**12, 30.0, 1.0, 64)
+    assert len(indices) == 64 and indices[0] == 0 and indices[-1] == 10**12 - 10
+
+
 # --- decoding the synthetic video -------------------------------------------------------------
 
 

@@ -96,6 +96,10 @@ def test_loads_good_rows_with_schema_and_category(data_root: Path):
         (_row(9, options="A. red"), "bad_type"),
         ([1, 2], "not_an_object"),
         (_row(1), "duplicate_problem_id"),
+        (_row(9, options=[f"{i}. x" for i in range(27)]), "too_many_options"),
+        (_row(9, path="../outside.mp4"), "path_escapes_root"),
+        (_row(9, path="/etc/hostname"), "path_escapes_root"),
+        (_row(9, evidence={"shots": [0], "spans": [[0, 1, 2]]}), "bad_type"),
     ],
 )
 def test_bad_rows_are_quarantined_and_the_rest_load(data_root: Path, bad, code):
@@ -132,12 +136,23 @@ def test_check_media_off_keeps_rows_without_files(data_root: Path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "not found"), ("", "empty"), ("[{]", r"not valid JSON \(line 1")],
+    [
+        (None, "not found"),
+        (b"", "empty"),
+        (b"[{]", r"not valid JSON \(line 1"),
+        (
+            b'[\n{"problem": "caf\xe9"}]',
+            r"not UTF-8 \(byte 0xe9: invalid continuation byte at byte offset 18, line 2\)",
+        ),
+        (b'{\n  "rows": []\n}\n', "holds one JSON object; expected an array"),
+        (b"42\n", "holds one JSON number"),
+        (b"[" * 100_000, "nested too deeply"),
+    ],
 )
 def test_unreadable_file_raises_naming_it(tmp_path: Path, content, message):
     path = tmp_path / "Video-R1-260k.json"
     if content is not None:
-        path.write_text(content)
+        path.write_bytes(content)
     with pytest.raises(DataFileError, match=message) as info:
         load_videor1(path, tmp_path)
     assert str(path) in str(info.value)

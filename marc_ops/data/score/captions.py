@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from marc_ops.data.schema import Rejection
+from marc_ops.data.schema import Rejection, resolve_media
 from marc_ops.data.synthetic import CorpusFiles
 from marc_ops.data.videor1 import DataFileError
 
@@ -48,7 +48,8 @@ def load_caption_file(
 
     Rows are 0-based line numbers. Quarantined (the rest load): a line that is not UTF-8 or not JSON, not an
     object, a missing or empty media path or caption field, a field that is not a string, a caption of only
-    whitespace, a missing media file (``check_media``), a media path captioned before (the first is kept).
+    whitespace, a media path that leaves ``media_root`` (``path_escapes_root``), a missing media file
+    (``check_media``), a media path captioned before (the first is kept).
     Raises :class:`DataFileError` naming the file when it cannot be read at all.
     """
     path, media_root = Path(path), Path(media_root)
@@ -130,7 +131,9 @@ def _caption_row(
             return Rejection("bad_type", f"field {name!r} must be a string, got {type(raw[name]).__name__}")
     if not raw["caption"].strip():
         return Rejection("empty_caption", "the caption is only whitespace")
-    media_path = (media_root / raw[kind]).resolve()
+    media_path = resolve_media(media_root, raw[kind])
+    if isinstance(media_path, Rejection):
+        return media_path
     if check_media and not media_path.is_file():
         return Rejection("missing_media", f"media file not found: {media_path}")
     return {"media": raw[kind], "media_path": str(media_path), "caption": raw["caption"].strip()}
