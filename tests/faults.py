@@ -366,6 +366,6 @@ def lancedb_rows(project: Path) -> list[tuple[str, int]]:
     """``(video_id, clip_index)`` of every row of the clip table (the one table of the project's LanceDB), sorted,
     repeats kept."""
     db = lancedb.connect(str(project / "assets/clip_embeddings/lancedb"))
-    (name,) = db.table_names()
+    (name,) = db.list_tables().tables
     rows = db.open_table(name).to_arrow().select(["video_id", "clip_index"]).to_pylist()
     return sorted((row["video_id"], row["clip_index"]) for row in rows)
