@@ -51,8 +51,11 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     if args.name not in STAGES:
         raise UsageError(f"unknown stage {args.name!r}; known: {', '.join(STAGES)}")
     paths = ProjectPaths(args.project_dir, args.params)
+    label = args.name if args.partition is None else f"{args.name}[{args.partition}]"
+    # Everything is imported by now: the stage's own work starts here (a caller can time it from this line).
+    print(f"[{label}] started", flush=True)
     result = STAGES[args.name](paths, paths.params(), args.partition)
-    print(f"[{args.name}{'' if args.partition is None else '[' + args.partition + ']'}] done")
+    print(f"[{label}] done")
     for key, value in result.metadata.items():
         print(f"  {key}: {value}")
     for key, path in result.outputs.items():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -86,6 +88,53 @@ def clone_project(target: Path, params: dict) -> Path:
     subprocess.run([*GIT, "add", "-A"], cwd=target, check=True)
     subprocess.run([*GIT, "commit", "-qm", "copy"], cwd=target, check=True)
     return target
+
+
+STATE = "trainer_state.json"
+
+
+def killed_training_runs(last_step: int) -> dict[str, list[str]]:
+    """What a SIGKILL of a training run that saves every step leaves missing from its folder, at three points: after
+    checkpoint-1, while the Trainer saved checkpoint-2 (its weights written, its state not yet), and after the last
+    checkpoint, before the final model."""
+    later = [f"checkpoint-{step}" for step in range(3, last_step + 1)]
+    return {
+        "after checkpoint-1": [f"checkpoint-{step}" for step in range(2, last_step + 1)] + ["model", STATE],
+        "while saving checkpoint-2": [
+            *later,
+            "model",
+            STATE,
+            *(f"checkpoint-2/{name}" for name in (STATE, "optimizer.pt", "rng_state.pth", "scheduler.pt")),
+        ],
+        "after its last checkpoint, before its final model": ["model", STATE],
+    }
+
+
+def run_files(out_dir: Path) -> dict[str, bytes]:
+    """What DVC hashes of a training run's folder (less TensorBoard events, pickled arguments, model cards)."""
+    return {
+        path.relative_to(out_dir).as_posix(): path.read_bytes()
+        for path in sorted(out_dir.rglob("*"))
+        if path.is_file() and "runs" not in path.parts and path.name not in ("training_args.bin", "README.md")
+    }
+
+
+def assert_killed_runs_resume_to(
+    uninterrupted: Path, train: Callable[[Path], object], last_step: int
+) -> None:
+    """Each folder a kill of the run ``uninterrupted`` would leave (:func:`killed_training_runs`), trained again by
+    ``train(folder)``, ends with the bytes of ``uninterrupted`` (a run that saved every step and kept them all)."""
+    expected = run_files(uninterrupted)
+    for point, lost in killed_training_runs(last_step).items():
+        killed = uninterrupted.parent / point.replace(" ", "_")
+        shutil.copytree(uninterrupted, killed)
+        for name in lost:
+            (shutil.rmtree if (killed / name).is_dir() else Path.unlink)(killed / name)
+        assert (killed / "checkpoint-1" / STATE).is_file()  # there is something to resume
+        train(killed)
+        resumed = run_files(killed)
+        assert resumed.keys() == expected.keys(), point
+        assert [name for name in expected if resumed[name] != expected[name]] == [], point
 
 
 def declared_check(asset: str, name: str):

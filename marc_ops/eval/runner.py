@@ -4,7 +4,10 @@ Each finished sample is appended as one JSON line to the (benchmark, method) rec
 the file is flushed and fsynced after every batch. A rerun reads the file first and generates only
 the samples it lacks, so an interrupted run resumes where it stopped and no sample is generated
 twice. A sample is "finished" when a record with its ``problem_id`` and ``prompt_hash`` exists;
-records of an older prompt (or of rows no longer in the benchmark) are dropped on resume.
+records of an older prompt (or of rows no longer in the benchmark) are dropped on resume. The seconds each
+sample took are appended just before its record, to ``<method>.latency.jsonl`` beside it; a rerun cuts that
+file back to one line per kept record, so a kill at any moment leaves neither a record without its seconds
+nor a line that the next append would glue to a torn one.
 
 A sample whose media cannot be read is recorded as ``failed`` with the reason and scores 0; the
 run goes on. Any other exception from the adapter is a bug and stops the run (what finished is
@@ -31,8 +34,15 @@ from marc_ops.config.methods import MethodSpec
 from marc_ops.config.prompts import VIDEO_R1_EVAL, PromptTemplate, build_prompt
 from marc_ops.config.tasks import BenchmarkTask
 from marc_ops.data.messages import MediaSpec, build_messages
-from marc_ops.eval.scoring import MEASURED_FIELDS, latency_path, parse_records, read_latencies, records_frame
-from marc_ops.io import append_jsonl, atomic_file
+from marc_ops.eval.scoring import (
+    MEASURED_FIELDS,
+    RecordsFileError,
+    latency_path,
+    parse_records,
+    read_latencies,
+    records_frame,
+)
+from marc_ops.io import append_jsonl, atomic_file, parse_jsonl
 from marc_ops.video import DEFAULT_VIDEO_CONFIG, ImageLoadError, MediaError, VideoConfig, VideoDecodeError
 
 logger = logging.getLogger(__name__)
@@ -162,11 +172,13 @@ def run_benchmark(
     ):
         for batch in _chunks(pending, batch_size):
             records = _run_batch(task, method, batch, adapter, video, template, expected)
-            # the records without their measured seconds, then the seconds beside them (MEASURED_FIELDS)
-            append_jsonl(sink, [{k: v for k, v in r.items() if k not in MEASURED_FIELDS} for r in records])
+            # The measured seconds beside the records (MEASURED_FIELDS), first: a sample is finished once its
+            # record is written, and a finished sample has its seconds (a kill in between leaves seconds
+            # without a record, which the next run drops).
             append_jsonl(
                 latency_sink, [{"problem_id": r["problem_id"], "latency_s": r["latency_s"]} for r in records]
             )
+            append_jsonl(sink, [{k: v for k, v in r.items() if k not in MEASURED_FIELDS} for r in records])
             for record in records:
                 kept[record["problem_id"]] = record
             n_generated += len(records)
@@ -197,6 +209,7 @@ def _open_records(
     """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        _keep_latencies_of(path, {})
         return {}, 0
     records, torn = parse_records(path.read_bytes(), path)
     latencies = read_latencies(path)
@@ -220,7 +233,24 @@ def _open_records(
             append_jsonl(
                 handle, [{k: v for k, v in r.items() if k not in MEASURED_FIELDS} for r in kept.values()]
             )
+    _keep_latencies_of(path, kept)
     return kept, n_dropped
+
+
+def _keep_latencies_of(records_file: Path, kept: Mapping[str, Mapping[str, Any]]) -> None:
+    """Rewrite the latency file beside ``records_file`` to one line per kept record, in their order, when it
+    holds anything else: a torn last line (appending after it would glue two lines into one that is not
+    JSON), the seconds of a sample whose record was never written or was dropped, or repeats."""
+    path = latency_path(records_file)
+    if not path.is_file():
+        return
+    values, torn = parse_jsonl(path.read_bytes(), path, RecordsFileError)
+    ids = [str(value["problem_id"]) for _, value in values]
+    if not torn and ids == [str(pid) for pid in kept]:
+        return
+    latencies = {str(value["problem_id"]): value for _, value in values}
+    with atomic_file(path) as handle:
+        append_jsonl(handle, [latencies[str(pid)] for pid in kept if str(pid) in latencies])
 
 
 def _chunks(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

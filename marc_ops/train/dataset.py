@@ -18,11 +18,13 @@ from typing import Any
 import polars as pl
 import yaml
 from pydantic import BaseModel, Field
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from marc_ops.config import FINAL_MODEL_DIR
 from marc_ops.io import (
     absolute_media,
+    atomic_path,
     project_relative,
     safetensors_weights,
     weights_stamp,
@@ -192,8 +194,41 @@ class RunFile(BaseModel):
 TIMING_LOG_KEYS = ("_runtime", "_per_second", "step_time")
 
 
+def logged_loss_sum(log_history: list[dict[str, Any]]) -> tuple[float, int]:
+    """The summed step losses of a run from its logged steps, and the last logged step: each logged ``loss`` is
+    the mean over the steps since the previous log, so it counts that many times. Summed in the Trainer's
+    order, it is the Trainer's own running sum to the bit when every step is logged (``logging_steps: 1``)."""
+    total, last_step = 0.0, 0
+    for entry in log_history:
+        if "loss" in entry:
+            total += entry["loss"] * (entry["step"] - last_step)
+            last_step = entry["step"]
+    return total, last_step
+
+
+class RunWideTrainLoss(TrainerCallback):
+    """Make a resumed run end with the ``train_loss`` of the whole run, as an uninterrupted one does.
+
+    The Trainer's end-of-training ``train_loss`` (kept in ``trainer_state.json``) averages the steps *this call*
+    trained: a run resumed at step k would report the mean of steps k+1..N. When training starts from a
+    checkpoint, this seeds the Trainer's running loss sum with the steps the checkpoint logged
+    (:func:`logged_loss_sum`) and counts the run's steps from 0.
+    """
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if state.global_step == 0:
+            return
+        self.trainer._total_loss_scalar, _ = logged_loss_sum(state.log_history)
+        self.trainer._initial_global_step = 0
+
+
 class CheckpointWeightsMixin:
-    """Resume a Trainer with the checkpoint's weights, for Qwen2.5-VL.
+    """Resume a Trainer with the checkpoint's weights, for Qwen2.5-VL, and end it as an uninterrupted run ends.
 
     transformers 5's ``Trainer._load_from_checkpoint`` reads ``model.safetensors`` and calls
     ``model.load_state_dict(state_dict, strict=False)``; the file is written in the checkpoint layout
@@ -201,8 +236,13 @@ class CheckpointWeightsMixin:
     ``model.visual.*``, so not one tensor loads and the run silently continues from its *initial* weights
     (with the checkpoint's optimizer state and step). This loads the checkpoint as ``from_pretrained``
     does (its key mapping) and copies every tensor, failing if one is missing. DeepSpeed and FSDP resume
-    through their own files and are left to the Trainer.
+    through their own files and are left to the Trainer. A resumed run's final ``train_loss`` covers the
+    whole run (:class:`RunWideTrainLoss`).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_callback(RunWideTrainLoss(self))  # type: ignore[attr-defined]
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """The Trainer's log, with the run's timings kept out of ``trainer_state.json`` (TIMING_LOG_KEYS)."""
@@ -233,6 +273,59 @@ class CheckpointWeightsMixin:
         logger.info("resumed the weights of %s", resume_from_checkpoint)
 
 
+def _checkpoints(out_dir: Path) -> list[Path]:
+    """The ``checkpoint-N`` folders of ``out_dir``, by step."""
+    found = [
+        p for p in out_dir.glob("checkpoint-*") if p.is_dir() and p.name.removeprefix("checkpoint-").isdigit()
+    ]
+    return sorted(found, key=lambda p: int(p.name.removeprefix("checkpoint-")))
+
+
+def _saved_whole(checkpoint: Path) -> bool:
+    """Whether the Trainer finished saving ``checkpoint``: it writes the weights, optimizer, scheduler and RNG
+    state first and ``trainer_state.json`` last, so a state file that parses means the rest is there."""
+    try:
+        json.loads((checkpoint / STATE_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return True
+
+
+def _remove_torn_checkpoints(out_dir: Path, label: str) -> None:
+    """Remove the newest checkpoints that a killed run left half-saved.
+
+    The Trainer writes a checkpoint in place; a run killed while saving leaves ``checkpoint-N`` without its
+    state file (or with it cut short), and resuming it fails, or worse, continues with the weights but a
+    fresh optimizer. The run resumes from the newest checkpoint saved whole instead.
+    """
+    for checkpoint in reversed(_checkpoints(out_dir)):
+        if _saved_whole(checkpoint):
+            return
+        logger.warning("%s: %s was cut short while saving; resuming from the one before", label, checkpoint)
+        shutil.rmtree(checkpoint)
+
+
+def _finish_from(trainer: Any, checkpoint: Path, label: str) -> None:
+    """End a run that was killed after it saved its last step, before its final model: take the checkpoint's
+    weights and state and log the end of training as the Trainer does. Resuming it instead would train one
+    step past ``max_steps`` (the Trainer's epoch arithmetic) and end with other weights."""
+    logger.info("%s trained its last step (%s): finishing from it", label, checkpoint)
+    trainer._load_from_checkpoint(str(checkpoint))
+    trainer.state = TrainerState.load_from_json(str(checkpoint / STATE_FILE))
+    total, steps = logged_loss_sum(trainer.state.log_history)
+    trainer.log({"total_flos": trainer.state.total_flos, "train_loss": total / max(steps, 1)})
+
+
+def _drop_checkpoint(trainer: Any, checkpoint: Path, label: str) -> Path | None:
+    """Remove ``checkpoint`` and return the one before it, if any."""
+    if trainer.accelerator.is_main_process:
+        logger.warning("%s: training the step of %s again, from the checkpoint before it", label, checkpoint)
+        shutil.rmtree(checkpoint)
+    trainer.accelerator.wait_for_everyone()
+    found = get_last_checkpoint(str(checkpoint.parent))
+    return None if found is None else Path(found)
+
+
 def train_and_save(
     trainer: Any, out_dir: Path, skipped: list[SkippedSample], *, label: str, fingerprint: str | None = None
 ) -> Path:
@@ -240,14 +333,15 @@ def train_and_save(
     one; save the final model to ``out_dir/model`` and the trainer state; record the skipped samples.
 
     With a ``fingerprint`` (:func:`run_fingerprint`), checkpoints of a run with another fingerprint
-    are removed first instead of resumed. Shared by C-GRPO and SFT: both are TRL trainers that resume
-    and finish the same way.
+    are removed first instead of resumed; checkpoints a killed run left half-saved are removed too.
+    Shared by C-GRPO and SFT: both are TRL trainers that resume and finish the same way.
     """
     if trainer.accelerator.is_main_process:
         write_skipped(out_dir, skipped)
         if fingerprint is not None:
             _forget_other_runs(out_dir, fingerprint, label)
             write_text(out_dir / FINGERPRINT_FILE, fingerprint)
+        _remove_torn_checkpoints(out_dir, label)
     trainer.accelerator.wait_for_everyone()
     final = out_dir / FINAL_MODEL_DIR
     done = _finished_step(out_dir, trainer.args.max_steps)
@@ -255,11 +349,22 @@ def train_and_save(
         # Resuming a finished run would train one step past max_steps (the Trainer's epoch arithmetic).
         logger.info("%s finished at step %d: nothing left to train", label, done)
         return final
-    last_checkpoint = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
-    if last_checkpoint is not None:
-        logger.info("resuming %s from %s", label, last_checkpoint)
-    trainer.train(resume_from_checkpoint=last_checkpoint)
+    found = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
+    last = None if found is None else Path(found)
+    trained_last_step = last is not None and _finished_step(last, trainer.args.max_steps) is not None
+    if trained_last_step and not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
+        _finish_from(trainer, last, label)
+    else:
+        if trained_last_step:
+            # DeepSpeed and FSDP load a checkpoint's weights only inside train(), which would train a step past
+            # max_steps from it: the last step is trained again from the checkpoint before it.
+            last = _drop_checkpoint(trainer, last, label)
+        if last is not None:
+            logger.info("resuming %s from %s", label, last)
+        trainer.train(resume_from_checkpoint=None if last is None else str(last))
     trainer.save_model(str(final))
     if trainer.accelerator.is_main_process:
-        trainer.state.save_to_json(str(out_dir / STATE_FILE))
+        # Renamed into place: a run killed while writing it must not leave a state file that does not parse.
+        with atomic_path(out_dir / STATE_FILE) as written:
+            trainer.state.save_to_json(str(written))
     return final

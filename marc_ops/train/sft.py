@@ -27,7 +27,13 @@ import torch
 import yaml
 from datasets import Dataset
 from pydantic import ConfigDict, Field
-from transformers import Qwen2_5_VLProcessor
+from transformers import (
+    Qwen2_5_VLProcessor,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 from trl import SFTTrainer
 
 from marc_ops.compression import CompressionConfig
@@ -87,6 +93,11 @@ class SFTCollator:
         self.mix_uncompressed = mix_uncompressed
         self._batches = 0
 
+    def resume_at(self, batches: int) -> None:
+        """Count on from ``batches`` built batches: a resumed run skips the batches its checkpoint trained on
+        without collating them, and the next one must be compressed (or not) as in an uninterrupted run."""
+        self._batches = batches
+
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         tokenizer = self.processor.tokenizer
         # With mix_uncompressed every other batch is encoded (and, by SFTBudgetTrainer, run) uncompressed.
@@ -123,9 +134,52 @@ class SFTCollator:
         return batch
 
 
+class ResumeSFTCounters(TrainerCallback):
+    """At the start of training, put what the SFT trainer counts in memory where the checkpoint left it.
+
+    - The collator's batch count: the Trainer resumes a checkpoint by skipping the batches it trained on
+      (they are never collated), so with ``mix_uncompressed`` a resumed run would compress the batches an
+      uninterrupted one runs uncompressed, and end with other weights.
+    - TRL's running token count (logged as ``num_tokens``), which would restart at 0; it is the last logged
+      one (exact when the checkpoint's step was logged, as ``logging_steps`` dividing ``save_steps`` makes it).
+    """
+
+    def __init__(self, trainer: SFTBudgetTrainer) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        train_dataloader: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if state.global_step == 0:
+            return
+        self.trainer.data_collator.resume_at(
+            trained_batches(state.global_step, len(train_dataloader), args.gradient_accumulation_steps)
+        )
+        logged = [entry["num_tokens"] for entry in state.log_history if "num_tokens" in entry]
+        self.trainer._total_train_tokens = int(logged[-1]) if logged else 0
+
+
+def trained_batches(global_step: int, batches_per_epoch: int, accumulation: int) -> int:
+    """The batches ``global_step`` optimizer steps consumed, epochs included (the Trainer's own arithmetic: an
+    epoch is ``ceil(batches_per_epoch / accumulation)`` steps, its last step takes the remaining batches)."""
+    steps_per_epoch = max(batches_per_epoch // accumulation + int(batches_per_epoch % accumulation > 0), 1)
+    epochs, steps = divmod(global_step, steps_per_epoch)
+    return epochs * batches_per_epoch + steps * accumulation
+
+
 class SFTBudgetTrainer(CheckpointWeightsMixin, SFTTrainer):
     """``SFTTrainer`` that runs a batch the collator marked uncompressed (``mix_uncompressed``) without
-    compression, then puts the student's compression back (so checkpoints record the student's)."""
+    compression, then puts the student's compression back (so checkpoints record the student's). A resumed
+    run counts on where its checkpoint stopped (:class:`ResumeSFTCounters`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_callback(ResumeSFTCounters(self))
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         uncompressed = inputs.pop(UNCOMPRESSED_KEY, None)

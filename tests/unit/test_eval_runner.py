@@ -170,6 +170,40 @@ def test_torn_last_line_is_tolerated_and_repaired(rows: pl.DataFrame, tmp_path: 
     assert path.read_bytes() == data  # same records, whole lines again
 
 
+@pytest.mark.parametrize(
+    "killed",
+    [
+        "while writing p3's seconds",  # its record never written; the seconds' line torn
+        "between p3's seconds and its record",  # seconds for a sample without a record
+        "while writing p3's record",  # the seconds written, the record torn
+    ],
+)
+def test_a_kill_at_any_point_of_a_batch_leaves_one_latency_line_per_record(
+    rows: pl.DataFrame, tmp_path: Path, killed: str
+) -> None:
+    path = tmp_path / "r.jsonl"
+    latencies = tmp_path / "r.latency.jsonl"
+    _run(rows, ScriptedAdapter(), path, limit=4)
+    records, seconds = (
+        path.read_text().splitlines(keepends=True),
+        latencies.read_text().splitlines(keepends=True),
+    )
+    # What the files hold after a SIGKILL at that point of writing the batch of p3 (the last one).
+    if killed == "while writing p3's seconds":
+        path.write_text("".join(records[:3]))
+        latencies.write_text("".join(seconds[:3]) + seconds[3][:20])
+    elif killed == "between p3's seconds and its record":
+        path.write_text("".join(records[:3]))
+    else:
+        path.write_text("".join(records[:3]) + records[3][:30])
+
+    _run(rows, ScriptedAdapter(), path)
+    ids = [f"p{i}" for i in range(N_ROWS)]
+    assert _ids_in_file(path) == ids
+    assert _ids_in_file(latencies) == ids  # one line each: none torn, glued, orphaned or repeated
+    assert read_records(path)["latency_s"].to_list() == [0.5] * N_ROWS
+
+
 def test_damaged_middle_line_fails_loudly(rows: pl.DataFrame, tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     _run(rows, ScriptedAdapter(), path, limit=3)

@@ -1,16 +1,22 @@
 """Atomic writes: all or nothing, and files readable like any other."""
 
+import multiprocessing
 import os
+import signal
 import stat
 from pathlib import Path
 
 import polars as pl
 import pytest
+from dvc.fs import LocalFileSystem
+from dvc.ignore import DvcIgnorePatterns
+from tests_support import REPO_ROOT
 
 from marc_ops.io import (
     absolute_media,
     atomic_dir,
     atomic_file,
+    atomic_path,
     file_stamp,
     relative_media,
     weights_stamp,
@@ -94,3 +100,34 @@ def test_media_paths_are_stored_relative_to_the_project_and_opened_absolute(tmp_
     # and back: what a stage opens, whatever its working directory
     assert absolute_media(stored, project).equals(frame)
     assert relative_media(pl.DataFrame({"x": [1]}), project).equals(pl.DataFrame({"x": [1]}))
+
+
+def _killed_while_writing(final: Path, kind: str) -> None:
+    """Start an atomic write of ``final`` and die with SIGKILL before it is renamed into place."""
+    if kind == "file":
+        with atomic_path(final) as tmp:
+            tmp.write_bytes(b"half")
+            os.kill(os.getpid(), signal.SIGKILL)
+    else:
+        with atomic_dir(final) as tmp:
+            (tmp / "weights.safetensors").write_bytes(b"half")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_what_a_write_killed_mid_way_leaves_is_outside_every_dvc_hash(tmp_path: Path, kind: str):
+    """A SIGKILL inside an atomic write leaves its temporary sibling, not the output; the repository's
+    ``.dvcignore`` keeps that sibling out of the output's DVC hash, as DVC itself reads the file."""
+    final = tmp_path / "assets" / "sft_checkpoint" / ("run.json" if kind == "file" else "model")
+    child = multiprocessing.get_context("fork").Process(target=_killed_while_writing, args=(final, kind))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == -signal.SIGKILL
+    assert not final.exists()
+    (left,) = final.parent.iterdir()
+    assert left.name.startswith(f".{final.name}.tmp-")
+    ignore = DvcIgnorePatterns.from_file(str(REPO_ROOT / ".dvcignore"), LocalFileSystem(), ".dvcignore")
+    # DvcIgnorePatterns matches paths under the folder holding .dvcignore: the repository root.
+    inside = REPO_ROOT / left.relative_to(tmp_path)
+    assert ignore.matches(str(inside.parent), inside.name, is_dir=left.is_dir())
+    assert not ignore.matches(str(inside.parent), final.name, is_dir=kind == "dir")  # the output is hashed

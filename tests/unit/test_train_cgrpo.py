@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tests_support import assert_killed_runs_resume_to
 
 from marc_ops.compression import merged_block_count
 from marc_ops.config.train import CGRPOTrainConfig
@@ -167,6 +168,26 @@ def test_train_cgrpo_logs_skips_broken_videos_and_resumes(
     assert state["global_step"] == 2
     assert [entry["step"] for entry in state["log_history"] if "reward" in entry] == [1, 2]
     assert (out / "checkpoint-2").is_dir()
+
+
+def test_a_run_killed_at_any_point_resumes_to_the_bytes_of_an_uninterrupted_one(
+    tiny_model: Path, rows: pl.DataFrame, tmp_path: Path
+) -> None:
+    config = CGRPOTrainConfig(**{**TINY.model_dump(), "max_steps": 2, "save_total_limit": None})
+    train_rows = videos(rows, 2)
+
+    def train(out_dir: Path) -> None:
+        train_cgrpo(
+            config,
+            train_rows,
+            a_full_of(train_rows),
+            tiny_model,
+            out_dir,
+            sample_builder=whole_video_builder(VIDEO),
+        )
+
+    train(tmp_path / "uninterrupted")
+    assert_killed_runs_resume_to(tmp_path / "uninterrupted", train, last_step=2)
 
 
 def test_a_video_without_teacher_reward_is_skipped(

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from tests_support import assert_killed_runs_resume_to
 
 from marc_ops.compression import one_frame_compression
 from marc_ops.config.train import SFTTrainConfig
@@ -21,7 +22,14 @@ from marc_ops.train.inputs import (
     whole_video_builder,
     whole_video_sample,
 )
-from marc_ops.train.sft import IGNORE_INDEX, UNCOMPRESSED_KEY, SFTCollator, sft_dataset, train_sft
+from marc_ops.train.sft import (
+    IGNORE_INDEX,
+    UNCOMPRESSED_KEY,
+    SFTCollator,
+    sft_dataset,
+    train_sft,
+    trained_batches,
+)
 from marc_ops.video import VideoConfig, open_video
 from marc_ops.vmr.retrieval import decode_frames
 
@@ -164,3 +172,47 @@ def test_grounded_clip_is_the_evidence_span_at_one_frame_a_second(cot_rows: pl.D
     assert np.array_equal(build({**row, "view": "whole"}).frames, whole.frames)
     with pytest.raises(ValueError, match=str(row["problem_id"])):
         grounded_clip_sample({**row, "evidence_spans": []}, video)
+
+
+@pytest.mark.parametrize(
+    ("global_step", "batches_per_epoch", "accumulation", "batches"),
+    [
+        (0, 7, 1, 0),
+        (3, 7, 1, 3),
+        (7, 7, 1, 7),  # the epoch's end
+        (9, 7, 1, 9),
+        (2, 7, 2, 4),
+        (4, 7, 2, 7),  # an epoch is 4 steps: the last one takes the 7th batch alone
+        (5, 7, 2, 9),
+    ],
+)
+def test_a_resumed_collator_counts_the_batches_already_trained(
+    global_step: int, batches_per_epoch: int, accumulation: int, batches: int
+) -> None:
+    assert trained_batches(global_step, batches_per_epoch, accumulation) == batches
+
+
+def test_a_run_killed_at_any_point_resumes_to_the_bytes_of_an_uninterrupted_one(
+    tiny_model: Path, cot_rows: pl.DataFrame, tmp_path: Path
+) -> None:
+    config = SFTTrainConfig(
+        learning_rate=1e-3,
+        per_device_train_batch_size=1,
+        max_steps=3,
+        num_train_epochs=100,
+        logging_steps=1,
+        save_steps=1,
+        save_total_limit=None,
+        bf16=False,
+        gradient_checkpointing=False,
+        mix_uncompressed=True,  # which batch runs uncompressed depends on the batches already trained
+        compression=one_frame_compression(),
+    )
+    # 2 batches an epoch: step 3 starts the second epoch
+    rows = cot_rows.filter(pl.col("data_type") == "video").head(2)
+
+    def train(out_dir: Path) -> None:
+        train_sft(config, rows, tiny_model, out_dir, sample_builder=whole_video_builder(VIDEO))
+
+    train(tmp_path / "uninterrupted")
+    assert_killed_runs_resume_to(tmp_path / "uninterrupted", train, last_step=3)
