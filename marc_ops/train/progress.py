@@ -70,12 +70,13 @@ class TrainingProgress(TrainerCallback):
             for key, value in (logs or {}).items()
             if isinstance(value, int | float) and math.isfinite(value)
         }
+        shown = ", ".join(f"{key}={value:.4g}" for key, value in scalars.items())
         if FINAL_LOG_KEY in scalars:
             self.final_metrics = scalars
-        else:
-            self.logged_steps += 1
+            self._log(f"finished at step {state.global_step}/{state.max_steps}: {shown}")
+            return
+        self.logged_steps += 1
         if self.pipes is not None:
-            shown = ", ".join(f"{key}={value:.4g}" for key, value in scalars.items())
             self.pipes.log.info(f"step {state.global_step}/{state.max_steps}: {shown}")
             self.pipes.report_custom_message({"step": state.global_step, **scalars})
 
