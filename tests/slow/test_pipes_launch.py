@@ -2,7 +2,7 @@
 ``configs/accelerate/cpu_2proc.yaml``, Dagster materializes ``sft_checkpoint`` and ``cgrpo_checkpoint[0.6]``
 in a fresh clone (the fast lineage) by running ``accelerate launch`` through Dagster Pipes (gloo on the
 CPU). The trainer's log lines, world size, final metrics and checkpoint hash come back into each
-materialization, beside the keys the stage gives when it trains in its own process. ~6 min on 2 cores.
+materialization, beside the keys the stage gives when it trains in its own process. 4 to 7 min on 2 cores.
 """
 
 from __future__ import annotations
