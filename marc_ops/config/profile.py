@@ -148,6 +148,19 @@ class Params(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _launched_trainers_get_their_gpus(self) -> Params:
+        # A trainer launched with N processes runs one per GPU: its step's pod must get N GPUs.
+        for asset, trainer in (("sft_checkpoint", "sft"), ("cgrpo_checkpoint", "cgrpo")):
+            processes = getattr(self.train.launch, trainer).processes
+            gpus = self.gpu.assets.get(asset)
+            if gpus is not None and gpus != processes:
+                raise ValueError(
+                    f"gpu.assets.{asset} is {gpus} but train.launch.{trainer}.processes is {processes}: "
+                    "a launched trainer runs one process per GPU; set both to the GPU count"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _evaluated_taus_are_trained(self) -> Params:
         for method in self.eval.methods:
             if method.startswith("marc@") and float(method.removeprefix("marc@")) not in self.train.taus:

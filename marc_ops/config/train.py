@@ -254,6 +254,53 @@ class AlignConfig(_Schedule):
         return SFTTrainConfig.model_validate(self.model_dump())
 
 
+class LaunchConfig(BaseModel):
+    """How a training stage runs its trainer: inside the stage's own process (the default), or as
+    ``accelerate launch`` of the trainer's entry point with ``processes`` processes and the accelerate file
+    ``accelerate_config`` (DeepSpeed on GPUs, a gloo group on a CPU). Either way the stage writes the same
+    ``run.yaml`` and reads the same files back; see :mod:`marc_ops.train.launch`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    processes: int = Field(
+        default=1,
+        ge=1,
+        description="training processes, one per GPU (it replaces the accelerate file's num_processes)",
+    )
+    accelerate_config: Path | None = Field(
+        default=None,
+        description=(
+            "an accelerate config file, relative to the project (configs/accelerate/zero3.yaml); None: train "
+            "in the stage's own process"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _launcher_for_processes(self) -> LaunchConfig:
+        if self.processes > 1 and self.accelerate_config is None:
+            raise ValueError(
+                f"processes={self.processes} needs an accelerate_config that launches them: "
+                "configs/accelerate/cpu_2proc.yaml on a CPU, configs/accelerate/zero2.yaml (SFT) or zero3.yaml "
+                "(C-GRPO) on GPUs"
+            )
+        return self
+
+    @property
+    def in_process(self) -> bool:
+        """Whether the trainer runs inside the stage's process (no accelerate file named)."""
+        return self.accelerate_config is None
+
+
+class TrainLaunch(BaseModel):
+    """``train.launch``: how each trainer runs (one process by default; the paper profile: DeepSpeed on GPUs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sft: LaunchConfig = LaunchConfig()
+    cgrpo: LaunchConfig = LaunchConfig()
+
+
 class TrainParams(BaseModel):
     """The ``train:`` section of a profile (the initial model is the ``base_model`` asset)."""
 
@@ -273,6 +320,7 @@ class TrainParams(BaseModel):
     teacher: TeacherConfig = TeacherConfig()
     cgrpo: CGRPOTrainConfig = CGRPOTrainConfig()
     sft: SFTTrainConfig = SFTTrainConfig()
+    launch: TrainLaunch = TrainLaunch()
 
     @model_validator(mode="after")
     def _taus_valid(self) -> TrainParams:

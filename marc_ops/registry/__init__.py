@@ -225,7 +225,7 @@ STAGES: dict[str, Stage] = {
     "sft_checkpoint": Stage(
         train.sft_checkpoint_stage,
         code=TRAIN_CODE,
-        params=("train.sft", *TRAIN_STATE),
+        params=("train.sft", "train.launch.sft", *TRAIN_STATE),
         outs=(Out("assets/sft_checkpoint", persist=True),),
         upstream=("base_model", "videor1_source"),
     ),
@@ -240,7 +240,7 @@ STAGES: dict[str, Stage] = {
     "cgrpo_checkpoint": Stage(
         train.cgrpo_checkpoint_stage,
         code=TRAIN_CODE,
-        params=("train.cgrpo", *TRAIN_STATE),
+        params=("train.cgrpo", "train.launch.cgrpo", *TRAIN_STATE),
         outs=(Out("assets/cgrpo_checkpoint/tau_{tau}", persist=True),),
         upstream=("teacher_rewards", "vmr_selection", "train_subset", "videor1_source"),
         upstream_of=_initial_policy,

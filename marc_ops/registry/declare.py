@@ -93,9 +93,12 @@ class Stage:
         """The asset's name: the folder under ``assets/`` its outputs lie in."""
         return Path(self.outs[0].path).parts[1]
 
-    def __call__(self, paths: ProjectPaths, params: Params, partition_key: str | None = None) -> StageResult:
+    def __call__(
+        self, paths: ProjectPaths, params: Params, partition_key: str | None = None, **options: Any
+    ) -> StageResult:
         """Run the stage on one partition, holding its lock (:mod:`marc_ops.registry.runlock`): a second run of
-        the same partition fails at once with :class:`~marc_ops.registry.runlock.AssetBusyError`."""
+        the same partition fails at once with :class:`~marc_ops.registry.runlock.AssetBusyError`. ``options``
+        go to the stage function as they are (the training stages' ``launcher``)."""
         fields: dict[str, Any] = {}
         if self.partitions is None:
             if partition_key is not None:
@@ -108,7 +111,7 @@ class Stage:
             assert self.parse is not None
             fields = self.parse(partition_key)
         with running(paths.project_dir, self.asset, partition_key):
-            return self.run(paths, params, **fields)
+            return self.run(paths, params, **fields, **options)
 
     def reads(self, params: Params, partition_key: str | None) -> list[str]:
         """The assets one partition reads: ``"asset"`` (every partition of it) or ``"asset[key]"``."""

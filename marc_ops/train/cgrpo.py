@@ -47,7 +47,7 @@ import torch
 import yaml
 from datasets import Dataset
 from pydantic import ConfigDict, Field
-from transformers import Qwen2_5_VLForConditionalGeneration
+from transformers import Qwen2_5_VLForConditionalGeneration, TrainerCallback
 from trl import GRPOTrainer
 
 from marc_ops.config.train import CGRPOTrainConfig
@@ -77,6 +77,7 @@ from marc_ops.train.inputs import (
     vmr_builder,
     whole_video_builder,
 )
+from marc_ops.train.progress import training_progress
 from marc_ops.train.teacher import read_a_full
 from marc_ops.video import MediaError, VideoConfig
 
@@ -251,6 +252,7 @@ def build_cgrpo_trainer(
     out_dir: Path,
     *,
     sample_builder: SampleBuilder,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> CGRPOTrainer:
     """The trainer, ready to ``train()``: arguments first (so ZeRO-3 can partition the load), then the models."""
     processor = load_qwen2_5_vl_processor(model_path)
@@ -277,6 +279,7 @@ def build_cgrpo_trainer(
         train_dataset=dataset,
         processing_class=processor,
         sample_builder=sample_builder,
+        callbacks=list(callbacks),
     )
 
 
@@ -288,6 +291,7 @@ def train_cgrpo(
     out_dir: Path | str,
     *,
     sample_builder: SampleBuilder | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> Path:
     """Train the C-GRPO student; returns the directory of the final model (``out_dir/model``).
 
@@ -299,11 +303,17 @@ def train_cgrpo(
         out_dir: checkpoints (``checkpoint-N/``), TensorBoard (``runs/``), ``skipped_samples.json``,
             ``trainer_state.json`` and the final model. A checkpoint already there is resumed.
         sample_builder: the frames each row shows (default: the whole video at 1 fps, <= 64 frames).
+        callbacks: Trainer callbacks that watch the run (:class:`~marc_ops.train.progress.TrainingProgress`).
     """
     out_dir = Path(out_dir)
     dataset, skipped = cgrpo_dataset(train_rows, a_full_by_id)
     trainer = build_cgrpo_trainer(
-        config, dataset, model_path, out_dir, sample_builder=sample_builder or whole_video_builder()
+        config,
+        dataset,
+        model_path,
+        out_dir,
+        sample_builder=sample_builder or whole_video_builder(),
+        callbacks=callbacks,
     )
     fingerprint = run_fingerprint(config, model_path, dataset["problem_id"])
     return train_and_save(trainer, out_dir, skipped, label="C-GRPO", fingerprint=fingerprint)
@@ -325,7 +335,7 @@ class CGRPORun(RunFile):
     cgrpo: CGRPOTrainConfig
 
 
-def run_cgrpo(run: CGRPORun) -> Path:
+def run_cgrpo(run: CGRPORun, callbacks: Sequence[TrainerCallback] = ()) -> Path:
     """``train_cgrpo`` on the files a ``CGRPORun`` names."""
     run = run.resolved()
     return train_cgrpo(
@@ -337,6 +347,7 @@ def run_cgrpo(run: CGRPORun) -> Path:
         sample_builder=(
             vmr_builder(run.vmr_selection, run.video) if run.vmr_selection else whole_video_builder(run.video)
         ),
+        callbacks=callbacks,
     )
 
 
@@ -350,8 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run = CGRPORun.model_validate(yaml.safe_load(args.config.read_text()))
-    final = run_cgrpo(run)
-    logger.info("final model: %s", final)
+    with training_progress() as progress:  # reports to Dagster when an asset launched this run
+        final = run_cgrpo(run, callbacks=[progress])
+        logger.info("final model: %s", final)
+        progress.report(final)
     return 0
 
 

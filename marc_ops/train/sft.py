@@ -64,6 +64,7 @@ from marc_ops.train.inputs import (
     sft_target,
     view_builder,
 )
+from marc_ops.train.progress import training_progress
 from marc_ops.video import VideoConfig
 
 logger = logging.getLogger(__name__)
@@ -231,6 +232,7 @@ def build_sft_trainer(
     out_dir: Path,
     *,
     sample_builder: SampleBuilder,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> SFTTrainer:
     """The trainer, ready to ``train()``: arguments first (so DeepSpeed sees them), then the model."""
     args = config.to_sft_config(out_dir)
@@ -251,6 +253,7 @@ def build_sft_trainer(
         ),
         train_dataset=dataset,
         processing_class=processor,
+        callbacks=list(callbacks),
     )
 
 
@@ -261,12 +264,19 @@ def train_sft(
     out_dir: Path | str,
     *,
     sample_builder: SampleBuilder | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> Path:
-    """Fine-tune on CoT rows; returns the final model's directory (``out_dir/model``). Resumes a checkpoint in ``out_dir``."""
+    """Fine-tune on CoT rows; returns the final model's directory (``out_dir/model``). Resumes a checkpoint in
+    ``out_dir``. ``callbacks`` watch the Trainer (:class:`~marc_ops.train.progress.TrainingProgress`)."""
     out_dir = Path(out_dir)
     dataset, skipped = sft_dataset(cot_rows, grounded_clips=config.grounded_clips)
     trainer = build_sft_trainer(
-        config, dataset, model_path, out_dir, sample_builder=sample_builder or view_builder()
+        config,
+        dataset,
+        model_path,
+        out_dir,
+        sample_builder=sample_builder or view_builder(),
+        callbacks=callbacks,
     )
     fingerprint = run_fingerprint(config, model_path, dataset["problem_id"])
     return train_and_save(trainer, out_dir, skipped, label="SFT", fingerprint=fingerprint)
@@ -284,7 +294,7 @@ class SFTRun(RunFile):
     sft: SFTTrainConfig
 
 
-def run_sft(run: SFTRun) -> Path:
+def run_sft(run: SFTRun, callbacks: Sequence[TrainerCallback] = ()) -> Path:
     run = run.resolved()
     return train_sft(
         run.sft,
@@ -292,6 +302,7 @@ def run_sft(run: SFTRun) -> Path:
         run.model_path,
         run.output_dir,
         sample_builder=view_builder(run.video),
+        callbacks=callbacks,
     )
 
 
@@ -304,8 +315,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    final = run_sft(SFTRun.model_validate(yaml.safe_load(args.config.read_text())))
-    logger.info("final model: %s", final)
+    run = SFTRun.model_validate(yaml.safe_load(args.config.read_text()))
+    with training_progress() as progress:  # reports to Dagster when an asset launched this run
+        final = run_sft(run, callbacks=[progress])
+        logger.info("final model: %s", final)
+        progress.report(final)
     return 0
 
 

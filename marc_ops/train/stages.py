@@ -8,8 +8,10 @@ then the base model. On the paper profile, resolve ``Qwen/Qwen2.5-VL-3B-Instruct
 in the HF cache, offline, and record where it is. Either way downstream stages read
 ``assets/base_model/model.json`` (:meth:`~marc_ops.config.ProjectPaths.base_model`).
 
-The trainers write ``run.yaml`` beside their checkpoints: the same run under ``accelerate launch``
-(``-m marc_ops.train.sft`` / ``-m marc_ops.train.cgrpo --config <run.yaml>``).
+``sft_checkpoint`` and ``cgrpo_checkpoint`` write ``run.yaml`` beside their checkpoints and train it as the
+profile's ``train.launch`` says (:mod:`marc_ops.train.launch`): in the stage's own process, or as
+``accelerate launch ... -m marc_ops.train.sft`` / ``-m marc_ops.train.cgrpo --config <run.yaml>`` through the
+``launcher`` the driver gives (a plain child process for ``marc stage``, Dagster Pipes for the assets).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from marc_ops.train.align import align_tiny_model, caption_accuracy, caption_row
 from marc_ops.train.cgrpo import CGRPORun, run_cgrpo
 from marc_ops.train.dataset import training_log
 from marc_ops.train.inputs import is_grounded, vmr_builder
+from marc_ops.train.launch import Launcher, run_command, train
 from marc_ops.train.score import ce_base_table, initial_policy, reset_if_changed, steps_for, train_policy
 from marc_ops.train.score_clips import pseudo_video_clips, video_clips
 from marc_ops.train.sft import SFTRun, run_sft
@@ -158,8 +161,11 @@ def teacher_rewards_stage(paths: ProjectPaths, params: Params) -> StageResult:
     )
 
 
-def sft_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
-    """The ``sft_checkpoint`` asset: a stratified sample of the CoT file, then SFT (or its resumption)."""
+def sft_checkpoint_stage(
+    paths: ProjectPaths, params: Params, launcher: Launcher = run_command
+) -> StageResult:
+    """The ``sft_checkpoint`` asset: a stratified sample of the CoT file, then SFT (or its resumption), in
+    this process or launched (``train.launch.sft``) by ``launcher``."""
     started = time.perf_counter()
     config = params.train.sft
     root = params.data.root(paths.project_dir)
@@ -175,9 +181,8 @@ def sft_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
         video=params.video,
         sft=config,
     )
-    # The same run under accelerate, from the project folder: accelerate launch ... -m marc_ops.train.sft --config <this file>
     run.write(out_dir / "run.yaml")
-    final = run_sft(run)
+    final, reported = train(run, out_dir / "run.yaml", run_sft, params.train.launch.sft, launcher)
     global_step, steps = training_log(out_dir, "loss")
     losses = steps["loss"].to_list() if steps.height else []
     skipped = json.loads((out_dir / "skipped_samples.json").read_text())
@@ -192,14 +197,19 @@ def sft_checkpoint_stage(paths: ProjectPaths, params: Params) -> StageResult:
             "global_step": global_step,
             "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None,
+            "processes": params.train.launch.sft.processes,
+            **reported,
             "seconds": round(time.perf_counter() - started, 2),
         },
         tables={"steps": steps},
     )
 
 
-def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> StageResult:
-    """The ``cgrpo_checkpoint`` asset, one partition per tau: train (or resume) and record the run."""
+def cgrpo_checkpoint_stage(
+    paths: ProjectPaths, params: Params, tau: float, launcher: Launcher = run_command
+) -> StageResult:
+    """The ``cgrpo_checkpoint`` asset, one partition per tau: train (or resume) and record the run, in this
+    process or launched (``train.launch.cgrpo``) by ``launcher``."""
     if tau not in params.train.taus:
         raise ValueError(
             f"tau {tau} is not one of the profile's train.taus {list(params.train.taus)}; add it there"
@@ -217,9 +227,8 @@ def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> S
         cgrpo=params.train.cgrpo_for(tau),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    # The same run under accelerate, from the project folder: accelerate launch ... -m marc_ops.train.cgrpo --config <this file>
     run.write(out_dir / "run.yaml")
-    final = run_cgrpo(run)
+    final, reported = train(run, out_dir / "run.yaml", run_cgrpo, params.train.launch.cgrpo, launcher)
     global_step, steps = training_log(out_dir, "reward")
     skipped = json.loads((out_dir / "skipped_samples.json").read_text())
     return StageResult(
@@ -228,6 +237,8 @@ def cgrpo_checkpoint_stage(paths: ProjectPaths, params: Params, tau: float) -> S
             "tau": tau,
             "global_step": global_step,
             "skipped_samples": len(skipped),
+            "processes": params.train.launch.cgrpo.processes,
+            **reported,
             "seconds": round(time.perf_counter() - started, 2),
         },
         tables={

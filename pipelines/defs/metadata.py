@@ -11,16 +11,18 @@ from marc_ops.registry.lock import record_stage
 from marc_ops.registry.runlock import running
 from marc_ops.stage import StageResult
 from marc_ops.tables import markdown_table
+from pipelines.defs.launch import PipesLauncher
 from pipelines.defs.resources import REPO_ROOT, MarcResource, build_resources
 
-_PARAMS = build_resources()["marc"].params()
+# The active profile when the code location loads: what the asset definitions (deps, tags) follow.
+PARAMS = build_resources()["marc"].params()
 
 
 def declared_deps(name: str) -> list[dg.AssetDep]:
     """The assets stage ``name`` declares it reads (``marc_ops.registry``), over every partition of the
     active profile; a partitioned upstream of an asset partitioned otherwise is read whole."""
     stage = STAGES[name]
-    refs = [ref for key in partition_keys(name, _PARAMS) for ref in stage.reads(_PARAMS, key)]
+    refs = [ref for key in partition_keys(name, PARAMS) for ref in stage.reads(PARAMS, key)]
     deps = []
     for asset in dict.fromkeys(ref.partition("[")[0] for ref in refs):
         upstream = STAGES[asset]
@@ -35,7 +37,7 @@ def code_version(name: str) -> str:
 
 
 def metadata_value(value: object) -> dg.MetadataValue:
-    """A scalar fact as typed Dagster metadata (text for anything else)."""
+    """A fact as typed Dagster metadata: a scalar as its type, a dict or list as JSON, anything else as text."""
     if value is None:
         return dg.MetadataValue.null()
     if isinstance(value, bool):
@@ -44,6 +46,8 @@ def metadata_value(value: object) -> dg.MetadataValue:
         return dg.MetadataValue.int(value)
     if isinstance(value, float):
         return dg.MetadataValue.float(value)
+    if isinstance(value, dict | list):
+        return dg.MetadataValue.json(value)
     return dg.MetadataValue.text(str(value))
 
 
@@ -57,9 +61,14 @@ def to_metadata(result: StageResult) -> dict[str, dg.MetadataValue]:
 
 
 def materialize_stage(
-    name: str, context: dg.AssetExecutionContext, marc: MarcResource
+    name: str, context: dg.AssetExecutionContext, marc: MarcResource, launcher: PipesLauncher | None = None
 ) -> dg.MaterializeResult:
-    """Call the one implementation of stage ``name`` (the same one ``marc stage`` runs under DVC)."""
+    """Call the one implementation of stage ``name`` (the same one ``marc stage`` runs under DVC).
+
+    A training stage gets ``launcher``: when the profile launches its trainer (``train.launch``), the
+    trainer runs through Dagster Pipes, and the metadata it reported (world size, final metrics, checkpoint
+    hashes) joins the stage's, the keys a stage training in its own process gives itself.
+    """
     paths = marc.paths()
     params = paths.params()
     context.log.info(f"stage {name}: profile {params.profile}, project {paths.project_dir}")
@@ -67,13 +76,24 @@ def materialize_stage(
     partition = str(context.partition_key) if context.has_partition_key else None
     # The partition's lock spans the stage and its dvc.lock record: no second run rewrites the outputs
     # while DVC hashes them.
+    options = {} if launcher is None else {"launcher": launcher}
     with running(paths.project_dir, name, partition):
-        result = STAGES[name](paths, params, partition)
+        result = STAGES[name](paths, params, partition, **options)
         # The same entry `dvc repro` would write: `dvc status` stays clean, and DVC's hash is the data version.
         recorded = record_stage(paths.project_dir, name, partition)
-    metadata = {"profile": dg.MetadataValue.text(params.profile), **to_metadata(result)}
+    reported = None if launcher is None else launcher.materialize_result()
+    metadata = {
+        "profile": dg.MetadataValue.text(params.profile),
+        **(reported.metadata if reported is not None and reported.metadata else {}),
+        **to_metadata(result),
+    }
+    check_results = reported.check_results if reported is not None else None
     if recorded is None:
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata=metadata, check_results=check_results)
     metadata["dvc_stage"] = dg.MetadataValue.text(recorded.stage)
     metadata["dvc_hashes"] = dg.MetadataValue.json(recorded.hashes)
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(recorded.data_version))
+    return dg.MaterializeResult(
+        metadata=metadata,
+        data_version=dg.DataVersion(recorded.data_version),
+        check_results=check_results,
+    )

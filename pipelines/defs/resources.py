@@ -1,4 +1,5 @@
-"""Environment for the assets: where the project is and which params file is active."""
+"""Environment for the assets: where the project is, which params file is active, and the client that
+launches trainers through Dagster Pipes."""
 
 from __future__ import annotations
 
@@ -34,5 +35,7 @@ def build_resources() -> dict[str, object]:
         "marc": MarcResource(
             project_dir=os.environ.get("MARC_PROJECT_DIR", str(REPO_ROOT)),
             params_file=os.environ.get("MARC_PARAMS", "params.yaml"),
-        )
+        ),
+        # Starts the trainers the profile launches (train.launch): pipelines/defs/launch.py.
+        "pipes_subprocess_client": dg.PipesSubprocessClient(),
     }

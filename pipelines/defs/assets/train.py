@@ -2,10 +2,14 @@
 
 Like every asset, each takes its `gpu` pool and Kubernetes GPU request from the profile's `gpu` section
 (`pipelines/defs/placement.py`): on the paper profile they run on GPU nodes, on the tiny one on the CPU.
+The two trainers run as the profile's `train.launch` says: in the asset's process, or as `accelerate
+launch` with N processes through Dagster Pipes (pipelines/defs/launch.py); the profile then gives their
+pods N GPUs (the `gpu` section's count of a launched trainer equals its processes).
 """
 
 import dagster as dg
 
+from pipelines.defs.launch import PipesLauncher
 from pipelines.defs.metadata import code_version, declared_deps, materialize_stage
 from pipelines.defs.partitions import tau_partitions
 from pipelines.defs.placement import gpu_pool, gpu_tags
@@ -20,9 +24,15 @@ from pipelines.defs.resources import MarcResource
     op_tags=gpu_tags("sft_checkpoint"),
     kinds={"pytorch", "safetensors"},
 )
-def sft_checkpoint(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
+def sft_checkpoint(
+    context: dg.AssetExecutionContext,
+    marc: MarcResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
     """The SFT baseline (paper Table 2): TRL's SFT on the CoT `process` plus the solution."""
-    return materialize_stage("sft_checkpoint", context, marc)
+    return materialize_stage(
+        "sft_checkpoint", context, marc, launcher=PipesLauncher(context, pipes_subprocess_client)
+    )
 
 
 @dg.asset(
@@ -51,6 +61,12 @@ def teacher_rewards(context: dg.AssetExecutionContext, marc: MarcResource) -> dg
     partitions_def=tau_partitions,
     kinds={"pytorch", "safetensors"},
 )
-def cgrpo_checkpoint(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
+def cgrpo_checkpoint(
+    context: dg.AssetExecutionContext,
+    marc: MarcResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
     """C-GRPO: the compressed student on the VMR input, rewarded for keeping the teacher's accuracy (per τ)."""
-    return materialize_stage("cgrpo_checkpoint", context, marc)
+    return materialize_stage(
+        "cgrpo_checkpoint", context, marc, launcher=PipesLauncher(context, pipes_subprocess_client)
+    )
