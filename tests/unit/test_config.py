@@ -65,9 +65,13 @@ def test_unknown_profile_lists_the_known_ones():
             "gpu.tolerations.0: .*operator 'Exists' matches any value; remove value",
         ),
         (
-            lambda p: p.update(gpu={"assets": {"cgrpo_checkpoint": 1}})
-            or p["train"].update(
-                launch={"cgrpo": {"processes": 2, "accelerate_config": "configs/accelerate/cpu_2proc.yaml"}}
+            lambda p: (
+                p.update(gpu={"assets": {"cgrpo_checkpoint": 1}})
+                or p["train"].update(
+                    launch={
+                        "cgrpo": {"processes": 2, "accelerate_config": "configs/accelerate/cpu_2proc.yaml"}
+                    }
+                )
             ),
             "gpu.assets.cgrpo_checkpoint is 1 but train.launch.cgrpo.processes is 2: .*set both",
         ),
