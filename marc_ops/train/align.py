@@ -31,6 +31,7 @@ from datasets import Dataset
 from marc_ops.compression import CompressionConfig
 from marc_ops.config.train import AlignConfig
 from marc_ops.data.synthetic import SHAPE_COLOURS, SHAPE_KINDS, CorpusFiles, SyntheticConfig, generate_corpus
+from marc_ops.io import file_stamp
 from marc_ops.model.builders import TinyQwen2_5_VLConfig, build_tiny_checkpoint
 from marc_ops.model.generation import greedy_decode
 from marc_ops.model.loading import load_qwen2_5_vl, load_qwen2_5_vl_processor
@@ -141,10 +142,18 @@ def align_on_captions(
     trainer = build_sft_trainer(
         sft, Dataset.from_list(rows), model_path, Path(out_dir), sample_builder=caption_builder(video)
     )
-    fingerprint = run_fingerprint(
-        sft, model_path, [f"{r['media_path']}:{r['frame_indices']}:{r['target']}" for r in rows]
-    )
+    fingerprint = caption_run_fingerprint(config, model_path, rows)
     return train_and_save(trainer, Path(out_dir), [], label="alignment", fingerprint=fingerprint)
+
+
+def caption_run_fingerprint(
+    config: AlignConfig, model_path: Path | str, rows: Sequence[Mapping[str, Any]]
+) -> str:
+    """What a caption run's checkpoints depend on (:func:`run_fingerprint`): each row is its media file's
+    name and content hash, its frames and its caption, never the media's folder, so a clone in another folder
+    records the same fingerprint (an output DVC hashes) and a changed video starts the run over."""
+    identities = [json.dumps([file_stamp(r["media_path"]), r["frame_indices"], r["target"]]) for r in rows]
+    return run_fingerprint(config.as_sft(), model_path, identities)
 
 
 def greedy_texts(

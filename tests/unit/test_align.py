@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,14 @@ from marc_ops.config import ConfigError, ProjectPaths, load_params
 from marc_ops.config.train import AlignConfig
 from marc_ops.data.stages import videor1_source_stage
 from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
-from marc_ops.train.align import PROMPTS, align_tiny_model, caption_builder, caption_rows, shape_colours
+from marc_ops.train.align import (
+    PROMPTS,
+    align_tiny_model,
+    caption_builder,
+    caption_rows,
+    caption_run_fingerprint,
+    shape_colours,
+)
 from marc_ops.train.stages import base_model_stage
 from marc_ops.video import VideoConfig
 
@@ -101,6 +109,22 @@ def test_missing_captions_file_says_to_regenerate(tmp_path: Path):
     (tmp_path / "shots.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="captions.json not found.*videor1_source"):
         caption_rows(tmp_path, VIDEO)
+
+
+def test_the_run_fingerprint_names_the_media_by_content_not_by_folder(
+    corpus: Path, tiny_model: Path, tmp_path: Path
+):
+    """The fingerprint is an output DVC hashes: a copy of the corpus in another folder gives the same one, a
+    changed video another."""
+    config = AlignConfig(max_steps=2)
+    moved = tmp_path / "elsewhere" / "corpus"
+    shutil.copytree(corpus, moved)
+    here = caption_run_fingerprint(config, tiny_model, caption_rows(corpus, VIDEO))
+    assert caption_run_fingerprint(config, tiny_model, caption_rows(moved, VIDEO)) == here
+    video = next(row["media_path"] for row in caption_rows(moved, VIDEO) if row["data_type"] == "video")
+    with open(video, "ab") as handle:
+        handle.write(b"\0")
+    assert caption_run_fingerprint(config, tiny_model, caption_rows(moved, VIDEO)) != here
 
 
 def test_align_only_for_the_tiny_model_on_the_synthetic_corpus(tmp_path: Path):
