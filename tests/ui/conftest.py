@@ -66,19 +66,19 @@ def start_make_ui(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
         if background_job:
             command = ["bash", "-c", f"{shlex.join(command)} & wait"]
         log_path = tmp_path / f"make-ui-{port}.log"
-        log = log_path.open("w")
-        process = subprocess.Popen(
-            command,
-            cwd=project,
-            env={
-                **os.environ,
-                "MARC_PROJECT_DIR": str(project),
-                "DAGSTER_HOME": str(project / ".dagster_home"),
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                command,
+                cwd=project,
+                env={
+                    **os.environ,
+                    "MARC_PROJECT_DIR": str(project),
+                    "DAGSTER_HOME": str(project / ".dagster_home"),
+                },
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         started.append(process)
         deadline = time.monotonic() + SERVE_TIMEOUT_S
         while not serves(f"http://127.0.0.1:{port}"):

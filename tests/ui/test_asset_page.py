@@ -31,7 +31,7 @@ DOCS_SCREENSHOTS = {  # screenshot of the test: its picture in the docs
 def materialize_from_asset_page(page, url: str, asset: str, shots: Path) -> None:
     """Open ``asset``'s page, click Materialize, follow the launched run to its end; the run must succeed."""
     page.goto(f"{url}/assets/{asset}")
-    page.get_by_text("Never materialized").wait_for()
+    page.get_by_text("Never materialized").first.wait_for()
     page.get_by_role("button", name=re.compile(r"Materialize$")).click()
     page.get_by_text("Launched run").wait_for()
     page.get_by_role("link", name="View", exact=True).click()  # the toast's link to the run
