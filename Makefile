@@ -16,7 +16,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-slow test-all ui repro status push pull bench lint clean-assets tools
+.PHONY: install demo test test-slow test-all test-ui browser ui repro status push pull bench lint clean-assets tools
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ demo: install
 	@echo
 	$(BIN)/marc where
 	@echo
-	@echo "Open the asset graph: make ui  (then http://127.0.0.1:3000)"
+	@echo "Open the asset graph: make ui  (then http://$(UI_HOST):$(UI_PORT))"
 
 # strace: the declared-reads test traces every stage's file opens (tests/integration/test_declared_reads.py).
 tools:
@@ -49,11 +49,30 @@ test: install tools
 test-slow: install tools
 	$(BIN)/pytest -m slow
 
-test-all: install tools
+test-all: install tools browser
 	$(BIN)/pytest -m ''
 
+# The browser tier drives `dagster dev` with Playwright through Debian's chromium (Playwright's own browser
+# builds are downloads, which this setup does without); the `ui` extra adds Playwright.
+UI_STAMP := $(VENV)/.ui-installed-stamp
+$(UI_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ui]'
+	@touch $(UI_STAMP)
+
+browser: install $(UI_STAMP)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+## test-ui: the browser tier (tests/ui): materialize from the asset's page, read its checks, stop `make ui`
+test-ui: browser
+	$(BIN)/pytest -m ui
+
+## ui: the Dagster UI on http://$(UI_HOST):$(UI_PORT); UI_HOST=0.0.0.0 serves other machines too
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+# `dagster dev` stops on SIGTERM only when SIGINT is not ignored (it handles SIGTERM as it handles SIGINT), and a
+# shell starts a background job with SIGINT ignored: restore SIGINT's default so that `kill` stops it there too.
 ui: install
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m pipelines.definitions
+	env --default-signal=INT $(BIN)/dagster dev -h $(UI_HOST) -p $(UI_PORT) -m pipelines.definitions
 
 repro: install
 	$(BIN)/dvc repro
