@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from scripted_eval import write_benchmark
 
 from marc_ops.compression import CompressionConfig
 from marc_ops.config.methods import METHODS, MethodSpec, resolve_method
@@ -69,25 +70,7 @@ class ScriptedAdapter:
 @pytest.fixture()
 def eval_dir(tmp_path: Path) -> Path:
     """An ``eval_mvbench.json`` with N_ROWS multiple-choice rows p0..p6, each with its own (fake) video."""
-    root = tmp_path / "Evaluation"
-    (root / "MVBench").mkdir(parents=True)
-    rows = []
-    for i in range(N_ROWS):
-        (root / "MVBench" / f"v{i}.mp4").write_bytes(b"not decoded by the scripted adapter")
-        rows.append(
-            {
-                "problem_id": f"p{i}",
-                "problem": f"Question {i}?",
-                "data_type": "video",
-                "problem_type": "multiple choice",
-                "options": ["A. yes", "B. no"],
-                "solution": f"<answer>{'AB'[i % 2]}</answer>",
-                "path": f"./MVBench/v{i}.mp4",
-                "data_source": "MVBench",
-            }
-        )
-    (root / "eval_mvbench.json").write_text(json.dumps(rows))
-    return root
+    return write_benchmark(tmp_path / "Evaluation", N_ROWS)
 
 
 @pytest.fixture()
