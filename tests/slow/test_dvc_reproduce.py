@@ -3,7 +3,7 @@ output's hash matches, except the outputs declared as varying (measured seconds,
 metrics, which `unreproducible_outputs` lists with the reason.
 
 - the fast lineage: one clone runs it and commits its lock, a second clone elsewhere reproduces it (~10 min);
-- the embedded default: the `dvc.lock` committed in the repository, reproduced by a fresh clone (~16 min).
+- the embedded default: the `dvc.lock` committed in the repository, reproduced by a fresh clone (20 to 40 min).
 """
 
 from __future__ import annotations
