@@ -77,7 +77,7 @@ from marc_ops.train.inputs import (
     vmr_builder,
     whole_video_builder,
 )
-from marc_ops.train.progress import training_progress
+from marc_ops.train.progress import TrainingProgress, configure_logging
 from marc_ops.train.teacher import read_a_full
 from marc_ops.video import MediaError, VideoConfig
 
@@ -351,7 +351,9 @@ def run_cgrpo(run: CGRPORun, callbacks: Sequence[TrainerCallback] = ()) -> Path:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, progress: TrainingProgress | None = None) -> int:
+    """The entry point ``accelerate launch -m`` starts; ``progress`` watches the run (a driver's subclass of
+    :class:`TrainingProgress` that reports it as it happens; by default nothing is reported)."""
     parser = argparse.ArgumentParser(
         prog="python -m marc_ops.train.cgrpo", description="Train a C-GRPO student."
     )
@@ -359,12 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--config", required=True, type=Path, help="a CGRPORun YAML file (see run.yaml of a stage)"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     run = CGRPORun.model_validate(yaml.safe_load(args.config.read_text()))
-    with training_progress() as progress:  # reports to Dagster when an asset launched this run
-        final = run_cgrpo(run, callbacks=[progress])
-        logger.info("final model: %s", final)
-        progress.report(final)
+    progress = TrainingProgress() if progress is None else progress
+    final = run_cgrpo(run, callbacks=[progress])
+    logger.info("final model: %s", final)
+    progress.saved(final)
     return 0
 
 

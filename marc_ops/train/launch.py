@@ -5,7 +5,7 @@ There is one path for both drivers: the stage decides from the profile and build
 (:func:`accelerate_command`); a *launcher* only runs it. ``marc stage`` (so ``dvc repro``) runs it as a
 plain child process whose output passes through (:func:`run_command`); the Dagster assets run it through
 Dagster Pipes (``pipelines/defs/launch.py``), so the trainer's logs, step metrics and final checkpoint come
-back into the materialization (:mod:`marc_ops.train.progress`). Either way the stage then reads the same
+back into the materialization (``pipelines/pipes_trainer.py``). Either way the stage then reads the same
 files (``trainer_state.json``, ``model/``) for its result.
 """
 
@@ -25,7 +25,9 @@ from marc_ops.io import project_relative
 from marc_ops.train.dataset import RunFile
 from marc_ops.train.progress import TrainingProgress
 
-# Runs a command (argv) in a folder, returns when it has exited, raises if it failed.
+# Runs a command (argv) in a folder, returns when it has exited, raises if it failed. A launcher may name a
+# `wrapper`: a module that `accelerate launch -m` starts instead of the trainer's, with the trainer's module
+# as its first argument (it calls the trainer's `main(argv, progress)` with a progress of its own).
 Launcher = Callable[[Sequence[str], Path], None]
 
 
@@ -33,10 +35,12 @@ class TrainingLaunchError(MarcError, RuntimeError):
     """A launched training run failed, or ended without its final model."""
 
 
-def accelerate_command(module: str, run_file: Path | str, launch: LaunchConfig) -> list[str]:
+def accelerate_command(
+    module: str, run_file: Path | str, launch: LaunchConfig, *, wrapper: str | None = None
+) -> list[str]:
     """``accelerate launch --config_file <file> --num_processes N -m <module> --config <run_file>``, with this
-    interpreter; run it from the project folder (the accelerate file, the DeepSpeed file it names and the
-    run file are relative to it)."""
+    interpreter (``-m <wrapper> <module>`` given a ``wrapper``); run it from the project folder (the
+    accelerate file, the DeepSpeed file it names and the run file are relative to it)."""
     if launch.accelerate_config is None:
         raise ValueError("an in-process launch has no command")
     return [
@@ -48,7 +52,7 @@ def accelerate_command(module: str, run_file: Path | str, launch: LaunchConfig) 
         "--num_processes",
         str(launch.processes),
         "-m",
-        module,
+        *([module] if wrapper is None else [wrapper, module]),
         "--config",
         str(run_file),
     ]
@@ -89,7 +93,10 @@ def train(
             "one of configs/accelerate/ (cpu_2proc.yaml on a CPU, zero2.yaml or zero3.yaml on GPUs)"
         )
     module = run_in_process.__module__
-    launcher(accelerate_command(module, project_relative(run_file, project_dir), launch), project_dir)
+    command = accelerate_command(
+        module, project_relative(run_file, project_dir), launch, wrapper=getattr(launcher, "wrapper", None)
+    )
+    launcher(command, project_dir)
     final = run.resolved().output_dir / FINAL_MODEL_DIR
     if not (final / "config.json").is_file():
         raise TrainingLaunchError(f"the launched run of {module} ended without its final model at {final}")

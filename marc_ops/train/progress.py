@@ -1,49 +1,39 @@
 """What a training run reports while it trains: the processes it ran in, each logged step, its final metrics
-and the checkpoint it wrote; streamed to the Dagster run that launched it, when one did (Dagster Pipes).
+and the checkpoint it wrote.
 
-A trainer that a Dagster asset launched (``train.launch``, :mod:`marc_ops.train.launch`) finds the Pipes
-context in its environment. Its main process (global rank 0) opens it and sends back, as they happen: its
-log records and one line per logged step (also a custom message ``{"step": N, "loss": ...}``); at the end,
-the materialization's metadata (:meth:`TrainingProgress.summary`). Every other process, and a trainer started
-any other way (``marc stage``, by hand, a stage training in its own process), opens nothing and trains the
-same; ``dagster_pipes`` is Dagster's dependency-free client, not the orchestrator.
+:class:`TrainingProgress` is a Trainer callback that records them; :meth:`~TrainingProgress.summary` is what
+a training stage returns as metadata. Its hooks :meth:`~TrainingProgress.note`,
+:meth:`~TrainingProgress.step` and :meth:`~TrainingProgress.saved` do nothing here: a driver that wants the
+run's progress as it happens subclasses it (the Dagster assets stream it through Dagster Pipes,
+``pipelines/pipes_trainer.py``) and hands it to the trainer's ``main(argv, progress)``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from marc_ops.io import content_hash, safetensors_weights
+
+
+def configure_logging() -> None:
+    """The log a trainer's entry point writes to stderr: INFO and up, timed (a no-op once the process has a
+    handler, so the first caller's choice stands)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
 
 # The Trainer's last log of a run (``train_loss``, ``train_runtime``, ...) carries this key; a step's does not.
 FINAL_LOG_KEY = "train_runtime"
 
 
-def is_main_process() -> bool:
-    """Whether this process is global rank 0 (``RANK`` as torchrun sets it; a process alone is rank 0)."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def launched_by_dagster() -> bool:
-    """Whether a Dagster Pipes client started this process (its context is in the environment)."""
-    return PipesEnvVarParamsLoader().is_dagster_pipes_process()
-
-
 class TrainingProgress(TrainerCallback):
-    """A Trainer callback that records what :meth:`summary` reports and, given a Pipes context, streams each
-    logged step to it."""
+    """A Trainer callback that records what :meth:`summary` reports and passes each event to its hooks."""
 
-    def __init__(self, pipes: PipesContext | None = None) -> None:
-        self.pipes = pipes
+    def __init__(self) -> None:
         self.world_size: int | None = None
         self.logged_steps = 0
         self.final_metrics: dict[str, float] | None = None
@@ -52,7 +42,7 @@ class TrainingProgress(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self.world_size = args.world_size
-        self._log(
+        self.note(
             f"training from step {state.global_step} to {state.max_steps} in {args.world_size} "
             f"process(es) on {args.device.type}"
         )
@@ -73,12 +63,10 @@ class TrainingProgress(TrainerCallback):
         shown = ", ".join(f"{key}={value:.4g}" for key, value in scalars.items())
         if FINAL_LOG_KEY in scalars:
             self.final_metrics = scalars
-            self._log(f"finished at step {state.global_step}/{state.max_steps}: {shown}")
+            self.note(f"finished at step {state.global_step}/{state.max_steps}: {shown}")
             return
         self.logged_steps += 1
-        if self.pipes is not None:
-            self.pipes.log.info(f"step {state.global_step}/{state.max_steps}: {shown}")
-            self.pipes.report_custom_message({"step": state.global_step, **scalars})
+        self.step(state.global_step, f"step {state.global_step}/{state.max_steps}: {shown}", scalars)
 
     def summary(self, final: Path) -> dict[str, Any]:
         """What this run reports: ``world_size`` (the processes it trained in; None when nothing was left to
@@ -91,54 +79,11 @@ class TrainingProgress(TrainerCallback):
             "checkpoint_sha256": {path.name: content_hash(path) for path in safetensors_weights(final)},
         }
 
-    def report(self, final: Path) -> None:
-        """Send :meth:`summary` to Dagster as the materialization's metadata (nothing without a Pipes context)."""
-        if self.pipes is None:
-            return
-        summary = self.summary(final)
-        self.pipes.report_asset_materialization(
-            metadata={
-                "world_size": _typed(summary["world_size"], "int"),
-                "logged_steps": _typed(summary["logged_steps"], "int"),
-                "final_metrics": _typed(summary["final_metrics"], "json"),
-                "checkpoint_sha256": _typed(summary["checkpoint_sha256"], "json"),
-            }
-        )
+    def note(self, message: str) -> None:
+        """A line about the run (its start, its end)."""
 
-    def _log(self, message: str) -> None:
-        if self.pipes is not None:
-            self.pipes.log.info(message)
+    def step(self, number: int, line: str, scalars: dict[str, float]) -> None:
+        """A logged step: its number, a line that shows it, and its finite scalars (loss, learning rate, ...)."""
 
-
-def _typed(value: Any, kind: str) -> dict[str, Any]:
-    return {"raw_value": value, "type": "null" if value is None else kind}
-
-
-class _ToPipes(logging.Handler):
-    """Forwards this process's log records (``marc_ops``, the entry point's) to the Dagster run's log."""
-
-    def __init__(self, pipes: PipesContext) -> None:
-        super().__init__(level=logging.INFO)
-        self.pipes = pipes
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith("dagster"):  # the Pipes client's own records: sending them could recurse
-            return
-        self.pipes.log.log(record.levelno, f"{record.name}: {record.getMessage()}")
-
-
-@contextmanager
-def training_progress() -> Iterator[TrainingProgress]:
-    """A :class:`TrainingProgress` for this process: connected to Dagster on the main process of a run a
-    Dagster asset launched (log records forwarded while it is open, an exception reported when it closes);
-    silent everywhere else."""
-    if not (is_main_process() and launched_by_dagster()):
-        yield TrainingProgress()
-        return
-    with open_dagster_pipes() as pipes:
-        handler = _ToPipes(pipes)
-        logging.getLogger().addHandler(handler)
-        try:
-            yield TrainingProgress(pipes)
-        finally:
-            logging.getLogger().removeHandler(handler)
+    def saved(self, final: Path) -> None:
+        """The run saved its final model to ``final`` (the trainer's ``main`` calls it last)."""

@@ -4,7 +4,8 @@ A training stage that the profile launches (``train.launch``, :mod:`marc_ops.tra
 to this launcher instead of starting it itself. ``PipesSubprocessClient`` starts it from the project folder
 with the Pipes context in its environment; the trainer's main process streams its log records and one line
 per logged step into this run's log and reports the materialization's metadata when it has saved the final
-model (:mod:`marc_ops.train.progress`). A failed launch fails the asset with the trainer's exception.
+model (:mod:`pipelines.pipes_trainer`, the module ``accelerate launch`` starts around the trainer's). A failed
+launch fails the asset with the trainer's exception.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import dagster as dg
 class PipesLauncher:
     """A ``marc_ops`` launcher (command, folder) that runs the command with ``client`` in ``context``'s run and
     keeps what it reported."""
+
+    wrapper = (
+        "pipelines.pipes_trainer"  # what `accelerate launch -m` starts: the trainer, reporting to Dagster
+    )
 
     def __init__(self, context: dg.AssetExecutionContext, client: dg.PipesSubprocessClient) -> None:
         self.context = context

@@ -22,8 +22,10 @@ from marc_ops.config import ConfigError, load_params
 from marc_ops.config.train import LaunchConfig, SFTTrainConfig
 from marc_ops.io import content_hash
 from marc_ops.train.launch import TrainingLaunchError, accelerate_command, run_command, train
-from marc_ops.train.progress import training_progress
+from marc_ops.train.progress import TrainingProgress
 from marc_ops.train.sft import SFTRun, run_sft
+from pipelines.defs.launch import PipesLauncher
+from pipelines.pipes_trainer import PipesProgress, pipes_progress
 
 TWO_CPU_PROCESSES = LaunchConfig(processes=2, accelerate_config=Path("configs/accelerate/cpu_2proc.yaml"))
 
@@ -43,6 +45,13 @@ def test_a_launch_is_accelerate_with_the_profiles_processes_on_the_run_file():
         "--config",
         "assets/sft_checkpoint/run.yaml",
     ]
+
+
+def test_the_assets_launch_the_trainer_inside_the_pipes_entry_point():
+    command = accelerate_command(
+        "marc_ops.train.sft", "run.yaml", TWO_CPU_PROCESSES, wrapper=PipesLauncher.wrapper
+    )
+    assert command[-5:] == ["-m", "pipelines.pipes_trainer", "marc_ops.train.sft", "--config", "run.yaml"]
 
 
 def test_several_processes_need_an_accelerate_file_and_one_process_trains_in_place():
@@ -122,9 +131,9 @@ def test_a_trainer_not_launched_by_dagster_reports_nothing(tmp_path: Path, monke
     final = tmp_path / "model"
     final.mkdir()
     save_file({"w": torch.ones(2)}, str(final / "model.safetensors"))
-    with training_progress() as progress:
-        assert progress.pipes is None
-        progress.report(final)  # nothing to report to, and no error
+    with pipes_progress() as progress:
+        assert type(progress) is TrainingProgress  # reports nothing
+        progress.saved(final)  # nothing to report to, and no error
     assert progress.summary(final)["checkpoint_sha256"] == {
         "model.safetensors": content_hash(final / "model.safetensors")
     }
@@ -132,8 +141,8 @@ def test_a_trainer_not_launched_by_dagster_reports_nothing(tmp_path: Path, monke
     # Under Dagster, only rank 0 opens Pipes: another rank never reads the (here unreadable) context.
     monkeypatch.setenv("DAGSTER_PIPES_CONTEXT", "not a pipes context")
     monkeypatch.setenv("RANK", "1")
-    with training_progress() as progress:
-        assert progress.pipes is None
+    with pipes_progress() as progress:
+        assert not isinstance(progress, PipesProgress)
 
 
 # A trainer's main process as a Pipes child: the Trainer's hooks called as a two-step run calls them.
@@ -143,7 +152,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from transformers import TrainerControl, TrainerState, TrainingArguments
-from marc_ops.train.progress import training_progress
+from pipelines.pipes_trainer import pipes_progress
 
 final = Path(sys.argv[1])
 final.mkdir(parents=True)
@@ -151,14 +160,14 @@ save_file({"w": torch.ones(2)}, str(final / "model.safetensors"))
 logging.basicConfig(level=logging.INFO)
 args = TrainingArguments(output_dir=str(final.parent), use_cpu=True, report_to=[])
 state, control = TrainerState(max_steps=2), TrainerControl()
-with training_progress() as progress:
+with pipes_progress() as progress:
     progress.on_train_begin(args, state, control)
     for step, loss in ((1, 2.5), (2, 2.0)):
         state.global_step = step
         progress.on_log(args, state, control, logs={"loss": loss, "learning_rate": 1e-3})
     progress.on_log(args, state, control, logs={"train_runtime": 1.5, "train_loss": 2.25})
     logging.getLogger("marc_ops.train.example").info("final model: %s", final)
-    progress.report(final)
+    progress.saved(final)
 """
 
 
