@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
+from file_opens import traced_opens
 from tests_support import REPO_ROOT, fast_lineage_params, write_params
 
 from marc_ops.config import ProjectPaths
@@ -26,7 +23,6 @@ from marc_ops.registry import STAGES, partition_keys
 from marc_ops.registry.dvcfile import declared_paths
 from marc_ops.registry.runlock import lock_path
 
-OPEN = re.compile(r'^\d+\s+open(?:at)?\((?:AT_FDCWD, )?"([^"]+)", ([A-Z_|]+)')
 MARKER = re.compile(r"/markers/(\d+)=(.+)$")
 
 
@@ -46,9 +42,6 @@ def _allowed(path: str, reads: list[str], writes: list[str]) -> bool:
 
 
 def test_every_stage_opens_only_what_it_declares(tmp_path: Path):
-    strace = shutil.which("strace")
-    if strace is None:
-        pytest.fail("strace is not installed: `make test` installs it (apt-get install strace)")
     project, markers = tmp_path / "project", tmp_path / "markers"
     project.mkdir()
     markers.mkdir()
@@ -58,36 +51,21 @@ def test_every_stage_opens_only_what_it_declares(tmp_path: Path):
     items = [name if key is None else f"{name}:{key}" for name, key in runs]
     log = tmp_path / "strace.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    done = subprocess.run(
-        [
-            strace,
-            "-f",
-            "-qq",
-            "-e",
-            "trace=open,openat",
-            "-o",
-            str(log),
-            sys.executable,
-            str(REPO_ROOT / "tests" / "stage_trace.py"),
-            str(project),
-            str(markers),
-            *items,
-        ],
+    done, opens = traced_opens(
+        REPO_ROOT / "tests" / "stage_trace.py",
+        [str(project), str(markers), *items],
+        log,
         cwd=project,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
     opened: dict[int, set[str]] = defaultdict(set)
     current = None
-    for line in log.read_text(errors="replace").splitlines():
-        match = OPEN.search(line)
-        if match is None or "O_DIRECTORY" in match.group(2):
+    for path, flags in opens:
+        if "O_DIRECTORY" in flags:
             continue
-        path = match.group(1)
         marker = MARKER.search(path)
         if marker is not None:
             current = int(marker.group(1))

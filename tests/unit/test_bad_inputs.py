@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 import sysconfig
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from file_opens import traced_opens
 from tests_support import REPO_ROOT, small_tiny_params, write_params
 
 from marc_ops.config import ProjectPaths
@@ -335,7 +334,6 @@ def test_manifest_stage_names_an_unreadable_annotation_file(corpus: BadInputCorp
 
 # --- nothing outside the roots is opened ------------------------------------------------------
 
-OPEN = re.compile(r'^\d+\s+open(?:at)?\((?:AT_FDCWD, )?"([^"]+)", ([A-Z_|]+)')
 WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT")
 # What any Python process here opens whatever its data: the dynamic linker's cache and search path
 # (it probes for libcuda.so.1 in every library folder), kernel interfaces, OpenSSL's config and the
@@ -361,9 +359,6 @@ def _under(path: str, roots: list[str]) -> bool:
 
 
 def test_loading_and_probing_open_nothing_outside_the_roots(corpus: BadInputCorpus, tmp_path: Path) -> None:
-    strace = shutil.which("strace")
-    if strace is None:
-        pytest.fail("strace is not installed: `make tools` installs it (apt-get install strace)")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     log = tmp_path / "strace.log"
@@ -381,26 +376,14 @@ def test_loading_and_probing_open_nothing_outside_the_roots(corpus: BadInputCorp
         "OMP_NUM_THREADS": "1",
     }
     files = [os.path.realpath(p) for p in corpus.annotation_files()]
-    done = subprocess.run(
-        [
-            strace,
-            "--seccomp-bpf",
-            "-f",
-            "-qq",
-            "-e",
-            "trace=open,openat",
-            "-o",
-            str(log),
-            sys.executable,
-            str(REPO_ROOT / "tests" / "bad_input_trace.py"),
-            str(corpus.data_root),
-            *files,
-        ],
+    done, opens = traced_opens(
+        REPO_ROOT / "tests" / "bad_input_trace.py",
+        [str(corpus.data_root), *files],
+        log,
         cwd=scratch,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
+        seccomp=True,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
 
@@ -409,17 +392,14 @@ def test_loading_and_probing_open_nothing_outside_the_roots(corpus: BadInputCorp
     )
     roots = [os.path.realpath(p) for p in (REPO_ROOT, corpus.data_root, scratch)] + python
     opened, outside, written = set(), set(), set()
-    for line in log.read_text(errors="replace").splitlines():
-        match = OPEN.search(line)
-        if match is None:
-            continue
+    for opened_path, flags in opens:
         # Where the open lands, symlinks followed: a link inside the data root to a file outside it is outside.
-        literal = os.path.normpath(os.path.join(scratch, match.group(1)))
+        literal = os.path.normpath(os.path.join(scratch, opened_path))
         path = os.path.realpath(literal)
         opened.add(path)
         if not (_under(path, roots) or _under(literal, list(SYSTEM_PATHS))):
             outside.add(path)
-        if any(flag in match.group(2) for flag in WRITE_FLAGS) and not _under(path, [str(scratch), "/dev"]):
+        if any(flag in flags for flag in WRITE_FLAGS) and not _under(path, [str(scratch), "/dev"]):
             written.add(path)
     assert not outside, f"opened outside the project, data root and Python: {sorted(outside)[:10]}"
     assert not written, f"opened for writing outside the scratch folder: {sorted(written)[:10]}"
