@@ -63,7 +63,8 @@ from marc_ops.vmr.retrieval import decode_frames
 
 
 class ScoreLearningConfig(BaseModel):
-    """Everything the check runs with; the defaults are the tiny profile's model and corpus."""
+    """Everything the check runs with. The corpus has the tiny profile's training split; the model is
+    ``TinyQwen2_5_VLConfig()``'s, narrower than the profile's ``model.tiny`` (width 32 against 96)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -196,7 +197,7 @@ def frozen_model(config: ScoreLearningConfig, out_dir: Path) -> Path:
     rows += video_caption_rows(config, corpus)
     sft = config.align.as_sft()
     trainer = build_sft_trainer(
-        sft, Dataset.from_list(rows), out_dir / "base", out_dir / "aligned", sample_builder=_frozen_caption_builder(config.video)
+        sft, Dataset.from_list(rows), out_dir / "base", out_dir / "aligned", sample_builder=frozen_caption_builder(config.video)
     )  # fmt: skip
     fingerprint = run_fingerprint(
         sft,
@@ -230,7 +231,7 @@ def video_caption_rows(config: ScoreLearningConfig, corpus: Path) -> list[dict]:
     return rows
 
 
-def _frozen_caption_builder(video: VideoConfig) -> SampleBuilder:
+def frozen_caption_builder(video: VideoConfig) -> SampleBuilder:
     """Pixels of a caption row: a shot or an image as caption pretraining takes them (``fps`` None), or a
     whole video's ``frame_indices`` at its ``fps``."""
     shots_and_images = caption_builder(video)
