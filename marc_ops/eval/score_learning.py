@@ -110,17 +110,26 @@ class ScoreLearningResult:
     seconds: dict[str, float]
 
 
-def run_score_learning_check(
-    config: ScoreLearningConfig, out_dir: Path | str, *, log: Callable[[str], None] = print
-) -> ScoreLearningResult:
-    """Run the whole check in ``out_dir`` (finished phases are reused on a rerun)."""
+def _timed_frozen_model(
+    config: ScoreLearningConfig, out_dir: Path, seconds: dict[str, float], log: Callable[[str], None]
+) -> Path:
+    """The frozen model (:func:`frozen_model`) with this run's torch threads; its time in
+    ``seconds["corpus_model_align"]``."""
     torch.set_num_threads(config.torch_threads)
-    out_dir = Path(out_dir)
-    seconds: dict[str, float] = {}
     started = time.perf_counter()
     aligned = frozen_model(config, out_dir)
     seconds["corpus_model_align"] = round(time.perf_counter() - started, 1)
     log(f"corpus, model and caption alignment: {seconds['corpus_model_align']} s")
+    return aligned
+
+
+def run_score_learning_check(
+    config: ScoreLearningConfig, out_dir: Path | str, *, log: Callable[[str], None] = print
+) -> ScoreLearningResult:
+    """Run the whole check in ``out_dir`` (finished phases are reused on a rerun)."""
+    out_dir = Path(out_dir)
+    seconds: dict[str, float] = {}
+    aligned = _timed_frozen_model(config, out_dir, seconds, log)
 
     started = time.perf_counter()
     model, processor = _load_frozen(aligned)
@@ -164,13 +173,9 @@ def check_frozen_model(
     the check's uniform-random selections and with no visual token, and the paired interval of
     (every − random). ``items``: sample_id, ce_random, ce_full, ce_none. The same ``out_dir`` serves the
     whole check afterwards (the frozen model is reused)."""
-    torch.set_num_threads(config.torch_threads)
     out_dir = Path(out_dir)
     seconds: dict[str, float] = {}
-    started = time.perf_counter()
-    aligned = frozen_model(config, out_dir)
-    seconds["corpus_model_align"] = round(time.perf_counter() - started, 1)
-    log(f"corpus, model and caption alignment: {seconds['corpus_model_align']} s")
+    aligned = _timed_frozen_model(config, out_dir, seconds, log)
     started = time.perf_counter()
     model, processor = _load_frozen(aligned)
     items = heldout_ce(model, processor, out_dir / "corpus", config, {})
