@@ -89,11 +89,8 @@ def test_the_lineage_trains_a_policy_in_two_stages_and_resumes(project) -> None:
     assert (paths.asset("score_ce_base") / "ce_base.jsonl").read_text().count("\n") == 7
 
 
-def test_a_stage_1_only_policy_is_the_curriculum_ablation(project) -> None:
-    paths, params = project
-    params.score = params.score.model_copy(
-        update={"train": params.score.train.model_copy(update={"stage1_only": True})}
-    )
+def _train_policies(paths, params) -> None:
+    """SCORE's lineage from the pseudo-videos to the final policy."""
     for stage in (
         score_pseudo_videos_stage,
         score_ce_base_stage,
@@ -101,6 +98,14 @@ def test_a_stage_1_only_policy_is_the_curriculum_ablation(project) -> None:
         score_policy_stage,
     ):
         stage(paths, params)
+
+
+def test_a_stage_1_only_policy_is_the_curriculum_ablation(project) -> None:
+    paths, params = project
+    params.score = params.score.model_copy(
+        update={"train": params.score.train.model_copy(update={"stage1_only": True})}
+    )
+    _train_policies(paths, params)
     stage1, final = load_policy(paths.score_policy("stage1")), load_policy(paths.score_policy())
     assert all(
         torch.equal(a, b)
@@ -110,13 +115,7 @@ def test_a_stage_1_only_policy_is_the_curriculum_ablation(project) -> None:
 
 def test_policy_checks_pass_on_the_trained_policies_and_fail_on_broken_files(project) -> None:
     paths, params = project
-    for stage in (
-        score_pseudo_videos_stage,
-        score_ce_base_stage,
-        score_policy_stage1_stage,
-        score_policy_stage,
-    ):
-        stage(paths, params)
+    _train_policies(paths, params)
     for asset in ("score_policy_stage1", "score_policy"):
         outcomes = {check.name: check.run(paths, params, None) for check in ASSET_CHECKS[asset]}
         assert {name: o.summary for name, o in outcomes.items() if not o.passed} == {}
