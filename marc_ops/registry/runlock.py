@@ -20,6 +20,7 @@ import os
 import shlex
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -32,6 +33,10 @@ LOCKS_DIR = Path("assets") / ".locks"
 # The locks this process holds: a driver may hold one around its own bookkeeping (Dagster records the run in
 # dvc.lock after the stage) and run the stage, which takes it again.
 _HELD: set[Path] = set()
+
+# A holder writes its details right after it takes the lock; a second run that finds the lock taken in
+# between waits this long for them before it reports the lock without them.
+DETAILS_WAIT_S = 2.0
 
 
 class AssetBusyError(MarcError):
@@ -89,10 +94,7 @@ def _holder() -> dict[str, object]:
 
 def _busy(path: Path, asset: str, partition_key: str | None) -> str:
     what = asset if partition_key is None else f"{asset}[{partition_key}]"
-    try:
-        holder = json.loads(path.read_text() or "{}")
-    except json.JSONDecodeError:
-        holder = {}
+    holder = _read_holder(path)
     who = (
         f"pid {holder['pid']} on {holder['host']}, started {holder['started']}: {holder['command']}"
         if holder
@@ -102,3 +104,17 @@ def _busy(path: Path, asset: str, partition_key: str | None) -> str:
         f"{what} is being materialized by another run ({who}); wait for it to finish, or stop it, then run "
         f"again (lock: {path})"
     )
+
+
+def _read_holder(path: Path) -> dict[str, object]:
+    """The holder's details, waiting up to :data:`DETAILS_WAIT_S` for a holder that has just taken the lock
+    to write them; empty when they never appear (the holder ended, or cannot write)."""
+    deadline = time.monotonic() + DETAILS_WAIT_S
+    while True:
+        try:
+            holder = json.loads(path.read_text() or "{}")
+        except (json.JSONDecodeError, OSError):
+            holder = {}
+        if holder or time.monotonic() >= deadline:
+            return holder
+        time.sleep(0.01)

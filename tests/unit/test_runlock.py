@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from marc_ops.cli import main
-from marc_ops.registry import STAGES
+from marc_ops.registry import STAGES, runlock
 from marc_ops.registry.runlock import AssetBusyError, lock_path, running
 
 OTHER_RUN = {"pid": 4242, "host": "gpu-07", "started": "2026-12-04T09:00:00+00:00", "command": "marc stage x"}
@@ -47,6 +49,42 @@ def test_a_second_holder_fails_at_once_naming_the_first(tmp_path: Path):
         "benchmark_scores[synthetic|marc@0.6] is being materialized by another run (pid 4242 on gpu-07, started "
         "2026-12-04T09:00:00+00:00: marc stage x); wait for it to finish, or stop it, then run again "
         f"(lock: {path})"
+    )
+
+
+def test_a_second_run_between_the_holders_lock_and_its_details_waits_for_them(tmp_path: Path):
+    """The holder takes the lock, then writes its details: a second run in between still names it."""
+    path = lock_path(tmp_path, "report", None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+
+        def write_details() -> None:
+            time.sleep(0.3)
+            handle.write(json.dumps(OTHER_RUN))
+            handle.flush()
+
+        writer = threading.Thread(target=write_details)
+        writer.start()
+        with pytest.raises(AssetBusyError) as busy:
+            with running(tmp_path, "report", None):
+                pytest.fail("the lock was taken twice")
+        writer.join()
+    assert "(pid 4242 on gpu-07, started 2026-12-04T09:00:00+00:00: marc stage x)" in str(busy.value)
+
+
+def test_a_holder_that_never_writes_its_details_is_reported_without_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(runlock, "DETAILS_WAIT_S", 0.2)
+    path = lock_path(tmp_path, "report", None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle, pytest.raises(AssetBusyError) as busy:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        with running(tmp_path, "report", None):
+            pytest.fail("the lock was taken twice")
+    assert "report is being materialized by another run (it has not written its details yet)" in str(
+        busy.value
     )
 
 
