@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,6 +67,17 @@ def fast_lineage_params() -> dict:
 
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+def run_checked(cmd: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """``cmd`` in ``cwd`` as DVC's stages run (this interpreter's ``python`` first on PATH), which must succeed;
+    the failure names the command and the ends of its output."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # DVC's `python`
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
 
 
 def clone_project(target: Path, params: dict) -> Path:

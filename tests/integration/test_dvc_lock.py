@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
-from tests_support import GIT, REPO_ROOT, SMALL_SYNTHETIC, SMALL_TRAIN_SIZE, clone_project
+from tests_support import DVC, GIT, REPO_ROOT, SMALL_SYNTHETIC, SMALL_TRAIN_SIZE, clone_project
 
 from marc_ops.registry.lock import locked_hashes, record_stage
 from pipelines.defs.assets import data as data_assets
 from pipelines.defs.resources import MarcResource
 
 pytestmark = pytest.mark.integration
-DVC = str(Path(sys.executable).parent / "dvc")
 DATA = ["videor1_source", "videor1_manifest", "train_subset"]
 
 

@@ -8,29 +8,18 @@ metrics, which `unreproducible_outputs` lists with the reason.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from tests_support import GIT, REPO_ROOT, clone_project, fast_lineage_params
+from tests_support import DVC, GIT, REPO_ROOT, clone_project, fast_lineage_params, run_checked
 
 from marc_ops.config import load_params
 from marc_ops.registry.dvcfile import unreproducible_outputs
 
 # Past the suite's 900 s per-test timeout (pyproject) on a shared machine: their own limit.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
-DVC = str(Path(sys.executable).parent / "dvc")
-
-
-def _run(cmd: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # DVC's `python`
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done
 
 
 def output_hashes(lock_file: Path) -> dict[str, str]:
@@ -52,16 +41,16 @@ def assert_reproduced(recorded: Path, reproduced: Path) -> None:
 
 def test_a_run_in_another_folder_writes_the_same_bytes(tmp_path: Path):
     first = clone_project(tmp_path / "one" / "first", fast_lineage_params())
-    _run([sys.executable, "-m", "marc_ops.cli", "dvc-yaml"], first)  # the stages of these params
-    _run([*GIT, "commit", "-qam", "stages"], first)
-    _run([DVC, "repro"], first, timeout=1500)
-    _run([*GIT, "add", "dvc.lock"], first)
-    _run([*GIT, "commit", "-qm", "run"], first)
+    run_checked([sys.executable, "-m", "marc_ops.cli", "dvc-yaml"], first)  # the stages of these params
+    run_checked([*GIT, "commit", "-qam", "stages"], first)
+    run_checked([DVC, "repro"], first, timeout=1500)
+    run_checked([*GIT, "add", "dvc.lock"], first)
+    run_checked([*GIT, "commit", "-qm", "run"], first)
 
     second = tmp_path / "two" / "levels" / "second"
     second.parent.mkdir(parents=True)
-    _run(["git", "clone", "-q", str(first), str(second)], tmp_path)
-    _run([DVC, "repro"], second, timeout=1500)
+    run_checked(["git", "clone", "-q", str(first), str(second)], tmp_path)
+    run_checked([DVC, "repro"], second, timeout=1500)
     assert_reproduced(first / "dvc.lock", second / "dvc.lock")
 
 
@@ -69,5 +58,5 @@ def test_the_committed_lock_of_the_embedded_default_reproduces(tmp_path: Path):
     committed = REPO_ROOT / "dvc.lock"
     assert committed.is_file(), "dvc.lock of the embedded default is committed with the repository"
     clone = clone_project(tmp_path / "fresh", yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
-    _run([DVC, "repro"], clone, timeout=3000)
+    run_checked([DVC, "repro"], clone, timeout=3000)
     assert_reproduced(committed, clone / "dvc.lock")

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
-from tests_support import REPO_ROOT, small_tiny_params, write_params
+from tests_support import DVC, REPO_ROOT, small_tiny_params, write_params
 
 from marc_ops.config import ProjectPaths
 from marc_ops.registry import STAGES
 from marc_ops.registry.dvcfile import dvc_name, render_dvc_yaml
-
-DVC = str(Path(sys.executable).parent / "dvc")
 
 
 def test_committed_dvc_yaml_is_the_rendered_one():
