@@ -26,8 +26,10 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-# The Trainer's last log of a run (``train_loss``, ``train_runtime``, ...) carries this key; a step's does not.
-FINAL_LOG_KEY = "train_runtime"
+# The last log of a run carries this key and a step's does not: the Trainer's (``train_loss``, ``train_runtime``,
+# ...) and the one a run killed after its last checkpoint ends with (``train_loss``, ``total_flos``: nothing
+# timed, as no time was measured), while a step logs ``loss``.
+FINAL_LOG_KEY = "train_loss"
 
 
 class TrainingProgress(TrainerCallback):

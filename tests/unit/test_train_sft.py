@@ -22,6 +22,7 @@ from marc_ops.train.inputs import (
     whole_video_builder,
     whole_video_sample,
 )
+from marc_ops.train.progress import TrainingProgress
 from marc_ops.train.sft import (
     IGNORE_INDEX,
     UNCOMPRESSED_KEY,
@@ -212,7 +213,14 @@ def test_a_run_killed_at_any_point_resumes_to_the_bytes_of_an_uninterrupted_one(
     rows = cot_rows.filter(pl.col("data_type") == "video").head(2)
 
     def train(out_dir: Path) -> None:
-        train_sft(config, rows, tiny_model, out_dir, sample_builder=whole_video_builder(VIDEO))
+        progress = TrainingProgress()
+        train_sft(
+            config, rows, tiny_model, out_dir, sample_builder=whole_video_builder(VIDEO), callbacks=[progress]
+        )
+        # every run reports its end, the one finished from its last checkpoint too, and no step it did not train
+        assert progress.final_metrics is not None and "train_loss" in progress.final_metrics, out_dir
+        if out_dir.name.startswith("after_its_last_checkpoint"):
+            assert progress.logged_steps == 0  # nothing left to train
 
     train(tmp_path / "uninterrupted")
     assert_killed_runs_resume_to(tmp_path / "uninterrupted", train, last_step=3)
