@@ -35,7 +35,6 @@ Run it under accelerate (the same code, one process per device)::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -44,7 +43,6 @@ from typing import Any
 
 import polars as pl
 import torch
-import yaml
 from datasets import Dataset
 from pydantic import ConfigDict, Field
 from transformers import Qwen2_5_VLForConditionalGeneration, TrainerCallback
@@ -77,7 +75,8 @@ from marc_ops.train.inputs import (
     vmr_builder,
     whole_video_builder,
 )
-from marc_ops.train.progress import TrainingProgress, configure_logging
+from marc_ops.train.launch import trainer_main
+from marc_ops.train.progress import TrainingProgress
 from marc_ops.train.teacher import read_a_full
 from marc_ops.video import MediaError, VideoConfig
 
@@ -352,22 +351,10 @@ def run_cgrpo(run: CGRPORun, callbacks: Sequence[TrainerCallback] = ()) -> Path:
 
 
 def main(argv: Sequence[str] | None = None, progress: TrainingProgress | None = None) -> int:
-    """The entry point ``accelerate launch -m`` starts; ``progress`` watches the run (a driver's subclass of
-    :class:`TrainingProgress` that reports it as it happens; by default nothing is reported)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m marc_ops.train.cgrpo", description="Train a C-GRPO student."
+    """The entry point ``accelerate launch -m`` starts (:func:`~marc_ops.train.launch.trainer_main`)."""
+    return trainer_main(
+        argv, progress, run_type=CGRPORun, run_in_process=run_cgrpo, description="Train a C-GRPO student."
     )
-    parser.add_argument(
-        "--config", required=True, type=Path, help="a CGRPORun YAML file (see run.yaml of a stage)"
-    )
-    args = parser.parse_args(argv)
-    configure_logging()
-    run = CGRPORun.model_validate(yaml.safe_load(args.config.read_text()))
-    progress = TrainingProgress() if progress is None else progress
-    final = run_cgrpo(run, callbacks=[progress])
-    logger.info("final model: %s", final)
-    progress.saved(final)
-    return 0
 
 
 if __name__ == "__main__":

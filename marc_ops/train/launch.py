@@ -11,6 +11,8 @@ files (``trainer_state.json``, ``model/``) for its result.
 
 from __future__ import annotations
 
+import argparse
+import logging
 import shlex
 import subprocess
 import sys
@@ -18,12 +20,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from marc_ops.config import FINAL_MODEL_DIR, ConfigError
 from marc_ops.config.train import LaunchConfig
 from marc_ops.errors import MarcError
 from marc_ops.io import project_relative
 from marc_ops.train.dataset import RunFile
-from marc_ops.train.progress import TrainingProgress
+from marc_ops.train.progress import TrainingProgress, configure_logging
+
+logger = logging.getLogger(__name__)
 
 # Runs a command (argv) in a folder, returns when it has exited, raises if it failed. A launcher may name a
 # `wrapper`: a module that `accelerate launch -m` starts instead of the trainer's, with the trainer's module
@@ -33,6 +39,35 @@ Launcher = Callable[[Sequence[str], Path], None]
 
 class TrainingLaunchError(MarcError, RuntimeError):
     """A launched training run failed, or ended without its final model."""
+
+
+def trainer_main(
+    argv: Sequence[str] | None,
+    progress: TrainingProgress | None,
+    *,
+    run_type: type[RunFile],
+    run_in_process: Callable[..., Path],
+    description: str,
+) -> int:
+    """A trainer's entry point, the module ``accelerate launch -m`` starts: ``--config RUN_FILE`` (a ``run_type``
+    YAML file, the ``run.yaml`` a stage writes), trained by ``run_in_process(run, callbacks)``. ``progress``
+    watches the run (a driver's subclass of :class:`TrainingProgress` that reports it as it happens; by
+    default nothing is reported)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {run_in_process.__module__}", description=description)
+    parser.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        help=f"a {run_type.__name__} YAML file (the run.yaml of a stage)",
+    )
+    args = parser.parse_args(argv)
+    configure_logging()
+    run = run_type.model_validate(yaml.safe_load(args.config.read_text()))
+    progress = TrainingProgress() if progress is None else progress
+    final = run_in_process(run, callbacks=[progress])
+    logger.info("final model: %s", final)
+    progress.saved(final)
+    return 0
 
 
 def accelerate_command(

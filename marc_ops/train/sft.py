@@ -16,7 +16,6 @@ Run it under accelerate (paper: ZeRO-2)::
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +23,6 @@ from typing import Any
 
 import polars as pl
 import torch
-import yaml
 from datasets import Dataset
 from pydantic import ConfigDict, Field
 from transformers import (
@@ -64,7 +62,8 @@ from marc_ops.train.inputs import (
     sft_target,
     view_builder,
 )
-from marc_ops.train.progress import TrainingProgress, configure_logging
+from marc_ops.train.launch import trainer_main
+from marc_ops.train.progress import TrainingProgress
 from marc_ops.video import VideoConfig
 
 logger = logging.getLogger(__name__)
@@ -307,22 +306,10 @@ def run_sft(run: SFTRun, callbacks: Sequence[TrainerCallback] = ()) -> Path:
 
 
 def main(argv: Sequence[str] | None = None, progress: TrainingProgress | None = None) -> int:
-    """The entry point ``accelerate launch -m`` starts; ``progress`` watches the run (a driver's subclass of
-    :class:`TrainingProgress` that reports it as it happens; by default nothing is reported)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m marc_ops.train.sft", description="Train the SFT baseline."
+    """The entry point ``accelerate launch -m`` starts (:func:`~marc_ops.train.launch.trainer_main`)."""
+    return trainer_main(
+        argv, progress, run_type=SFTRun, run_in_process=run_sft, description="Train the SFT baseline."
     )
-    parser.add_argument(
-        "--config", required=True, type=Path, help="an SFTRun YAML file (see run.yaml of the stage)"
-    )
-    args = parser.parse_args(argv)
-    configure_logging()
-    run = SFTRun.model_validate(yaml.safe_load(args.config.read_text()))
-    progress = TrainingProgress() if progress is None else progress
-    final = run_sft(run, callbacks=[progress])
-    logger.info("final model: %s", final)
-    progress.saved(final)
-    return 0
 
 
 if __name__ == "__main__":
