@@ -49,19 +49,16 @@ class PipesProgress(TrainingProgress):
         self.pipes.report_custom_message({"step": number, **scalars})
 
     def saved(self, final: Path) -> None:
-        summary = self.summary(final)
         self.pipes.report_asset_materialization(
-            metadata={
-                "world_size": _typed(summary["world_size"], "int"),
-                "logged_steps": _typed(summary["logged_steps"], "int"),
-                "final_metrics": _typed(summary["final_metrics"], "json"),
-                "checkpoint_sha256": _typed(summary["checkpoint_sha256"], "json"),
-            }
+            metadata={key: _typed(value) for key, value in self.summary(final).items()}
         )
 
 
-def _typed(value: Any, kind: str) -> dict[str, Any]:
-    return {"raw_value": value, "type": "null" if value is None else kind}
+def _typed(value: Any) -> dict[str, Any]:
+    """``value`` as Pipes metadata with its Dagster type (a dict is JSON, which Pipes would not infer)."""
+    kinds = ((type(None), "null"), (bool, "bool"), (int, "int"), (float, "float"), (str, "text"))
+    kind = next((name for cls, name in kinds if isinstance(value, cls)), "json")
+    return {"raw_value": value, "type": kind}
 
 
 class _ToPipes(logging.Handler):
@@ -70,11 +67,15 @@ class _ToPipes(logging.Handler):
     def __init__(self, pipes: PipesContext) -> None:
         super().__init__(level=logging.INFO)
         self.pipes = pipes
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))  # a record's traceback follows it
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("dagster"):  # the Pipes client's own records: sending them could recurse
             return
-        self.pipes.log.log(record.levelno, f"{record.name}: {record.getMessage()}")
+        try:
+            self.pipes.log.log(record.levelno, self.format(record))
+        except Exception:
+            self.handleError(record)  # a failed send is reported on stderr, never raised into the trainer
 
 
 @contextmanager

@@ -166,6 +166,10 @@ with pipes_progress() as progress:
         state.global_step = step
         progress.on_log(args, state, control, logs={"loss": loss, "learning_rate": 1e-3})
     progress.on_log(args, state, control, logs={"train_runtime": 1.5, "train_loss": 2.25})
+    try:
+        raise ValueError("row 3 has no video")
+    except ValueError:
+        logging.getLogger("marc_ops.train.example").exception("skipped a row")
     logging.getLogger("marc_ops.train.example").info("final model: %s", final)
     progress.saved(final)
 """
@@ -208,4 +212,8 @@ def test_a_dagster_launched_trainer_streams_its_steps_and_reports_the_checkpoint
     assert "step 2/2: loss=2, learning_rate=0.001" in messages
     assert "finished at step 2/2: train_runtime=1.5, train_loss=2.25" in messages
     assert f"marc_ops.train.example: final model: {final}" in messages
+    skipped = next(
+        message for message in messages if message.startswith("marc_ops.train.example: skipped a row")
+    )
+    assert "Traceback" in skipped and skipped.endswith("ValueError: row 3 has no video")  # with its traceback
     assert json.dumps(metadata["final_metrics"].value)  # plain JSON, as the UI shows it
