@@ -353,7 +353,12 @@ def run_cgrpo(run: CGRPORun, callbacks: Sequence[TrainerCallback] = ()) -> Path:
 def main(argv: Sequence[str] | None = None, progress: TrainingProgress | None = None) -> int:
     """The entry point ``accelerate launch -m`` starts (:func:`~marc_ops.train.launch.trainer_main`)."""
     return trainer_main(
-        argv, progress, run_type=CGRPORun, run_in_process=run_cgrpo, description="Train a C-GRPO student."
+        argv,
+        progress,
+        prog="python -m marc_ops.train.cgrpo",
+        run_type=CGRPORun,
+        run_in_process=run_cgrpo,
+        description="Train a C-GRPO student.",
     )
 
 

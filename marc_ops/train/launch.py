@@ -45,15 +45,16 @@ def trainer_main(
     argv: Sequence[str] | None,
     progress: TrainingProgress | None,
     *,
+    prog: str,
     run_type: type[RunFile],
     run_in_process: Callable[..., Path],
     description: str,
 ) -> int:
-    """A trainer's entry point, the module ``accelerate launch -m`` starts: ``--config RUN_FILE`` (a ``run_type``
-    YAML file, the ``run.yaml`` a stage writes), trained by ``run_in_process(run, callbacks)``. ``progress``
-    watches the run (a driver's subclass of :class:`TrainingProgress` that reports it as it happens; by
+    """A trainer's entry point ``prog`` (``python -m <module>``, the module ``accelerate launch -m`` starts):
+    ``--config RUN_FILE`` (a ``run_type`` YAML file, the ``run.yaml`` a stage writes), trained by
+    ``run_in_process(run, callbacks)``. ``progress`` watches the run (a driver's subclass of :class:`TrainingProgress` that reports it as it happens; by
     default nothing is reported)."""
-    parser = argparse.ArgumentParser(prog=f"python -m {run_in_process.__module__}", description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--config",
         required=True,
@@ -61,6 +62,8 @@ def trainer_main(
         help=f"a {run_type.__name__} YAML file (the run.yaml of a stage)",
     )
     args = parser.parse_args(argv)
+    if not args.config.is_file():
+        parser.error(f"--config {args.config}: no such file")
     configure_logging()
     run = run_type.model_validate(yaml.safe_load(args.config.read_text()))
     progress = TrainingProgress() if progress is None else progress

@@ -308,7 +308,12 @@ def run_sft(run: SFTRun, callbacks: Sequence[TrainerCallback] = ()) -> Path:
 def main(argv: Sequence[str] | None = None, progress: TrainingProgress | None = None) -> int:
     """The entry point ``accelerate launch -m`` starts (:func:`~marc_ops.train.launch.trainer_main`)."""
     return trainer_main(
-        argv, progress, run_type=SFTRun, run_in_process=run_sft, description="Train the SFT baseline."
+        argv,
+        progress,
+        prog="python -m marc_ops.train.sft",
+        run_type=SFTRun,
+        run_in_process=run_sft,
+        description="Train the SFT baseline.",
     )
 
 
