@@ -6,6 +6,7 @@ failures, and the trainer side of Pipes (reporting from rank 0 of a Dagster-laun
 """
 
 # No `from __future__ import annotations`: Dagster reads the asset's parameter annotations as types.
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -217,3 +218,16 @@ def test_a_dagster_launched_trainer_streams_its_steps_and_reports_the_checkpoint
     )
     assert "Traceback" in skipped and skipped.endswith("ValueError: row 3 has no video")  # with its traceback
     assert json.dumps(metadata["final_metrics"].value)  # plain JSON, as the UI shows it
+
+
+@pytest.mark.parametrize("module", ["marc_ops.train.sft", "marc_ops.train.cgrpo"])
+def test_a_trainer_entry_point_refuses_a_missing_run_file_in_one_line(
+    module: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    trainer = importlib.import_module(module)
+    with pytest.raises(SystemExit) as exited:
+        trainer.main(["--config", str(tmp_path / "run.yaml")])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"python -m {module}: error: --config {tmp_path / 'run.yaml'}: no such file"
+    )
