@@ -87,13 +87,9 @@ def materialize_stage(
         **(reported.metadata if reported is not None and reported.metadata else {}),
         **to_metadata(result),
     }
-    check_results = reported.check_results if reported is not None else None
-    if recorded is None:
-        return dg.MaterializeResult(metadata=metadata, check_results=check_results)
-    metadata["dvc_stage"] = dg.MetadataValue.text(recorded.stage)
-    metadata["dvc_hashes"] = dg.MetadataValue.json(recorded.hashes)
+    if recorded is not None:
+        metadata["dvc_stage"] = dg.MetadataValue.text(recorded.stage)
+        metadata["dvc_hashes"] = dg.MetadataValue.json(recorded.hashes)
     return dg.MaterializeResult(
-        metadata=metadata,
-        data_version=dg.DataVersion(recorded.data_version),
-        check_results=check_results,
+        metadata=metadata, data_version=None if recorded is None else dg.DataVersion(recorded.data_version)
     )
