@@ -27,13 +27,11 @@ from pydantic import ValidationError
 
 from marc_ops.checks import ASSET_CHECKS, run_checks
 from marc_ops.config import ProjectPaths, load_params, profile_path
-from marc_ops.config.methods import resolve_method
-from marc_ops.config.tasks import resolve_task
 from marc_ops.data.synthetic.bad_inputs import CASES_FILE, generate_bad_inputs
 from marc_ops.errors import MarcError, UsageError
 from marc_ops.eval.stages import eval_command
 from marc_ops.io import write_text
-from marc_ops.registry import STAGES, partition_keys
+from marc_ops.registry import STAGES, benchmark_method_key, partition_keys
 from marc_ops.registry.dvcfile import render_dvc_yaml
 from marc_ops.registry.runlock import AssetBusyError, running
 from marc_ops.tables import markdown_table
@@ -136,7 +134,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     paths = ProjectPaths(args.project_dir, args.params)
     params = paths.params()
     # The files of the benchmark_scores partition: one writer at a time, whichever driver.
-    partition = f"{resolve_task(args.benchmark).name}|{resolve_method(args.method).name}"
+    partition = benchmark_method_key(f"{args.benchmark}|{args.method}")
     with running(paths.project_dir, "benchmark_scores", partition):
         return eval_command(paths, params, args.benchmark, args.method, args.limit)
 

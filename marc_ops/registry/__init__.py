@@ -82,6 +82,18 @@ def benchmark_method_partition(key: str) -> dict[str, Any]:
     return {"benchmark": benchmark, "method": method}
 
 
+def tau_key(key: str) -> str:
+    """A ``cgrpo_checkpoint`` partition key as the profile spells it (``0.60`` → ``0.6``)."""
+    return f"{tau_partition(key)['tau']:g}"
+
+
+def benchmark_method_key(key: str) -> str:
+    """A ``benchmark_scores`` partition key with the benchmark's and the method's registered names
+    (``synthetic|marc`` → ``synthetic|marc@0.6``): the names its files are written under."""
+    fields = benchmark_method_partition(key)
+    return f"{resolve_task(fields['benchmark']).name}|{resolve_method(fields['method']).name}"
+
+
 # --- what the stages read -------------------------------------------------------------------------------
 
 CONFIG = ("marc_ops/config", "marc_ops/io.py", "marc_ops/stage.py", "marc_ops/tables.py")
@@ -246,6 +258,7 @@ STAGES: dict[str, Stage] = {
         upstream_of=_initial_policy,
         partitions="tau",
         parse=tau_partition,
+        canonical=tau_key,
     ),
     "score_pseudo_videos": Stage(
         data.score_pseudo_videos_stage,
@@ -312,6 +325,7 @@ STAGES: dict[str, Stage] = {
         data_files=_eval_file,
         partitions="benchmark_method",
         parse=benchmark_method_partition,
+        canonical=benchmark_method_key,
     ),
     "report": Stage(
         evaluation.report_stage,

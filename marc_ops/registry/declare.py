@@ -76,6 +76,8 @@ class Stage:
             ``eval.benchmarks`` × ``eval.methods``).
         parse: a partition key (Dagster's form, ``0.6`` or ``synthetic|marc@0.6``) → the run's keyword
             arguments.
+        canonical: a partition key → the one spelling of its partition (``0.60`` → ``0.6``, ``synthetic|marc``
+            → ``synthetic|marc@0.6``), the name of its run lock: every spelling of one partition takes one lock.
     """
 
     run: StageFn
@@ -87,6 +89,7 @@ class Stage:
     data_files: Callable[[Params, Path, dict[str, Any]], list[Path]] | None = None
     partitions: Partitioning | None = None
     parse: Callable[[str], dict[str, Any]] | None = field(default=None, repr=False)
+    canonical: Callable[[str], str] | None = field(default=None, repr=False)
 
     @property
     def asset(self) -> str:
@@ -110,7 +113,10 @@ class Stage:
                 raise UsageError(f"stage {self.asset} is partitioned: give a partition key (--partition)")
             assert self.parse is not None
             fields = self.parse(partition_key)
-        with running(paths.project_dir, self.asset, partition_key):
+        lock_key = (
+            self.canonical(partition_key) if self.canonical and partition_key is not None else partition_key
+        )
+        with running(paths.project_dir, self.asset, lock_key):
             return self.run(paths, params, **fields, **options)
 
     def reads(self, params: Params, partition_key: str | None) -> list[str]:

@@ -127,12 +127,18 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path):
     [
         (["stage", "videor1_manifest"], ("videor1_manifest", None)),
         (["stage", "cgrpo_checkpoint", "--partition", "0.6"], ("cgrpo_checkpoint", "0.6")),
+        # another spelling of a partition takes its one lock
+        (["stage", "cgrpo_checkpoint", "--partition", "0.60"], ("cgrpo_checkpoint", "0.6")),
+        (
+            ["stage", "benchmark_scores", "--partition", "synthetic|marc"],
+            ("benchmark_scores", "synthetic|marc@0.6"),
+        ),
         (
             ["eval", "--benchmark", "synthetic", "--method", "marc"],
             ("benchmark_scores", "synthetic|marc@0.6"),
         ),
     ],
-    ids=["stage", "stage-partition", "eval"],
+    ids=["stage", "stage-partition", "stage-partition-spelt-otherwise", "stage-method-default-tau", "eval"],
 )
 def test_the_command_reports_a_busy_asset_in_one_line(
     small_project: Path, capsys: pytest.CaptureFixture[str], args: list[str], lock: tuple[str, str | None]
