@@ -15,7 +15,6 @@ prints the traceback instead) and exits with a status that says which kind of fa
 from __future__ import annotations
 
 import argparse
-import errno
 import re
 import shutil
 import sys
@@ -30,7 +29,7 @@ from marc_ops.config import ProjectPaths, load_params, profile_path
 from marc_ops.data.synthetic.bad_inputs import CASES_FILE, generate_bad_inputs
 from marc_ops.errors import MarcError, UsageError
 from marc_ops.eval.stages import eval_command
-from marc_ops.io import write_text
+from marc_ops.io import out_of_space, write_text
 from marc_ops.registry import STAGES, benchmark_method_key, partition_keys
 from marc_ops.registry.dvcfile import render_dvc_yaml
 from marc_ops.registry.runlock import AssetBusyError, running
@@ -261,7 +260,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _UNREADABLE = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
@@ -300,7 +298,7 @@ def describe_error(error: Exception) -> tuple[int, str]:
     if isinstance(error, ValidationError):
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         return EXIT_FAILED, f"error: invalid {error.title}: {problems}"
-    if isinstance(error, OSError) and error.errno in _DISK_FULL:
+    if out_of_space(error) is not None:  # an OSError, a library's error naming one, or raised from one
         return EXIT_FAILED, f"error: {message}; free space on that file system and rerun"
     if isinstance(error, _UNREADABLE):
         asset = re.search(r"/assets/(\w+)/", message)

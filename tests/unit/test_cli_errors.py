@@ -150,3 +150,23 @@ def test_the_installed_command_exits_3_with_one_line(project: Path):
     assert done.stderr.splitlines() == [
         f"marc vmr: error: {project / 'empty.mp4'}: file is empty (0 bytes); give a video or image file that decodes"
     ]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(28, "No space left on device"),
+        RuntimeError("failed to write parquet: No space left on device (os error 28)"),  # as polars says it
+        ValueError("could not save the table"),  # raised from a full disk
+    ],
+    ids=["oserror", "library-message", "raised-from"],
+)
+def test_a_full_disk_is_an_expected_failure_however_a_library_reports_it(error: Exception):
+    if isinstance(error, ValueError):
+        try:
+            raise error from OSError(122, "Disk quota exceeded")
+        except ValueError as raised:
+            error = raised
+    status, line = marc_ops.cli.describe_error(error)
+    assert status == 3
+    assert line.endswith("; free space on that file system and rerun")
