@@ -24,7 +24,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from marc_ops.checks import ASSET_CHECKS, run_checks
+from marc_ops.checks import ASSET_CHECKS
 from marc_ops.config import ProjectPaths, load_params, profile_path
 from marc_ops.data.synthetic.bad_inputs import CASES_FILE, generate_bad_inputs
 from marc_ops.errors import MarcError, UsageError
@@ -164,6 +164,32 @@ def _cmd_bad_inputs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_partition(
+    todo: dict[str, list[str | None]], key: str, *, named: bool
+) -> dict[str, list[str | None]]:
+    """Partition ``key`` (in any spelling) of each asset in ``todo``: each named asset must be partitioned and
+    ``key`` must parse as one of its keys; without names, the assets that have that partition."""
+    flat = [name for name in todo if STAGES[name].partitions is None]
+    if named and flat:
+        raise UsageError(f"{', '.join(flat)} not partitioned: drop --partition")
+    chosen = {}
+    for name in todo:
+        stage = STAGES[name]
+        if stage.partitions is None:
+            continue
+        try:
+            canonical = stage.canonical(key) if stage.canonical else key
+        except UsageError:
+            if named:
+                raise
+            continue
+        if named or canonical in todo[name]:
+            chosen[name] = [canonical]
+    if not chosen:
+        raise UsageError(f"no asset with checks has the partition {key!r} in this profile")
+    return chosen
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a usage error on one line like every other failure (exit status 2)."""
 
@@ -173,23 +199,26 @@ class _Parser(argparse.ArgumentParser):
 
 def _cmd_check(args: argparse.Namespace) -> int:
     """Run the checks of the named assets (default: every asset that has checks) on their files; exit 1 if
-    a check that is an error (not a warning) fails. A partition not materialized is skipped and said so."""
+    a check that is an error (not a warning) fails. A partition not materialized is skipped and said so.
+    ``--partition K`` checks partition K of the named assets (default: of every asset that has it)."""
     unknown = [name for name in args.names if name not in ASSET_CHECKS]
     if unknown:
         raise UsageError(f"no checks for {', '.join(unknown)}; assets with checks: {', '.join(ASSET_CHECKS)}")
     paths = ProjectPaths(args.project_dir, args.params)
     params = paths.params()
+    todo = {name: partition_keys(name, params) for name in args.names or ASSET_CHECKS}
+    if args.partition is not None:
+        todo = _one_partition(todo, args.partition, named=bool(args.names))
     failed = 0
-    for name in args.names or list(ASSET_CHECKS):
-        keys = [args.partition] if args.partition is not None else partition_keys(name, params)
+    for name, keys in todo.items():
         for key in keys:
             label = name if key is None else f"{name}[{key}]"
             try:
-                outcomes = run_checks(paths, params, name, key)
+                outcomes = [(check, check.run(paths, params, key)) for check in ASSET_CHECKS[name]]
             except FileNotFoundError as missing:
                 print(f"skip  {label}: not materialized ({missing})")
                 continue
-            for check, _, outcome in outcomes:
+            for check, outcome in outcomes:
                 verdict = "pass" if outcome.passed else ("WARN" if check.warn else "FAIL")
                 failed += not (outcome.passed or check.warn)
                 print(f"{verdict}  {label} {check.name}: {outcome.summary}")

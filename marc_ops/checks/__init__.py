@@ -14,10 +14,8 @@ from dataclasses import dataclass
 
 from marc_ops.checks import data, evaluation, training, vmr
 from marc_ops.checks.outcome import CheckFn, CheckOutcome
-from marc_ops.config import Params, ProjectPaths
-from marc_ops.registry import partition_keys
 
-__all__ = ["ASSET_CHECKS", "AssetCheck", "CheckFn", "CheckOutcome", "run_checks"]
+__all__ = ["ASSET_CHECKS", "AssetCheck", "CheckFn", "CheckOutcome"]
 
 
 @dataclass(frozen=True)
@@ -137,13 +135,3 @@ ASSET_CHECKS: dict[str, tuple[AssetCheck, ...]] = {
         ),
     ),
 }
-
-
-def run_checks(
-    paths: ProjectPaths, params: Params, name: str, partition: str | None = None
-) -> list[tuple[AssetCheck, str | None, CheckOutcome]]:
-    """Every check of asset ``name`` on its files: of one partition, or of each of the profile's partitions."""
-    keys = partition_keys(name, params) if partition is None else [partition]
-    return [
-        (check, key, check.run(paths, params, key)) for key in keys for check in ASSET_CHECKS.get(name, ())
-    ]

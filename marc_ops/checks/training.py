@@ -21,13 +21,12 @@ from safetensors import SafetensorError, safe_open
 
 from marc_ops.checks.outcome import CheckFn, CheckOutcome, plural
 from marc_ops.config import Params, ProjectPaths
+from marc_ops.io import PICKLE_SUFFIXES
 from marc_ops.registry import tau_partition
 from marc_ops.train.dataset import STATE_FILE
 from marc_ops.train.teacher import TABLE_FILE
 from marc_ops.vmr.retriever_training import TRAINING_FILE
 
-# Suffixes of files that hold tensors in a pickle-based format.
-PICKLED_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
 # What transformers' Trainer writes beside a checkpoint's weights to resume it.
 TRAINER_STATE_FILES = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
 
@@ -151,7 +150,7 @@ def _is_trainer_state(path: Path) -> bool:
 def weights_are_safetensors(checkpoint: Checkpoint) -> CheckOutcome:
     """No file of the asset holds weights in a pickle-based format, and its weights are safetensors."""
     files = sorted(p for p in checkpoint.folder.rglob("*") if p.is_file())
-    pickled = [p for p in files if p.suffix in PICKLED_SUFFIXES and not _is_trainer_state(p)]
+    pickled = [p for p in files if p.suffix in PICKLE_SUFFIXES and not _is_trainer_state(p)]
     state = [p for p in files if _is_trainer_state(p)]
     tensors = [p for p in files if p.suffix == ".safetensors"]
     facts = {

@@ -170,3 +170,41 @@ def test_a_full_disk_is_an_expected_failure_however_a_library_reports_it(error: 
     status, line = marc_ops.cli.describe_error(error)
     assert status == 3
     assert line.endswith("; free space on that file system and rerun")
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "lines"),
+    [
+        (["--partition", "0.60"], 0, [r"skip  cgrpo_checkpoint\[0\.6\]: not materialized"]),
+        (
+            ["--partition", "synthetic|marc"],
+            0,
+            [r"skip  benchmark_scores\[synthetic\|marc@0\.6\]: not materialized"],
+        ),
+        (
+            ["cgrpo_checkpoint", "--partition", "0.9"],
+            0,
+            [r"skip  cgrpo_checkpoint\[0\.9\]: not materialized"],
+        ),
+        (
+            ["videor1_manifest", "--partition", "0.6"],
+            2,
+            [r"error: videor1_manifest not partitioned: drop --partition"],
+        ),
+        (
+            ["--partition", "nope"],
+            2,
+            [r"error: no asset with checks has the partition 'nope' in this profile"],
+        ),
+    ],
+    ids=["tau", "method-default-tau", "named-outside-profile", "unpartitioned", "unknown"],
+)
+def test_check_one_partition_checks_the_assets_that_have_it(
+    small_project: Path, capsys: pytest.CaptureFixture[str], args: list[str], status: int, lines: list[str]
+):
+    assert main(["--project-dir", str(small_project), "check", *args]) == status
+    captured = capsys.readouterr()
+    printed = (captured.out + captured.err).splitlines()
+    assert len(printed) == len(lines), printed
+    for line, pattern in zip(printed, lines, strict=True):
+        assert re.search(pattern, line), line
