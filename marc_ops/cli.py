@@ -4,7 +4,8 @@ A command that fails prints one line on stderr that says what is wrong and what 
 prints the traceback instead) and exits with a status that says which kind of failure it was:
 
   0  done
-  1  ``dvc-yaml --check``: dvc.yaml differs from the stage declarations
+  1  ``dvc-yaml --check``: dvc.yaml differs from the stage declarations; ``check``: a check that is an error
+     failed
   2  usage: a bad argument, or an unknown stage, profile, benchmark, method or partition key
   3  an expected failure: a missing or unreadable file, a profile that does not validate, media that does
      not decode, a full disk
