@@ -57,9 +57,6 @@ class DiskFullError(MarcError, OSError):
         super().__init__(message)
         self.errno = code
 
-    def __str__(self) -> str:
-        return str(self.args[0])
-
 
 def out_of_space(error: BaseException) -> int | None:
     """ENOSPC, EDQUOT or EFBIG when ``error``, or an error it was raised from, is a write that ran out of

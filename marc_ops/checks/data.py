@@ -49,10 +49,8 @@ def manifest_schema(paths: ProjectPaths, params: Params, partition: str | None) 
     )
 
 
-def quarantine_share(
-    paths: ProjectPaths, params: Params, partition: str | None, *, threshold: float = MAX_QUARANTINE_SHARE
-) -> CheckOutcome:
-    """At most ``threshold`` of the annotation rows were quarantined (:data:`MAX_QUARANTINE_SHARE`)."""
+def quarantine_share(paths: ProjectPaths, params: Params, partition: str | None) -> CheckOutcome:
+    """At most :data:`MAX_QUARANTINE_SHARE` of the annotation rows were quarantined."""
     folder = paths.asset("videor1_manifest")
     rows = pl.scan_parquet(folder / "manifest.parquet").select(pl.len()).collect().item()
     quarantine = pl.read_parquet(folder / "quarantine.parquet")
@@ -61,12 +59,17 @@ def quarantine_share(
     reasons = (
         quarantine.group_by("reason_code").len("rows").sort(["rows", "reason_code"], descending=[True, False])
     )
-    facts = {"rows": rows, "quarantined": quarantine.height, "share": round(share, 4), "threshold": threshold}
-    passed = share <= threshold
+    facts = {
+        "rows": rows,
+        "quarantined": quarantine.height,
+        "share": round(share, 4),
+        "threshold": MAX_QUARANTINE_SHARE,
+    }
+    passed = share <= MAX_QUARANTINE_SHARE
     return CheckOutcome(
         passed,
         f"{quarantine.height} of {total} annotation rows quarantined ({share:.1%}; "
-        f"{'within' if passed else 'above'} the {threshold:.0%} expected at most)",
+        f"{'within' if passed else 'above'} the {MAX_QUARANTINE_SHARE:.0%} expected at most)",
         facts,
         reasons if quarantine.height else None,
     )
