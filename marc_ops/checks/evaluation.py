@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from marc_ops.checks.outcome import CheckOutcome, plural
+from marc_ops.checks.outcome import CheckOutcome, one_per_id, plural
 from marc_ops.config import Params, ProjectPaths
 from marc_ops.config.methods import MethodSpec, resolve_method
 from marc_ops.config.tasks import resolve_task
@@ -35,10 +35,8 @@ def one_record_per_item(paths: ProjectPaths, params: Params, partition: str | No
     rows, selected, records, _ = _items_and_records(paths, params, partition)
     counts = dict(records.group_by("problem_id").len("records").iter_rows())
     items, known = set(selected["problem_id"]), set(rows["problem_id"])
-    problems = (
-        [{"problem_id": pid, "problem": "no record"} for pid in selected["problem_id"] if pid not in counts]
-        + [{"problem_id": pid, "problem": f"{n} records"} for pid, n in sorted(counts.items()) if n > 1]
-        + [{"problem_id": pid, "problem": "not in the benchmark file"} for pid in sorted(set(counts) - known)]
+    problems = one_per_id(
+        selected["problem_id"], counts, known, unit="record", foreign="not in the benchmark file"
     )
     facts = {
         "items": len(items),

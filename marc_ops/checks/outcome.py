@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,3 +35,15 @@ def plural(count: int, noun: str) -> str:
     if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "o", "u"):
         return f"{count} {noun[:-1]}ies"
     return f"{count} {noun}s"
+
+
+def one_per_id(
+    expected: Iterable[str], counts: Mapping[str, int], known: set[str], *, unit: str, foreign: str
+) -> list[dict[str, str]]:
+    """The ids that do not hold exactly one ``unit`` (``counts``: per id): each ``expected`` id without one
+    (``"no row"``), each id with several (``"2 rows"``), and each id not in ``known`` (``foreign``)."""
+    return (
+        [{"problem_id": pid, "problem": f"no {unit}"} for pid in expected if pid not in counts]
+        + [{"problem_id": pid, "problem": plural(n, unit)} for pid, n in sorted(counts.items()) if n > 1]
+        + [{"problem_id": pid, "problem": foreign} for pid in sorted(set(counts) - known)]
+    )

@@ -19,7 +19,7 @@ import polars as pl
 import torch
 from safetensors import SafetensorError, safe_open
 
-from marc_ops.checks.outcome import CheckFn, CheckOutcome, plural
+from marc_ops.checks.outcome import CheckFn, CheckOutcome, one_per_id, plural
 from marc_ops.config import Params, ProjectPaths
 from marc_ops.io import PICKLE_SUFFIXES
 from marc_ops.registry import tau_partition
@@ -41,18 +41,12 @@ def teacher_rows(paths: ProjectPaths, params: Params, partition: str | None) -> 
     bad_a_full = table.filter(
         (pl.col("status") == "ok") & ~(pl.col("a_full").is_between(0.0, 1.0) & pl.col("a_full").is_finite())
     )
-    problems = (
-        [{"problem_id": pid, "problem": "no row"} for pid in sorted(expected - set(counts))]
-        + [{"problem_id": pid, "problem": f"{n} rows"} for pid, n in sorted(counts.items()) if n > 1]
-        + [
-            {"problem_id": pid, "problem": "not a video sample of train_subset"}
-            for pid in sorted(set(counts) - expected)
-        ]
-        + [
-            {"problem_id": r["problem_id"], "problem": f"a_full {r['a_full']}"}
-            for r in bad_a_full.iter_rows(named=True)
-        ]
-    )
+    problems = one_per_id(
+        sorted(expected), counts, expected, unit="row", foreign="not a video sample of train_subset"
+    ) + [
+        {"problem_id": r["problem_id"], "problem": f"a_full {r['a_full']}"}
+        for r in bad_a_full.iter_rows(named=True)
+    ]
     facts = {
         "video_samples": len(expected),
         "rows": table.height,
