@@ -38,7 +38,7 @@ import dagster as dg  # noqa: E402
 from marc_ops.config import Params  # noqa: E402
 from marc_ops.config.methods import resolve_method  # noqa: E402
 from pipelines.definitions import defs  # noqa: E402
-from pipelines.defs.resources import build_resources  # noqa: E402
+from pipelines.defs.resources import active_params  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def run_lineage(pool: Executor, runs: list[Run], *, workers: int = WORKERS) -> N
 
 
 def main() -> int:
-    params = build_resources()["marc"].params()
+    params = active_params()
     started = time.perf_counter()
     # One pool for the whole lineage: its processes import torch and the definitions once.
     with ProcessPoolExecutor(max_workers=WORKERS, mp_context=get_context("spawn")) as pool:

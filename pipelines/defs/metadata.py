@@ -12,17 +12,17 @@ from marc_ops.registry.runlock import running
 from marc_ops.stage import StageResult
 from marc_ops.tables import markdown_table
 from pipelines.defs.launch import PipesLauncher
-from pipelines.defs.resources import REPO_ROOT, MarcResource, build_resources
+from pipelines.defs.resources import REPO_ROOT, MarcResource, active_params
 
 # The active profile when the code location loads: what the asset definitions (deps, tags) follow.
-PARAMS = build_resources()["marc"].params()
+_PARAMS = active_params()
 
 
 def declared_deps(name: str) -> list[dg.AssetDep]:
     """The assets stage ``name`` declares it reads (``marc_ops.registry``), over every partition of the
     active profile; a partitioned upstream of an asset partitioned otherwise is read whole."""
     stage = STAGES[name]
-    refs = [ref for key in partition_keys(name, PARAMS) for ref in stage.reads(PARAMS, key)]
+    refs = [ref for key in partition_keys(name, _PARAMS) for ref in stage.reads(_PARAMS, key)]
     deps = []
     for asset in dict.fromkeys(ref.partition("[")[0] for ref in refs):
         upstream = STAGES[asset]

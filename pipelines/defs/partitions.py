@@ -7,9 +7,9 @@
 import dagster as dg
 
 from marc_ops.registry import benchmark_keys, method_keys, tau_keys
-from pipelines.defs.resources import build_resources
+from pipelines.defs.resources import active_params
 
-_params = build_resources()["marc"].params()
+_params = active_params()
 
 # C-GRPO's retention threshold τ (paper Table 3).
 tau_partitions = dg.StaticPartitionsDefinition(tau_keys(_params))

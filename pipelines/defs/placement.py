@@ -19,7 +19,7 @@ import dagster as dg
 from marc_ops.config import ConfigError
 from marc_ops.config.gpu import GpuConfig
 from marc_ops.registry import STAGES
-from pipelines.defs.resources import build_resources
+from pipelines.defs.resources import active_params
 
 GPU_POOL = "gpu"
 GPU_RESOURCE = "nvidia.com/gpu"  # what the NVIDIA device plugin advertises on a GPU node
@@ -38,7 +38,7 @@ def checked_gpu_config(gpu: GpuConfig) -> GpuConfig:
     return gpu
 
 
-_GPU = checked_gpu_config(build_resources()["marc"].params().gpu)
+_GPU = checked_gpu_config(active_params().gpu)
 
 
 def k8s_step_config(gpu: GpuConfig, name: str) -> dict[str, Any]:

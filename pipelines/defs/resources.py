@@ -39,3 +39,9 @@ def build_resources() -> dict[str, object]:
         # Starts the trainers the profile launches (train.launch): pipelines/defs/launch.py.
         "pipes_subprocess_client": dg.PipesSubprocessClient(),
     }
+
+
+def active_params() -> Params:
+    """The profile the code location loads (``MARC_PROJECT_DIR``, ``MARC_PARAMS``): what the definitions
+    follow (deps, partitions, GPU placement, retraining conditions)."""
+    return build_resources()["marc"].params()

@@ -52,7 +52,7 @@ import dagster as dg
 
 from marc_ops.config import Params
 from marc_ops.registry import STAGES, partition_keys
-from pipelines.defs.resources import build_resources
+from pipelines.defs.resources import active_params
 
 RETRAIN_CRON_VARIABLE = "MARC_RETRAIN_CRON"
 
@@ -151,10 +151,10 @@ def retrained_assets(params: Params) -> list[str]:
 
 
 def with_retraining(
-    assets: Sequence[dg.AssetsDefinition], cron: str | None = None, params: Params | None = None
+    assets: Sequence[dg.AssetsDefinition], cron: str | None = None
 ) -> list[dg.AssetsDefinition]:
-    """``assets`` with their retraining conditions (the active profile's reads unless ``params``)."""
-    params = params or build_resources()["marc"].params()
+    """``assets`` with their retraining conditions (the active profile's reads)."""
+    params = active_params()
     retrained = set(retrained_assets(params))
 
     def condition(spec: dg.AssetSpec) -> dg.AssetSpec:

@@ -13,7 +13,7 @@ import hashlib
 import dagster as dg
 
 from pipelines.defs.jobs import data_job
-from pipelines.defs.resources import MarcResource, build_resources
+from pipelines.defs.resources import MarcResource, active_params
 from pipelines.defs.retraining import retrained_assets
 
 
@@ -45,7 +45,7 @@ def annotation_change_sensor(context: dg.SensorEvaluationContext, marc: MarcReso
 # reads, a condition of Python code (retraining.InPartitions).
 retraining_sensor = dg.AutomationConditionSensorDefinition(
     "retraining_sensor",
-    target=dg.AssetSelection.assets(*retrained_assets(build_resources()["marc"].params())),
+    target=dg.AssetSelection.assets(*retrained_assets(active_params())),
     default_status=dg.DefaultSensorStatus.STOPPED,
     use_user_code_server=True,
     description="Re-materialize the asset partitions whose inputs have new data (MARC_RETRAIN_CRON: only at "
