@@ -82,12 +82,16 @@ def _real_root(data_root: Path) -> Path:
 def resolve_media(data_root: Path, path: str) -> Path | Rejection:
     """The file a record's relative ``path`` names under ``data_root``, or why it may not be read.
 
-    A path must stay inside the data root: an absolute path, one whose ``..`` climb out of it, or
+    A path that cannot name a file (a NUL byte, a name too long for the file system) is rejected with code
+    ``bad_path``. A path must stay inside the data root: an absolute path, one whose ``..`` climb out of it, or
     one that leaves it through a symlink (inside the root, pointing elsewhere) is rejected with code
     ``path_escapes_root``. The first two are caught on the path's text, before the file system is
     asked anything about them; a symlink is followed (not opened) to see where it lands.
     """
     data_root = Path(data_root)
+    unnameable = _unnameable(path)
+    if unnameable is not None:
+        return Rejection("bad_path", f"media path {path!r} cannot name a file: {unnameable}")
     lexical = os.path.abspath(data_root / path)  # normalised on the text: ".." removed, no symlink followed
     if not _is_under(lexical, os.path.abspath(data_root)):
         return Rejection(
@@ -101,6 +105,21 @@ def resolve_media(data_root: Path, path: str) -> Path | Rejection:
             f"media path {path!r} resolves through a symlink to {media_path}, outside the data root {root}",
         )
     return media_path
+
+
+# The longest file name Linux's file systems take (NAME_MAX, in bytes); read on the text, so that a
+# loader with check_media off never asks the file system about it.
+NAME_MAX = 255
+
+
+def _unnameable(path: str) -> str | None:
+    """Why ``path`` can name no file (a NUL byte, a component over :data:`NAME_MAX` bytes), else None."""
+    if "\x00" in path:
+        return "it holds a NUL byte"
+    longest = max((len(os.fsencode(part)) for part in Path(path).parts), default=0)
+    return (
+        f"a name of {longest} bytes, over the {NAME_MAX} a file system takes" if longest > NAME_MAX else None
+    )
 
 
 def _is_under(path: str, root: str) -> bool:

@@ -6,6 +6,7 @@ and the rest load. Only a file that cannot be read at all raises.
 
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ def _read_records(json_path: Path) -> list[tuple[int, Any]]:
     """
     if not json_path.is_file():
         raise DataFileError(json_path, "annotation file not found")
-    data = json_path.read_bytes()
+    data = json_path.read_bytes().removeprefix(codecs.BOM_UTF8)  # editors on Windows write one
     if not data.strip():
         raise DataFileError(json_path, "annotation file is empty")
     if data.lstrip().startswith(b"["):

@@ -99,6 +99,8 @@ def test_loads_good_rows_with_schema_and_category(data_root: Path):
         (_row(9, options=[f"{i}. x" for i in range(27)]), "too_many_options"),
         (_row(9, path="../outside.mp4"), "path_escapes_root"),
         (_row(9, path="/etc/hostname"), "path_escapes_root"),
+        (_row(9, path="./LLaVA-Video-178K/a\x00.mp4"), "bad_path"),
+        (_row(9, path="./LLaVA-Video-178K/" + "a" * 300 + ".mp4"), "bad_path"),  # past NAME_MAX
         (_row(9, evidence={"shots": [0], "spans": [[0, 1, 2]]}), "bad_type"),
     ],
 )
@@ -173,3 +175,11 @@ def test_eval_file_loads_with_the_same_loader(data_root: Path):
     loaded = load_videor1(data_root / "eval_mvbench.json", data_root)
     assert loaded.rows.height == 2 and loaded.quarantine.height == 0
     assert loaded.rows.filter(pl.col("problem_type") == "regression")["answer"].to_list() == ["2.5"]
+
+
+def test_a_json_array_that_starts_with_a_byte_order_mark_loads(data_root: Path):
+    path = data_root / "Video-R1-260k.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([_row(1), _row(2)], indent=2).encode())
+    loaded = load_videor1(path, data_root)
+    assert loaded.rows["problem_id"].to_list() == ["1", "2"]
+    assert loaded.quarantine.height == 0
