@@ -22,6 +22,7 @@ Used by ``benchmarks/score_learning.py`` (numbers in ``docs/benchmarks.md``) and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -194,19 +195,21 @@ def frozen_model(config: ScoreLearningConfig, out_dir: Path) -> Path:
     corpus = out_dir / "corpus"
     if not (corpus / "Video-R1-260k.json").is_file():
         generate_corpus(config.synthetic, corpus)
-    if not (out_dir / "base" / "config.json").is_file():
-        build_tiny_checkpoint(out_dir / "base", config.model)
+    # One folder per model configuration: a work folder reused with another --frozen-model builds its own.
+    base = out_dir / f"base-{hashlib.sha256(config.model.model_dump_json().encode()).hexdigest()[:12]}"
+    if not (base / "config.json").is_file():
+        build_tiny_checkpoint(base, config.model)
     if not config.align_videos:
-        return align_tiny_model(out_dir / "base", corpus, out_dir / "aligned", config.align, config.video)
+        return align_tiny_model(base, corpus, out_dir / "aligned", config.align, config.video)
     rows = [{**row, "fps": None} for row in caption_rows(corpus, config.video)]
     rows += video_caption_rows(config, corpus)
     sft = config.align.as_sft()
     trainer = build_sft_trainer(
-        sft, Dataset.from_list(rows), out_dir / "base", out_dir / "aligned", sample_builder=frozen_caption_builder(config.video)
+        sft, Dataset.from_list(rows), base, out_dir / "aligned", sample_builder=frozen_caption_builder(config.video)
     )  # fmt: skip
     fingerprint = run_fingerprint(
         sft,
-        out_dir / "base",
+        base,
         [f"{r['media_path']}:{r['frame_indices']}:{r['fps']}:{r['target']}" for r in rows],
     )
     return train_and_save(trainer, out_dir / "aligned", [], label="alignment", fingerprint=fingerprint)

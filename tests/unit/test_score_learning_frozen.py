@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from marc_ops.config.model import TinyQwen2_5_VLConfig
 from marc_ops.config.synthetic import SyntheticConfig
+from marc_ops.config.train import AlignConfig
 from marc_ops.data.synthetic import generate_corpus
-from marc_ops.eval.score_learning import ScoreLearningConfig, frozen_caption_builder, video_caption_rows
+from marc_ops.eval.score_learning import (
+    ScoreLearningConfig,
+    frozen_caption_builder,
+    frozen_model,
+    video_caption_rows,
+)
 from marc_ops.train.align import caption_rows
 from marc_ops.train.score_clips import video_clips
 
@@ -48,3 +56,12 @@ def test_shot_rows_keep_caption_pretrainings_pixels(corpus: Path):
         assert sample.fps == CONFIG.video.fps
         if row["data_type"] == "video":
             assert len(sample.frames) == len(row["frame_indices"])
+
+
+def test_a_work_folder_reused_with_another_model_builds_and_trains_that_model(tmp_path: Path):
+    small = CONFIG.model_copy(update={"align": AlignConfig(per_device_train_batch_size=2, max_steps=1)})
+    deeper = small.model_copy(update={"model": TinyQwen2_5_VLConfig(text_layers=3)})
+    for config in (small, deeper):
+        saved = json.loads((frozen_model(config, tmp_path) / "config.json").read_text())
+        assert saved.get("text_config", saved)["num_hidden_layers"] == config.model.text_layers
+    assert len(list(tmp_path.glob("base-*"))) == 2
