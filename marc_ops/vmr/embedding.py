@@ -224,6 +224,11 @@ def _resolve_weights(model_name: str, pretrained: str) -> tuple[str, str | None,
         return _checkpoint_folder(model_name, path)
     if path.is_file():
         check_safetensors(path)
+        if path.suffix != ".safetensors":  # open_clip picks the loader by the name: torch.load for any other
+            raise ValueError(
+                f"{path}: a safetensors file must be named *.safetensors, or open_clip loads it as a pickle; "
+                "rename it"
+            )
         if model_name not in open_clip.list_models():
             raise ValueError(
                 f"model_name {model_name!r} is not an open_clip architecture, so the weights file {path} has no "

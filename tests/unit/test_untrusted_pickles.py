@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from transformers import Trainer
 
 from marc_ops.compression.score import ScorePolicy, load_policy, save_policy
@@ -179,6 +180,13 @@ def test_a_retriever_weights_file_that_is_a_pickle_is_refused(plant: Plant, mark
     with pytest.raises(UnsafeWeightsError, match=r"ViT-B-32\.pt: not a safetensors file"):
         ClipEmbedder(EmbedderConfig(model_name="ViT-B-32", pretrained=str(weights)))
     assert not marker.exists()
+
+
+def test_a_retriever_weights_file_in_safetensors_under_another_name_is_refused(tmp_path: Path):
+    weights = tmp_path / "ViT-B-32.bin"
+    save_file({"w": torch.zeros(2)}, str(weights))
+    with pytest.raises(ValueError, match=r"ViT-B-32\.bin: a safetensors file must be named \*\.safetensors"):
+        ClipEmbedder(EmbedderConfig(model_name="ViT-B-32", pretrained=str(weights)))
 
 
 def _calls(path: Path) -> list[ast.Call]:
