@@ -201,6 +201,8 @@ def _is_still_image(container: av.container.InputContainer) -> bool:
 
 def _check_frame_size(reader: VideoReader) -> None:
     height, width = reader.frame_size()
+    if height <= 0 or width <= 0:
+        raise VideoDecodeError(reader.path, f"the video stream declares a frame size of {width}x{height}")
     if height * width > MAX_SOURCE_PIXELS:
         raise VideoDecodeError(
             reader.path,

@@ -262,6 +262,18 @@ def test_frames_above_the_pixel_limit_are_refused_naming_the_file(
         assert raised.value.path == path
 
 
+def test_a_stream_that_declares_no_frame_size_is_refused_naming_the_file(
+    corpus: BadInputCorpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marc_ops.video import decode
+
+    monkeypatch.setattr(decode._PyAVReader, "frame_size", lambda self: (0, 0))
+    path = corpus.data_root / "media" / "good_0.mp4"
+    with pytest.raises(VideoDecodeError, match=r"declares a frame size of 0x0") as raised:
+        sample_frames(path, VideoConfig(backend="pyav"))
+    assert raised.value.path == path
+
+
 def _project(tmp_path: Path, corpus: BadInputCorpus, annotation_files: list[str]) -> ProjectPaths:
     params = small_tiny_params()
     params["data"].update(
