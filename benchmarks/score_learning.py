@@ -16,7 +16,6 @@ named ``default``)::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -29,6 +28,7 @@ from _provenance import command_line, machine
 from marc_ops.config.model import TinyQwen2_5_VLConfig
 from marc_ops.config.train import AlignConfig
 from marc_ops.eval.score_learning import ScoreLearningConfig, check_frozen_model, run_score_learning_check
+from marc_ops.io import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The tiny profile's model (configs/tiny.yaml, model.tiny).
@@ -85,20 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / (
         f"score_frozen_model_{name}.json" if args.frozen_model_only else "score_learning.json"
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "command": command_line("score_learning.py", argv),
-                "machine": machine(load_start),
-                "frozen_model": name,
-                "config": config.model_dump(mode="json"),
-                "summary": summary,
-                "seconds": result.seconds | {"total": total},
-                "items": result.items.to_dicts(),
-            },
-            indent=2,
-        )
+    write_json(
+        out,
+        {
+            "command": command_line("score_learning.py", argv),
+            "machine": machine(load_start),
+            "frozen_model": name,
+            "config": config.model_dump(mode="json"),
+            "summary": summary,
+            "seconds": result.seconds | {"total": total},
+            "items": result.items.to_dicts(),
+        },
     )
     print(f"frozen model {name!r}; held-out videos: {int(summary['items'])}, retention {config.retention}")
     names = (
