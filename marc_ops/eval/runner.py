@@ -9,6 +9,10 @@ sample took are appended just before its record, to ``<method>.latency.jsonl`` b
 file back to one line per kept record, so a kill at any moment leaves neither a record without its seconds
 nor a line that the next append would glue to a torn one.
 
+Scores follow the answer rule of the call (``answer_rule``, :func:`marc_ops.rewards.answer_text`): a
+resumed record whose score another rule produced is scored again from its recorded output, and the file
+rewritten, so a change of rule costs no generation.
+
 A sample whose media cannot be read is recorded as ``failed`` with the reason and scores 0; the
 run goes on. Any other exception from the adapter is a bug and stops the run (what finished is
 kept).
@@ -43,6 +47,7 @@ from marc_ops.eval.scoring import (
     records_frame,
 )
 from marc_ops.io import append_jsonl, atomic_file, parse_jsonl
+from marc_ops.rewards import AnswerRule
 from marc_ops.video import DEFAULT_VIDEO_CONFIG, ImageLoadError, MediaError, VideoConfig, VideoDecodeError
 
 logger = logging.getLogger(__name__)
@@ -130,6 +135,7 @@ def run_benchmark(
     out_path: Path | str,
     *,
     batch_size: int,
+    answer_rule: AnswerRule,
     limit: int | None = None,
     progress: bool = True,
     video: VideoConfig = DEFAULT_VIDEO_CONFIG,
@@ -142,6 +148,8 @@ def run_benchmark(
         rows: the benchmark's manifest rows (``load_task_rows(...).rows``), in file order.
         out_path: the records file (see :func:`records_path`); created if absent.
         batch_size: samples per ``adapter.generate`` call; the file is fsynced after each.
+        answer_rule: how an output becomes the scored answer (``eval.answer_rule``); resumed records
+            are scored again under it.
         limit: only the first ``limit`` rows in file order (``--limit N``).
         video: frame sampling (fps, pixel bounds); ``max_frames`` comes from the method.
         retry_failed: regenerate samples recorded as failed (e.g. after fixing their media).
@@ -157,6 +165,7 @@ def run_benchmark(
     selected = all_rows if limit is None else all_rows[:limit]
 
     kept, n_dropped = _open_records(out_path, expected, retry_failed=retry_failed)
+    _rescore(task, {row["problem_id"]: row for row in all_rows}, kept, answer_rule, out_path)
     pending = [row for row in selected if row["problem_id"] not in kept]
     n_generated = 0
     with (
@@ -171,7 +180,7 @@ def run_benchmark(
         ) as bar,
     ):
         for batch in _chunks(pending, batch_size):
-            records = _run_batch(task, method, batch, adapter, video, template, expected)
+            records = _run_batch(task, method, batch, adapter, video, template, expected, answer_rule)
             # The measured seconds beside the records (MEASURED_FIELDS), first: a sample is finished once its
             # record is written, and a finished sample has its seconds (a kill in between leaves seconds
             # without a record, which the next run drops).
@@ -237,6 +246,31 @@ def _open_records(
     return kept, n_dropped
 
 
+def _rescore(
+    task: BenchmarkTask,
+    rows: Mapping[str, Mapping[str, Any]],
+    kept: dict[str, dict[str, Any]],
+    rule: AnswerRule,
+    path: Path,
+) -> None:
+    """Score each kept record's output again under ``rule``; rewrite ``path`` when any score changed."""
+    changed = 0
+    for pid, record in kept.items():
+        if record["status"] != "ok":
+            continue
+        score = task.score(rows[pid], record["output"], rule=rule)
+        now = {"extracted": score.extracted, "reward": score.reward, "correct": score.correct}
+        if any(record[key] != value for key, value in now.items()):
+            kept[pid] = {**record, **now}
+            changed += 1
+    if changed:
+        logger.info("%s: %d record(s) scored again under the %r answer rule", path, changed, rule)
+        with atomic_file(path) as handle:
+            append_jsonl(
+                handle, [{k: v for k, v in r.items() if k not in MEASURED_FIELDS} for r in kept.values()]
+            )
+
+
 def _keep_latencies_of(records_file: Path, kept: Mapping[str, Mapping[str, Any]]) -> None:
     """Rewrite the latency file beside ``records_file`` to one line per kept record, in their order, when it
     holds anything else: a torn last line (appending after it would glue two lines into one that is not
@@ -266,6 +300,7 @@ def _run_batch(
     video: VideoConfig,
     template: PromptTemplate,
     expected: Mapping[str, str],
+    rule: AnswerRule,
 ) -> list[dict[str, Any]]:
     """One record per row of ``batch``, in order: prepare, generate, score."""
     outcomes: dict[str, GenerationOutput | MediaError] = {}
@@ -277,7 +312,8 @@ def _run_batch(
             outcomes[row["problem_id"]] = err
     outcomes.update(_generate(adapter, inputs))
     return [
-        _record(task, method, row, expected[row["problem_id"]], outcomes[row["problem_id"]]) for row in batch
+        _record(task, method, row, expected[row["problem_id"]], outcomes[row["problem_id"]], rule)
+        for row in batch
     ]
 
 
@@ -320,6 +356,7 @@ def _record(
     row: Mapping[str, Any],
     hash_: str,
     outcome: GenerationOutput | MediaError,
+    rule: AnswerRule,
 ) -> dict[str, Any]:
     record = {
         "problem_id": row["problem_id"],
@@ -342,7 +379,7 @@ def _record(
             "status": "failed",
             "error": f"{type(outcome).__name__}: {outcome}",
         }
-    score = task.score(row, outcome.text)
+    score = task.score(row, outcome.text, rule=rule)
     return {
         **record,
         "output": outcome.text,

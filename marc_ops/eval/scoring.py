@@ -29,7 +29,7 @@ RECORD_SCHEMA: dict[str, pl.DataType] = {
     "problem_type": pl.String(),
     "answer": pl.String(),  # the ground truth, extracted from the solution
     "output": pl.String(),  # null when the sample failed
-    "extracted": pl.String(),  # the text in the output's first <answer>, null without tags
+    "extracted": pl.String(),  # the answer scored (eval.answer_rule); strict: null without <answer> tags
     "reward": pl.Float64(),  # accuracy or MRA in [0, 1]; 0 for a failed sample
     "correct": pl.Boolean(),
     "visual_tokens": pl.Int64(),
@@ -205,7 +205,7 @@ def prior_answer_records(
     for row in eval_rows.iter_rows(named=True):
         answer = prior.get(row["problem_type"])
         output = None if answer is None else f"<think></think><answer>{answer}</answer>"
-        scored = task.score(row, output)
+        scored = task.score(row, output, rule="strict")  # a tagged output: every rule reads the same answer
         records.append(
             {
                 "problem_id": str(row["problem_id"]),

@@ -9,9 +9,10 @@ records it writes ``<method>.summary.json``: what the call did and the benchmark
 
 Resuming is only right for the same run: ``<method>.run.json`` holds what the records were answered
 with (:func:`evaluation_context`: the checkpoint's weights files, the benchmark file, the VMR
-selection, decoding and frame sampling). When any of it changed (a retrained checkpoint, a
-regenerated corpus) the old records are dropped and every sample runs again; an unchanged prompt
-must not carry over another model's answer.
+selection, decoding and frame sampling, and the answer rule that scored them). When any of it but the
+answer rule changed (a retrained checkpoint, a regenerated corpus) the old records are dropped and every
+sample runs again; an unchanged prompt must not carry over another model's answer. A new answer rule
+only scores the recorded outputs again (:func:`~marc_ops.eval.runner.run_benchmark`).
 
 ``efficiency_profile_stage(paths, params)`` measures what each method costs on the base model
 (:mod:`marc_ops.eval.efficiency`).
@@ -106,6 +107,7 @@ def benchmark_scores_stage(
             "benchmark": summary.benchmark,
             "method": summary.method,
             "checkpoint": str(checkpoint),
+            "answer_rule": params.eval.answer_rule,
             **_figures(summary.scores),
             "generated_now": summary.n_generated,
             "resumed": summary.n_resumed,
@@ -144,7 +146,8 @@ def evaluation_context(
     checkpoint: Path | str, benchmark_file: Path, selection: Path | None, params: Params
 ) -> dict[str, Any]:
     """Everything besides the prompt that decides a sample's answer (:func:`weights_stamp` of the
-    checkpoint, the benchmark file, the VMR selection when the method uses it, decoding and sampling)."""
+    checkpoint, the benchmark file, the VMR selection when the method uses it, decoding and sampling), and
+    the answer rule that decides its score (:data:`SCORING_ONLY`)."""
     return {
         "checkpoint": weights_stamp(checkpoint),
         "benchmark_file": file_stamp(benchmark_file),
@@ -152,7 +155,13 @@ def evaluation_context(
         "max_new_tokens": params.eval.max_new_tokens,
         "video": params.video.model_dump(mode="json"),
         "dtype": params.model.dtype,
+        "answer_rule": params.eval.answer_rule,
     }
+
+
+# Run-context keys that decide a sample's score but not its answer: a change scores the recorded outputs
+# again instead of generating them again.
+SCORING_ONLY = ("answer_rule",)
 
 
 @dataclass(frozen=True)
@@ -194,9 +203,12 @@ def _forget_records_of_another_run(records_file: Path, context_file: Path, conte
     """Drop ``records_file`` when ``context_file`` says it was answered with something else (or says
     nothing: records of unknown provenance); then record ``context``."""
     previous = json.loads(context_file.read_text()) if context_file.is_file() else None
-    dropped = records_file.is_file() and previous != context
+    answered_with = {k: v for k, v in context.items() if k not in SCORING_ONLY}
+    dropped = records_file.is_file() and (
+        previous is None or {k: v for k, v in previous.items() if k not in SCORING_ONLY} != answered_with
+    )
     if dropped:
-        changed = sorted(k for k in context if previous is None or previous.get(k) != context[k])
+        changed = sorted(k for k in answered_with if previous is None or previous.get(k) != context[k])
         logger.warning(
             "%s: answered with another %s; running every sample again", records_file, ", ".join(changed)
         )
@@ -236,6 +248,7 @@ def _evaluate(
         adapter,
         records_file,
         batch_size=config.batch_size,
+        answer_rule=config.answer_rule,
         limit=limit,
         video=params.video,
         template=prompt_template(config.prompt_template),
@@ -250,6 +263,7 @@ def _evaluate(
             "limit": limit,
             "max_new_tokens": config.max_new_tokens,
             "prompt_template": config.prompt_template,
+            "answer_rule": config.answer_rule,
             "n_selected": summary.n_selected,
             "n_generated": summary.n_generated,
             "n_resumed": summary.n_resumed,
@@ -350,6 +364,7 @@ def report_stage(paths: ProjectPaths, params: Params) -> StageResult:
         efficiency,
         paths.asset("report"),
         profile=params.profile,
+        answer_rule=params.eval.answer_rule,
         multiple_choice=multiple_choice_vs_chance(current, rows),
         by_type=reward_by_problem_type(current),
         by_category=multiple_choice_by_category(current, rows),

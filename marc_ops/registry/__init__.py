@@ -307,6 +307,7 @@ STAGES: dict[str, Stage] = {
             "eval.batch_size",
             "eval.limit",
             "eval.prompt_template",
+            "eval.answer_rule",
             "model",
             *TRAIN_STATE,
         ),

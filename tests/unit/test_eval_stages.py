@@ -195,6 +195,48 @@ def test_outputs_without_answer_tags_score_zero(project: ProjectPaths, params: S
     assert untagged["extracted"].is_null().all() and (untagged["reward"] == 0.0).all()
 
 
+def test_the_answer_rule_is_recorded_and_a_new_one_scores_the_outputs_again(
+    project: ProjectPaths, params: SimpleNamespace
+) -> None:
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-16f")
+    context_file = run_context_path(project, "synthetic", "baseline-16f")
+    assert json.loads(context_file.read_text())["answer_rule"] == "strict"
+
+    whole = make_params(project.project_dir / "corpus", answer_rule="whole-output")
+    result = benchmark_scores_stage(project, whole, benchmark="synthetic", method="baseline-16f")
+    assert (result.metadata["generated_now"], result.metadata["resumed"]) == (0, N_ROWS)
+    assert result.metadata["answer_rule"] == "whole-output"
+    assert json.loads(context_file.read_text())["answer_rule"] == "whole-output"
+    assert json.loads(summary_path(project, "synthetic", "baseline-16f").read_text())["answer_rule"] == (
+        "whole-output"
+    )
+    records = read_records(records_path(project.asset("benchmark_scores"), "synthetic", "baseline-16f"))
+    untagged = records.filter(~pl.col("output").str.contains("<answer>"))
+    assert untagged.height > 0 and untagged["extracted"].to_list() == untagged["output"].to_list()
+
+    # A run context written before the answer rule was recorded: the records are kept and scored.
+    context = json.loads(context_file.read_text())
+    del context["answer_rule"]
+    write_json(context_file, context)
+    again = benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-16f")
+    assert (again.metadata["generated_now"], again.metadata["resumed"]) == (0, N_ROWS)
+    assert json.loads(context_file.read_text())["answer_rule"] == "strict"
+
+
+def test_the_report_names_the_answer_rule_under_each_table_of_scores(
+    project: ProjectPaths, params: SimpleNamespace
+) -> None:
+    whole = make_params(project.project_dir / "corpus", answer_rule="whole-output")
+    benchmark_scores_stage(project, whole, benchmark="synthetic", method="baseline-64f")
+    report_stage(project, whole)
+    markdown = (project.asset("report") / "report.md").read_text()
+    assert "**whole-output** answer rule" in markdown and "**strict** answer rule" not in markdown
+
+    # Scored under another rule than the profile's now: left out, as any pair of another run context.
+    with pytest.raises(ValueError, match="rerun the benchmark_scores partitions"):
+        report_stage(project, params)
+
+
 def test_a_corrupt_video_fails_its_samples_and_the_rest_complete(
     project: ProjectPaths, params: SimpleNamespace
 ) -> None:
@@ -325,6 +367,9 @@ def test_eval_config_names_known_benchmarks_and_methods_once() -> None:
         EvalConfig(prompt_template="mine")
     with pytest.raises(ValidationError, match="batch_size"):
         EvalConfig(batch_size=0)
+    with pytest.raises(ValidationError, match="'strict' or 'whole-output'"):
+        EvalConfig(answer_rule="loose")
+    assert EvalConfig().answer_rule == "strict"
 
 
 def _efficiency_profile() -> dict:

@@ -19,6 +19,19 @@ NOT_COMPARABLE = (
     "for reference only, and our rows there are {missing}."
 )
 
+# The sentence under each table of our scores: the answer rule that scored them (``eval.answer_rule``).
+ANSWER_RULE = {
+    "strict": (
+        "Our scores here: the **strict** answer rule (`eval.answer_rule: strict`), the text inside an output's "
+        "first `<answer>...</answer>`; an output without it scores 0."
+    ),
+    "whole-output": (
+        "Our scores here: the **whole-output** answer rule (`eval.answer_rule: whole-output`, Video-R1's "
+        "`eval_bench.py`, as the paper scored), the text inside an output's first `<answer>...</answer>`, or "
+        "the whole output when it has none."
+    ),
+}
+
 # --- our own suites ------------------------------------------------------------------------------------
 
 OWN_SUITE = (
