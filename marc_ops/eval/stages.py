@@ -30,13 +30,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from marc_ops.config import Params, ProjectPaths
+from marc_ops.config.efficiency import LONGEST_VIDEO, EfficiencyConfig
 from marc_ops.config.methods import MethodSpec, resolve_method
 from marc_ops.config.prompts import PromptTemplate, prompt_template, question_text
 from marc_ops.config.tasks import TASKS, BenchmarkTask, resolve_task
@@ -44,7 +45,7 @@ from marc_ops.config.video import VideoConfig
 from marc_ops.data import load_videor1
 from marc_ops.data.benchmarks import load_task_rows
 from marc_ops.data.videor1 import DataFileError
-from marc_ops.eval.efficiency.profiler import DEFAULT_METHODS, profile_efficiency
+from marc_ops.eval.efficiency.profiler import DEFAULT_METHODS, ProfileSample, profile_efficiency
 from marc_ops.eval.qwen_adapter import (
     CheckpointNotFoundError,
     QwenAdapter,
@@ -441,17 +442,17 @@ def efficiency_profile_stage(paths: ProjectPaths, params: Params) -> StageResult
 
     The model is the ``base_model`` asset (tiny profile: the tiny Qwen2.5-VL; paper profile:
     Qwen2.5-VL-3B on ``params.model.device``), in ``params.model.dtype``. Costs do not depend on
-    the weights. The video is the eval set's longest, sampled at ``params.video.fps`` when that
-    gives 64 frames, else at its own frame rate up to 64 frames (a short synthetic video at 1 fps
-    would give the 64- and the 16-frame rows the same few frames); frames are sized by
-    ``params.video``. Its first question, with the answer-only prompt, is the text. Every compared
-    compressor the profile evaluates is measured beside 64 frames, 16 frames and MARC.
+    the weights. The batch is the profile's ``efficiency`` section (:func:`efficiency_rows`): the eval
+    set's longest video copied ``batch_size`` times, or a benchmark's first ``batch_size`` video samples,
+    each timed ``repeats`` times. A video is sampled at ``params.video.fps`` when that gives 64 frames, else
+    at its own frame rate up to 64 frames (a short synthetic video at 1 fps would give the 64- and the
+    16-frame rows the same few frames); frames are sized by ``params.video``. Each sample's question, with
+    the answer-only prompt, is its text. Every compared compressor the profile evaluates is measured beside
+    64 frames, 16 frames and MARC.
     """
-    row, video_path = _longest_eval_video(params.data.evals(paths.project_dir))
-    info = probe_video(video_path)
-    fps = params.video.fps if info.num_frames / info.fps * params.video.fps >= 64 else info.fps
-    sampling = VideoConfig(**{**params.video.model_dump(), "fps": fps, "max_frames": 64})
-    sampled = sample_frames(video_path, sampling)
+    config = params.efficiency
+    rows, input_name = efficiency_rows(params.data.evals(paths.project_dir), config)
+    samples = _profile_samples(rows, params.video)
     started = time.perf_counter()
     model_path = paths.base_model()
     model = load_qwen2_5_vl(
@@ -464,13 +465,13 @@ def efficiency_profile_stage(paths: ProjectPaths, params: Params) -> StageResult
     profile = profile_efficiency(
         model,
         processor,
-        sampled.frames,
+        samples,
+        source=config.source,
         methods=[bind_method_artifacts(paths, resolve_method(m)) for m in efficiency_methods(params)],
         device=params.model.device,
-        question=question_text(row["problem"], row["problem_type"], row.get("options")),
-        fps=fps,
+        repeats=config.repeats,
         model_name=f"{params.model.source} base model ({model_path})",
-        input_name=f"eval video {row['path']} (problem {row['problem_id']})",
+        input_name=input_name,
     )
     out = paths.asset("efficiency_profile") / "profile.json"
     write_json(out, profile)
@@ -480,6 +481,9 @@ def efficiency_profile_stage(paths: ProjectPaths, params: Params) -> StageResult
         metadata={
             "device": profile["device"],
             "model": profile["model"],
+            "source": profile["source"],
+            "batch_size": profile["batch_size"],
+            "repeats": profile["repeats"],
             "methods": len(profile["methods"]),
             "table": table,
             "seconds": round(time.perf_counter() - started, 2),
@@ -493,6 +497,56 @@ def efficiency_methods(params: Params) -> list[str]:
     compared compressor the profile evaluates, in its order."""
     compared = [m for m in params.eval.methods if resolve_method(m).compression.method != "marc"]
     return list(dict.fromkeys([*(resolve_method(m).name for m in DEFAULT_METHODS), *compared]))
+
+
+def efficiency_rows(
+    eval_dir: Path, config: EfficiencyConfig
+) -> tuple[list[tuple[dict[str, Any], Path]], str]:
+    """The rows of the profiled batch with their video paths, in batch order, and a name for them.
+
+    ``longest``: the first row of the eval set's longest video, ``batch_size`` times. A benchmark name: the
+    first ``batch_size`` video rows of its eval file, in file order (image rows are skipped).
+    """
+    if config.source == LONGEST_VIDEO:
+        row, path = _longest_eval_video(eval_dir)
+        copies = f", {config.batch_size} copies" if config.batch_size > 1 else ""
+        name = f"eval video {row['path']} (problem {row['problem_id']}{copies})"
+        return [(row, path)] * config.batch_size, name
+    task = resolve_task(config.source)
+    file = eval_dir / task.file_name
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"efficiency.source is {config.source!r} but {file} does not exist; point data.eval_dir at the "
+            f"folder of {task.file_name} or set efficiency.source to 'longest'"
+        )
+    videos = [
+        (row, (file.parent / row["path"]).resolve())
+        for row in json.loads(file.read_text())
+        if row["data_type"] == "video"
+    ]
+    if len(videos) < config.batch_size:
+        raise ValueError(
+            f"{file} has {len(videos)} video sample(s), fewer than efficiency.batch_size={config.batch_size}; "
+            "lower the batch size or choose another efficiency.source"
+        )
+    name = f"{task.display_name}: the first {config.batch_size} video samples of {task.file_name}"
+    return videos[: config.batch_size], name
+
+
+def _profile_samples(rows: list[tuple[dict[str, Any], Path]], video: VideoConfig) -> list[ProfileSample]:
+    """Each row's video sampled for the profile (see :func:`efficiency_profile_stage`; a video several
+    rows share is decoded once) with the row's question."""
+    sampled: dict[Path, ProfileSample] = {}
+    samples = []
+    for row, path in rows:
+        if path not in sampled:
+            info = probe_video(path)
+            fps = video.fps if info.num_frames / info.fps * video.fps >= 64 else info.fps
+            sampling = VideoConfig(**{**video.model_dump(), "fps": fps, "max_frames": 64})
+            sampled[path] = ProfileSample(frames=sample_frames(path, sampling).frames, fps=fps)
+        question = question_text(row["problem"], row["problem_type"], row.get("options"))
+        samples.append(replace(sampled[path], question=question))
+    return samples
 
 
 def _longest_eval_video(eval_dir: Path) -> tuple[dict[str, Any], Path]:

@@ -392,6 +392,8 @@ def _efficiency_profile() -> dict:
         "model": "tiny",
         "dtype": "float32",
         "batch_size": 1,
+        "repeats": 1,
+        "source": "longest",
         "input": "synthetic",
         "methods": [cost("baseline-64f", 64, 240.0, 1.0), cost("marc@0.6", 1, 40.0, 0.6)],
     }

@@ -21,6 +21,7 @@ from marc_ops.eval.report import (
     SCORE_VISUAL_TOKENS,
     ReportFiles,
     build_report,
+    format_table,
     guessing_p_value,
     multiple_choice_by_category,
     multiple_choice_vs_chance,
@@ -86,6 +87,8 @@ def efficiency() -> dict:
         "model": "Qwen/Qwen2.5-VL-3B-Instruct",
         "dtype": "bfloat16",
         "batch_size": 15,
+        "repeats": 3,
+        "source": "mmvu",
         "input": "MMVU (mc), answer-only prompt",
         "methods": [
             _method_cost("baseline-64f", 2364.9, 40.0, 2.0),
@@ -236,6 +239,21 @@ def test_the_answer_rule_is_stated_under_each_table_of_scores(report: ReportFile
         text.count("Our scores here: the **strict** answer rule (`eval.answer_rule: strict`)")
         == 1 + 3 + 4 + 1
     )
+
+
+def test_the_efficiency_section_states_the_protocol(report: ReportFiles, efficiency: dict) -> None:
+    md = report.markdown.read_text()
+    section = md.split("## Efficiency")[1]
+    assert (
+        "Protocol: batch 15 of the first 15 video samples of MMVU (mc) (`efficiency.source: mmvu`), answer-only "
+        "prompt, 3 timed run(s) per method (each method's row is its run with the median end-to-end time)."
+    ) in section
+    assert "memory is peak CUDA memory in GB, for the whole batch" in section
+    longest = {**efficiency, "batch_size": 1, "repeats": 1, "source": "longest"}
+    assert (
+        "Protocol: batch 1 of copies of the eval set's longest video (`efficiency.source: longest`), answer-only "
+        "prompt, 1 timed run(s) per method"
+    ) in format_table(longest)
 
 
 def test_failed_samples_are_counted(report: ReportFiles) -> None:
