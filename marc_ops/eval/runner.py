@@ -45,6 +45,7 @@ from marc_ops.eval.scoring import (
     parse_records,
     read_latencies,
     records_frame,
+    scored,
 )
 from marc_ops.io import append_jsonl, atomic_file, parse_jsonl
 from marc_ops.rewards import AnswerRule
@@ -256,12 +257,9 @@ def _rescore(
     """Score each kept record's output again under ``rule``; rewrite ``path`` when any score changed."""
     changed = 0
     for pid, record in kept.items():
-        if record["status"] != "ok":
-            continue
-        score = task.score(rows[pid], record["output"], rule=rule)
-        now = {"extracted": score.extracted, "reward": score.reward, "correct": score.correct}
-        if any(record[key] != value for key, value in now.items()):
-            kept[pid] = {**record, **now}
+        now = scored(task, rows[pid], record, rule)
+        if now != record:
+            kept[pid] = now
             changed += 1
     if changed:
         logger.info("%s: %d record(s) scored again under the %r answer rule", path, changed, rule)

@@ -8,15 +8,16 @@ appends nothing after it); reading ignores such a line, and the runner removes i
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS, resolve_task
+from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS, BenchmarkTask, resolve_task
 from marc_ops.errors import MarcError
 from marc_ops.io import parse_jsonl
+from marc_ops.rewards import AnswerRule
 from marc_ops.rewards.accuracy import extract_answer
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,31 @@ def read_records_files(files: Sequence[Path]) -> pl.DataFrame:
     """The records files ``files``, concatenated in order."""
     frames = [read_records(path) for path in files]
     return pl.concat(frames) if frames else pl.DataFrame(schema=RECORD_SCHEMA)
+
+
+def scored(
+    task: BenchmarkTask, row: Mapping[str, Any], record: Mapping[str, Any], rule: AnswerRule
+) -> dict[str, Any]:
+    """``record`` with the ``extracted``, ``reward`` and ``correct`` that ``rule`` gives its recorded output
+    (a failed record as it is: it scores 0 under every rule); ``row`` is its benchmark row."""
+    if record["status"] != "ok":
+        return dict(record)
+    score = task.score(row, record["output"], rule=rule)
+    return {**record, "extracted": score.extracted, "reward": score.reward, "correct": score.correct}
+
+
+def score_records(records: pl.DataFrame, rows: Mapping[str, pl.DataFrame], rule: AnswerRule) -> pl.DataFrame:
+    """``records`` scored under ``rule`` from their recorded outputs (:func:`scored`), whatever rule scored
+    them when they were written; ``rows``: each benchmark's rows by name, holding every record's row."""
+    by_id = {
+        (benchmark, row["problem_id"]): row
+        for benchmark, frame in rows.items()
+        for row in frame.iter_rows(named=True)
+    }
+    return records_frame(
+        scored(resolve_task(r["benchmark"]), by_id[r["benchmark"], r["problem_id"]], r, rule)
+        for r in records.iter_rows(named=True)
+    )
 
 
 def summarize(records: pl.DataFrame) -> pl.DataFrame:

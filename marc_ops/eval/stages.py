@@ -19,7 +19,8 @@ only scores the recorded outputs again (:func:`~marc_ops.eval.runner.run_benchma
 
 ``report_stage(paths, params)`` reads the records file of each pair of the profile's ``eval`` section, keeps the records that match the current
 benchmark files and prompt (a record of a changed row or prompt would score a question nobody asks
-any more) and whose run context is the current one, and renders the report
+any more) and whose run context is the current one, scores them from their recorded outputs under the
+profile's ``eval.answer_rule`` (the rule it names), and renders the report
 (``marc_ops.eval.report.build_report``) into ``assets/report``.
 
 :class:`~marc_ops.config.eval.EvalConfig` is the profile's ``eval`` section.
@@ -65,6 +66,7 @@ from marc_ops.eval.scoring import (
     prior_answer_records,
     read_records,
     read_records_files,
+    score_records,
     score_table,
     summarize,
 )
@@ -334,6 +336,9 @@ def report_stage(paths: ProjectPaths, params: Params) -> StageResult:
     rows = {name: load_task_rows(resolve_task(name), eval_dir).rows for name in benchmarks}
     current = _current_records(records, rows, prompt_template(params.eval.prompt_template))
     current = _records_of_current_runs(paths, params, current)
+    # Scored here under the rule the report names: a run stopped before it rescored its records (or one
+    # of another rule) must not show its scores under this one.
+    current = score_records(current, rows, params.eval.answer_rule)
     n_stale = records.height - current.height
     if not current.height:
         raise ValueError(

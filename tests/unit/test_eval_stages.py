@@ -237,6 +237,36 @@ def test_the_report_names_the_answer_rule_under_each_table_of_scores(
         report_stage(project, params)
 
 
+def test_a_run_stopped_before_it_rescored_shows_no_score_under_the_new_rules_name(
+    project: ProjectPaths, params: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run context names the new rule as soon as the run starts; its records are scored again later. Stopped
+    in between, the report still shows only scores its rule gave."""
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-64f")
+    path = records_path(project.asset("benchmark_scores"), "synthetic", "baseline-64f")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    # An untagged output that is the right answer: strict scores it 0 (as recorded), whole-output 1.
+    lines[0] = {**lines[0], "output": lines[0]["answer"], "extracted": None, "reward": 0.0, "correct": False}
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    strict_score = report_stage(project, params).tables["scores"]["Mean"][0]
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("stopped before the records were scored again")
+
+    monkeypatch.setattr("marc_ops.eval.runner._rescore", stopped)
+    whole = make_params(project.project_dir / "corpus", answer_rule="whole-output")
+    with pytest.raises(RuntimeError, match="stopped"):
+        benchmark_scores_stage(project, whole, benchmark="synthetic", method="baseline-64f")
+    context = json.loads(run_context_path(project, "synthetic", "baseline-64f").read_text())
+    assert context["answer_rule"] == "whole-output"
+    assert path.read_text().splitlines()[0] == json.dumps(lines[0])  # still scored by the strict rule
+
+    shown = report_stage(project, whole).tables["scores"]["Mean"][0]
+    monkeypatch.undo()
+    finished = benchmark_scores_stage(project, whole, benchmark="synthetic", method="baseline-64f")
+    assert shown == pytest.approx(finished.metadata["score"]) and shown > strict_score
+
+
 def test_a_corrupt_video_fails_its_samples_and_the_rest_complete(
     project: ProjectPaths, params: SimpleNamespace
 ) -> None:
