@@ -19,7 +19,7 @@ only scores the recorded outputs again (:func:`~marc_ops.eval.runner.run_benchma
 
 ``report_stage(paths, params)`` reads the records file of each pair of the profile's ``eval`` section, keeps the records that match the current
 benchmark files and prompt (a record of a changed row or prompt would score a question nobody asks
-any more) and whose run context is the current one, scores them from their recorded outputs under the
+any more) and whose answers came from the current run context (whatever rule scored them), scores them from their recorded outputs under the
 profile's ``eval.answer_rule`` (the rule it names), and renders the report
 (``marc_ops.eval.report.build_report``) into ``assets/report``.
 
@@ -202,14 +202,18 @@ def _current_context(
         return None
 
 
+def _answered_with(context: dict[str, Any]) -> dict[str, Any]:
+    """What of a run context decides the answers: all of it but :data:`SCORING_ONLY` (a run context written
+    before the answer rule was recorded has none of those)."""
+    return {k: v for k, v in context.items() if k not in SCORING_ONLY}
+
+
 def _forget_records_of_another_run(records_file: Path, context_file: Path, context: dict[str, Any]) -> None:
     """Drop ``records_file`` when ``context_file`` says it was answered with something else (or says
     nothing: records of unknown provenance); then record ``context``."""
     previous = json.loads(context_file.read_text()) if context_file.is_file() else None
-    answered_with = {k: v for k, v in context.items() if k not in SCORING_ONLY}
-    dropped = records_file.is_file() and (
-        previous is None or {k: v for k, v in previous.items() if k not in SCORING_ONLY} != answered_with
-    )
+    answered_with = _answered_with(context)
+    dropped = records_file.is_file() and (previous is None or _answered_with(previous) != answered_with)
     if dropped:
         changed = sorted(k for k in answered_with if previous is None or previous.get(k) != context[k])
         logger.warning(
@@ -405,13 +409,18 @@ def report_stage(paths: ProjectPaths, params: Params) -> StageResult:
 
 
 def _records_of_current_runs(paths: ProjectPaths, params: Params, records: pl.DataFrame) -> pl.DataFrame:
-    """The records of the (benchmark, method) pairs whose run context is still the current one: after a
-    retraining or a new corpus, a pair not run again would show the old model's answers."""
+    """The records of the (benchmark, method) pairs answered in the current run context: after a
+    retraining or a new corpus, a pair not run again would show the old model's answers. The answer rule
+    that scored them does not matter: the report scores them again under its own."""
     keep = []
     for benchmark, method in records.select("benchmark", "method").unique(maintain_order=True).iter_rows():
         recorded = run_context_path(paths, benchmark, method)
         current = _current_context(paths, params, benchmark, method)
-        if current is not None and recorded.is_file() and json.loads(recorded.read_text()) == current:
+        if (
+            current is not None
+            and recorded.is_file()
+            and _answered_with(json.loads(recorded.read_text())) == _answered_with(current)
+        ):
             keep.append((benchmark, method))
         else:
             logger.warning(

@@ -232,9 +232,25 @@ def test_the_report_names_the_answer_rule_under_each_table_of_scores(
     markdown = (project.asset("report") / "report.md").read_text()
     assert "**whole-output** answer rule" in markdown and "**strict** answer rule" not in markdown
 
-    # Scored under another rule than the profile's now: left out, as any pair of another run context.
-    with pytest.raises(ValueError, match="rerun the benchmark_scores partitions"):
-        report_stage(project, params)
+    # Scored under another rule than the profile's now: the report scores the outputs under its own.
+    strict = report_stage(project, params)
+    assert strict.tables["scores"]["method"].to_list() == ["baseline-64f"]
+    markdown = (project.asset("report") / "report.md").read_text()
+    assert "**strict** answer rule" in markdown and "**whole-output** answer rule" not in markdown
+
+
+def test_the_report_reads_a_run_context_written_before_the_answer_rule_was_recorded(
+    project: ProjectPaths, params: SimpleNamespace
+) -> None:
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-64f")
+    context_file = run_context_path(project, "synthetic", "baseline-64f")
+    context = json.loads(context_file.read_text())
+    del context["answer_rule"]  # as every run.json before the rule was recorded; the strict rule scored it
+    write_json(context_file, context)
+
+    result = report_stage(project, params)
+    assert result.tables["scores"]["method"].to_list() == ["baseline-64f"]
+    assert result.metadata["stale_records_ignored"] == 0
 
 
 def test_a_run_stopped_before_it_rescored_shows_no_score_under_the_new_rules_name(
