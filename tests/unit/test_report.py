@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from PIL import Image
 from pydantic import ValidationError
+from tests_support import REPO_ROOT
 
 from marc_ops.config.methods import METHODS
 from marc_ops.config.tasks import TASKS
@@ -254,6 +255,25 @@ def test_the_efficiency_section_states_the_protocol(report: ReportFiles, efficie
         "Protocol: batch 1 of copies of the eval set's longest video (`efficiency.source: longest`), answer-only "
         "prompt, 1 timed run(s) per method"
     ) in format_table(longest)
+
+
+def test_a_profile_written_before_the_protocol_was_recorded_still_reports(
+    summary: pl.DataFrame, efficiency: dict, tmp_path: Path
+) -> None:
+    """Older profiles (the committed CPU figures among them) have no ``repeats`` or ``source``: each was one
+    video copied ``batch_size`` times, its timed runs stated in its input."""
+    committed = json.loads((REPO_ROOT / "benchmarks" / "results" / "prefill_efficiency.json").read_text())
+    assert not {"repeats", "source"} & set(committed)
+    assert "Protocol: batch 1 of copies of one video, answer-only prompt, as many timed runs" in format_table(
+        committed
+    )
+    older = {k: v for k, v in efficiency.items() if k not in ("repeats", "source")}
+    files = build_report(summary, older, tmp_path, profile="paper", answer_rule="whole-output")
+    section = files.markdown.read_text().split("## Efficiency")[1]
+    assert (
+        "Protocol: batch 15 of copies of one video, answer-only prompt, as many timed runs per method as the "
+        "input states. Input: MMVU (mc), answer-only prompt."
+    ) in section
 
 
 def test_failed_samples_are_counted(report: ReportFiles) -> None:

@@ -59,6 +59,8 @@ class EfficiencyProfile(BaseModel):
         repeats: timed runs per method; each method's row is its run with the median end-to-end time.
         source: where the samples came from (the profile's ``efficiency.source``): ``longest`` (the eval
             set's longest video, copied ``batch_size`` times) or a benchmark name (its first samples).
+        ``repeats`` and ``source`` are None in a profile written before they were recorded: its batch was
+        one video copied ``batch_size`` times, and its ``input`` names its timed runs per method.
         input: what was fed, e.g. ``"MMVU (mc), answer-only prompt, 30 samples"``.
         methods: one entry per method, unique names, all measured with the same ``memory_kind``.
     """
@@ -69,8 +71,8 @@ class EfficiencyProfile(BaseModel):
     model: str
     dtype: str
     batch_size: int = Field(ge=1)
-    repeats: int = Field(ge=1)
-    source: str = Field(min_length=1)
+    repeats: int | None = Field(default=None, ge=1)
+    source: str | None = Field(default=None, min_length=1)
     input: str
     methods: list[MethodEfficiency] = Field(min_length=1)
 

@@ -180,8 +180,11 @@ def _setting(template: str, cost: EfficiencyProfile, *, cuda_memory: str) -> str
 
 
 def protocol(cost: EfficiencyProfile) -> str:
-    """The batch, where its samples came from, and the timed runs per method."""
-    if cost.source == LONGEST_VIDEO:
+    """The batch, where its samples came from, and the timed runs per method (a profile written before
+    the source and the runs were recorded: one video's copies, and its input names the runs)."""
+    if cost.source is None:
+        samples = text.EFFICIENCY_ONE_VIDEO
+    elif cost.source == LONGEST_VIDEO:
         samples = text.EFFICIENCY_LONGEST
     elif cost.source in TASKS:
         samples = text.EFFICIENCY_BENCHMARK.format(
@@ -189,4 +192,6 @@ def protocol(cost: EfficiencyProfile) -> str:
         )
     else:
         samples = cost.source
+    if cost.repeats is None:
+        return text.EFFICIENCY_PROTOCOL_RUNS_IN_INPUT.format(batch_size=cost.batch_size, samples=samples)
     return text.EFFICIENCY_PROTOCOL.format(batch_size=cost.batch_size, samples=samples, repeats=cost.repeats)

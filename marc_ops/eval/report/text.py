@@ -160,7 +160,12 @@ EFFICIENCY_PROTOCOL = (
     "batch {batch_size} of {samples}, answer-only prompt, {repeats} timed run(s) per method (each method's "
     "row is its run with the median end-to-end time)"
 )
+# A profile written before its source and timed runs were recorded (its input states the runs).
+EFFICIENCY_PROTOCOL_RUNS_IN_INPUT = (
+    "batch {batch_size} of {samples}, answer-only prompt, as many timed runs per method as the input states"
+)
 EFFICIENCY_LONGEST = "copies of the eval set's longest video (`efficiency.source: longest`)"
+EFFICIENCY_ONE_VIDEO = "copies of one video"
 EFFICIENCY_BENCHMARK = "the first {batch_size} video samples of {name} (`efficiency.source: {source}`)"
 
 # --- efficiency: the profile on its own (format_table) ---------------------------------------------------
