@@ -239,10 +239,7 @@ def _open_records(
             torn,
             len(records) - len(kept),
         )
-        with atomic_file(path) as handle:
-            append_jsonl(
-                handle, [{k: v for k, v in r.items() if k not in MEASURED_FIELDS} for r in kept.values()]
-            )
+        _rewrite_records(path, kept)
     _keep_latencies_of(path, kept)
     return kept, n_dropped
 
@@ -263,10 +260,16 @@ def _rescore(
             changed += 1
     if changed:
         logger.info("%s: %d record(s) scored again under the %r answer rule", path, changed, rule)
-        with atomic_file(path) as handle:
-            append_jsonl(
-                handle, [{k: v for k, v in r.items() if k not in MEASURED_FIELDS} for r in kept.values()]
-            )
+        _rewrite_records(path, kept)
+
+
+def _rewrite_records(path: Path, kept: Mapping[str, Mapping[str, Any]]) -> None:
+    """Replace ``path`` at once (a kill leaves the old file or the new one) by the ``kept`` records, in
+    their order, without their measured fields (those live in the latency file)."""
+    with atomic_file(path) as handle:
+        append_jsonl(
+            handle, [{k: v for k, v in r.items() if k not in MEASURED_FIELDS} for r in kept.values()]
+        )
 
 
 def _keep_latencies_of(records_file: Path, kept: Mapping[str, Mapping[str, Any]]) -> None:

@@ -533,11 +533,7 @@ def efficiency_rows(
             f"efficiency.source is {config.source!r} but {file} does not exist; point data.eval_dir at the "
             f"folder of {task.file_name} or set efficiency.source to 'longest'"
         )
-    videos = [
-        (row, (file.parent / row["path"]).resolve())
-        for row in json.loads(file.read_text())
-        if row["data_type"] == "video"
-    ]
+    videos = _video_rows([file])
     if len(videos) < config.batch_size:
         raise ValueError(
             f"{file} has {len(videos)} video sample(s), fewer than efficiency.batch_size={config.batch_size}; "
@@ -565,13 +561,7 @@ def _profile_samples(rows: list[tuple[dict[str, Any], Path]], video: VideoConfig
 
 def _longest_eval_video(eval_dir: Path) -> tuple[dict[str, Any], Path]:
     """The first row of the eval set's longest video, and the video's path."""
-    files = sorted(eval_dir.glob("eval_*.json"))
-    rows = [
-        (row, (file.parent / row["path"]).resolve())
-        for file in files
-        for row in json.loads(file.read_text())
-        if row["data_type"] == "video"
-    ]
+    rows = _video_rows(sorted(eval_dir.glob("eval_*.json")))
     if not rows:
         raise FileNotFoundError(
             f"no video rows in {eval_dir}/eval_*.json; materialize videor1_source first (the synthetic corpus)"
@@ -579,3 +569,14 @@ def _longest_eval_video(eval_dir: Path) -> tuple[dict[str, Any], Path]:
     frames = {path: probe_video(path).num_frames for path in {path for _, path in rows}}
     longest = max(frames, key=lambda path: (frames[path], str(path)))
     return next(row for row, path in rows if path == longest), longest
+
+
+def _video_rows(files: list[Path]) -> list[tuple[dict[str, Any], Path]]:
+    """The video rows of the eval files ``files`` (image rows skipped), in file order, with their videos'
+    paths."""
+    return [
+        (row, (file.parent / row["path"]).resolve())
+        for file in files
+        for row in json.loads(file.read_text())
+        if row["data_type"] == "video"
+    ]
