@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import math
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -435,7 +436,10 @@ def _train_check(trainer: Literal["sft", "cgrpo"]) -> Callable[[_Setting], tuple
             else LaunchConfig()
         )
         final, _ = train(run, run_file, run_train_steps, launch)
-        return _train_outcome(setting, trainer, out, final, launch)
+        try:
+            return _train_outcome(setting, trainer, out, final, launch)
+        finally:
+            shutil.rmtree(out)  # the 3B model's trained copy: 7.5 GB of disk
 
     return check
 
