@@ -140,9 +140,10 @@ class Skip(Exception):
 
 @dataclass
 class _Setting:
-    """What the checks share: the model folder, the loaded model and processor, the scratch folder."""
+    """What the checks share: the model folder, the loaded model and processor, the report and scratch folders."""
 
     config: GpuCheckConfig
+    out_dir: Path
     scratch: Path
     efficiency_table: str | None = None
 
@@ -384,7 +385,7 @@ def _check_efficiency(setting: _Setting) -> tuple[str, dict[str, Any]]:
         input_name=f"synthetic 64 s video, {width}x{height}",
     )
     checked = EfficiencyProfile.model_validate(profile)
-    write_json(setting.scratch.parent / "efficiency_profile.json", profile)
+    write_json(setting.out_dir / "efficiency_profile.json", profile)
     setting.efficiency_table = format_table(profile)
     rows = {m.method: m for m in checked.methods}
     missing = [spec.name for spec in specs if spec.name not in rows]
@@ -435,11 +436,11 @@ def _train_check(trainer: Literal["sft", "cgrpo"]) -> Callable[[_Setting], tuple
             if setting.on_cuda
             else LaunchConfig()
         )
-        final, _ = train(run, run_file, run_train_steps, launch)
         try:
+            final, _ = train(run, run_file, run_train_steps, launch)
             return _train_outcome(setting, trainer, out, final, launch)
         finally:
-            shutil.rmtree(out)  # the 3B model's trained copy: 7.5 GB of disk
+            shutil.rmtree(out, ignore_errors=True)  # the 3B model's trained copy: 7.5 GB of disk
 
     return check
 
@@ -556,7 +557,7 @@ def run_gpu_check(config: GpuCheckConfig, out_dir: Path) -> GpuCheckReport:
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[CheckResult] = []
     with tempfile.TemporaryDirectory(dir=out_dir, prefix="scratch-") as scratch:
-        setting = _Setting(config, Path(scratch))
+        setting = _Setting(config, out_dir, Path(scratch))
         for name in config.checks or CHECK_NAMES:
             results.append(_run_one(name, setting, quick=config.quick))
             logger.info("%s: %s (%s)", name, results[-1].status, results[-1].summary)
