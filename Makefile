@@ -16,7 +16,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-slow test-all test-ui browser ui repro status push pull bench lint clean-assets tools
+.PHONY: install demo test test-slow test-all test-ui browser ui repro status push pull bench gpu-check lint clean-assets tools
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -93,6 +93,11 @@ pull: install
 
 bench: install
 	@for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+## gpu-check: the real Qwen2.5-VL-3B architecture on the first CUDA GPU: logits, compression, efficiency at
+## batch 15, ZeRO-3 training steps (docs/gpu.md); writes gpu_check/gpu_check.json and gpu_check.md
+gpu-check: install
+	$(BIN)/marc gpu-check --device cuda --out gpu_check
 
 ## lint: ruff (lint and format) and the import contracts of pyproject.toml (the library's layers)
 lint: install

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from marc_ops.data.synthetic.frames import synthetic_video_frames
-from marc_ops.eval.efficiency.profiler import DEFAULT_METHODS, profile_efficiency
+from marc_ops.eval.efficiency.profiler import DEFAULT_METHODS, ProfileSample, profile_efficiency
 from marc_ops.eval.efficiency.schema import EfficiencyProfile
 from marc_ops.eval.report import format_table, reference_method
 from marc_ops.io import write_json
@@ -75,13 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         profile = profile_efficiency(
             model,
             processor,
-            frames,
+            [ProfileSample(frames, fps=fps)] * args.batch_size,
+            source=f"copies of {input_name}",
             methods=args.methods,
-            batch_size=args.batch_size,
             answer_tokens=args.answer_tokens,
             device=args.device,
             repeats=args.repeats,
-            fps=fps,
             model_name=name,
             input_name=input_name,
         )

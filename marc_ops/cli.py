@@ -5,7 +5,7 @@ prints the traceback instead) and exits with a status that says which kind of fa
 
   0  done
   1  ``dvc-yaml --check``: dvc.yaml differs from the stage declarations; ``check``: a check that is an error
-     failed
+     failed; ``gpu-check``: a check failed (or, in full mode, was skipped)
   2  usage: a bad argument, or an unknown stage, profile, benchmark, method or partition key
   3  an expected failure: a missing or unreadable file, a profile that does not validate, media that does
      not decode, a full disk
@@ -29,6 +29,13 @@ from marc_ops.checks import ASSET_CHECKS
 from marc_ops.config import ProjectPaths, load_params, profile_path
 from marc_ops.data.synthetic.bad_inputs import CASES_FILE, generate_bad_inputs
 from marc_ops.errors import MarcError, UsageError
+from marc_ops.eval.gpu_check.checks import (
+    CHECK_NAMES,
+    GpuCheckConfig,
+    iter_failures,
+    run_gpu_check,
+    write_gpu_check,
+)
 from marc_ops.eval.stages import eval_command
 from marc_ops.io import out_of_space, write_text
 from marc_ops.registry import STAGES, benchmark_method_key, partition_keys
@@ -228,6 +235,26 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_gpu_check(args: argparse.Namespace) -> int:
+    """Run the GPU check (docs/gpu.md), write gpu_check.json and gpu_check.md, exit 1 if a check failed."""
+    config = GpuCheckConfig(
+        device=args.device,
+        quick=args.quick,
+        project_dir=Path(args.project_dir),
+        batch_size=args.batch_size,
+        checks=tuple(args.checks) if args.checks else None,
+    )
+    report = run_gpu_check(config, args.out)
+    json_path, md_path = write_gpu_check(report, args.out)
+    for result in report.checks:
+        print(f"{result.status:7}  {result.name}: {result.summary}")
+    failures = [result.name for result in iter_failures(report)]
+    print(f"wrote {json_path} and {md_path}; {report.seconds:.0f} s")
+    if failures:
+        print(f"FAILED: {', '.join(failures)}")
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="marc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -284,6 +311,21 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("names", nargs="*", help="assets to check (default: every asset that has checks)")
     check.add_argument("--partition", default=None, help="one partition key (default: every partition)")
     check.set_defaults(func=_cmd_check)
+
+    gpu_check = sub.add_parser(
+        "gpu-check",
+        help="check the 3B model, compression, efficiency and ZeRO-3 training on a GPU (docs/gpu.md)",
+    )
+    gpu_check.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    gpu_check.add_argument(
+        "--quick", action="store_true", help="the tiny model in float32 and small inputs (what CI runs)"
+    )
+    gpu_check.add_argument("--out", type=Path, default=Path("gpu_check"), help="folder of the report files")
+    gpu_check.add_argument(
+        "--batch-size", type=int, default=None, help="the efficiency profile's batch (default: 15, quick: 1)"
+    )
+    gpu_check.add_argument("--checks", nargs="+", choices=CHECK_NAMES, help="run only these checks")
+    gpu_check.set_defaults(func=_cmd_gpu_check)
 
     where = sub.add_parser("where", help="show where the materialized assets are")
     where.set_defaults(func=_cmd_where)

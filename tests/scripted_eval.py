@@ -78,7 +78,14 @@ def evaluate(eval_dir: str, records_file: str, seconds: float, started: Event) -
     rows = load_task_rows(TASK, Path(eval_dir)).rows
     started.set()
     run_benchmark(
-        TASK, METHOD, rows, ScriptedAdapter(seconds), Path(records_file), batch_size=1, progress=False
+        TASK,
+        METHOD,
+        rows,
+        ScriptedAdapter(seconds),
+        Path(records_file),
+        batch_size=1,
+        answer_rule="strict",
+        progress=False,
     )
 
 

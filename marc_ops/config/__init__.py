@@ -2,7 +2,7 @@
 
 The bottom of the library: it imports nothing above :mod:`marc_ops.compression` and
 :mod:`marc_ops.rewards`, so every layer can take its config from here. Besides the per-stage
-configs (``data``/``synthetic``, ``video``, ``vmr``, ``model``, ``train``, ``eval``) it declares
+configs (``data``/``synthetic``, ``video``, ``vmr``, ``model``, ``train``, ``eval``, ``efficiency``) it declares
 everything a profile names: the benchmarks (:mod:`.tasks`), the evaluation methods
 (:mod:`.methods`) and the prompt templates (:mod:`.prompts`), so a profile is checked against
 them when it is loaded.

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from marc_ops.config.methods import METHODS, resolve_method
 from marc_ops.config.prompts import PROMPT_TEMPLATES, VIDEO_R1_EVAL
 from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS
+from marc_ops.rewards import AnswerRule
 
 
 class EvalConfig(BaseModel):
@@ -25,6 +26,10 @@ class EvalConfig(BaseModel):
         max_new_tokens: the longest answer (SPEC section 8: 1024).
         limit: only the first ``limit`` rows of each benchmark file (``None``: all of them).
         prompt_template: ``video-r1-eval`` (Video-R1's eval_bench.py, the default) or ``marc-paper``.
+        answer_rule: how an output becomes the answer that is scored (``marc_ops.rewards.answer_text``):
+            ``strict`` (the default) scores the text inside ``<answer>...</answer>`` and an output without
+            it 0; ``whole-output`` is Video-R1's eval_bench.py, which produced the paper's figures: the
+            tagged text, or the whole output when there is none.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -35,6 +40,14 @@ class EvalConfig(BaseModel):
     max_new_tokens: int = Field(default=1024, ge=1, description="the longest answer, tokens")
     limit: int | None = Field(default=None, ge=0, description="first N rows of each benchmark (None: all)")
     prompt_template: str = Field(default=VIDEO_R1_EVAL.name, description="a name in PROMPT_TEMPLATES")
+    answer_rule: AnswerRule = Field(
+        default="strict",
+        description=(
+            "'strict': only the text inside <answer>...</answer> is scored, an output without it scores 0; "
+            "'whole-output': Video-R1's eval_bench.py (the paper's figures), the whole output when it has no "
+            "tagged answer"
+        ),
+    )
 
     @field_validator("benchmarks")
     @classmethod

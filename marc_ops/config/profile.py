@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from marc_ops.config.efficiency import EfficiencyConfig
 from marc_ops.config.env import ConfigError, expand_env
 from marc_ops.config.eval import EvalConfig
 from marc_ops.config.gpu import GpuConfig
@@ -132,6 +133,7 @@ class Params(BaseModel):
     vmr: VMRConfig
     train: TrainParams = TrainParams()
     eval: EvalConfig = EvalConfig()
+    efficiency: EfficiencyConfig = EfficiencyConfig()
     score: ScoreConfig = ScoreConfig()
     gpu: GpuConfig = GpuConfig()
 

@@ -7,10 +7,12 @@ and is checked against them when it is loaded; its rows are read by
 ``src/eval_bench.py`` reads from ``src/r1-v/Evaluation/``), in the schema of SPEC section 3.
 
 Scoring (SPEC sections 6 and 8, Video-R1 ``eval_bench.py``): a sample's reward is the Video-R1
-accuracy of the text inside its first ``<answer>...</answer>``; an output without the tags scores
-0 (eval_bench.py would fall back to scoring the whole output; we do not, so a model cannot earn
-credit for an answer it did not format). Items whose type is in ``mra_problem_types`` score MRA
-instead. A benchmark reports, in percent, the mean reward of its other items ("accuracy"), and
+accuracy of its answer, which the profile's ``eval.answer_rule`` takes from the output
+(:func:`marc_ops.rewards.answer_text`): under ``strict`` the text inside its first
+``<answer>...</answer>``, so an output without the tags scores 0 and a model earns no credit for an
+answer it did not format; under ``whole-output`` (eval_bench.py's rule, which produced the paper's
+figures) that text, or the whole output when it has none. Items whose type is in
+``mra_problem_types`` score MRA instead. A benchmark reports, in percent, the mean reward of its other items ("accuracy"), and
 for VSI-Bench the mean of that and of the mean MRA ("score"). Failed samples score 0.
 """
 
@@ -25,12 +27,13 @@ from pydantic import BaseModel, ConfigDict
 
 from marc_ops.config.prompts import VIDEO_R1_EVAL, PromptTemplate, build_prompt
 from marc_ops.errors import UsageError
-from marc_ops.rewards import extract_answer, score_answer, score_mra
+from marc_ops.rewards import AnswerRule, answer_text, extract_answer, score_answer_text, score_mra_text
 
 
 @dataclass(frozen=True)
 class SampleScore:
-    """``reward`` in [0, 1] (accuracy or MRA); ``correct`` iff it is 1.0, as eval_bench.py; ``extracted`` the answer text."""
+    """``reward`` in [0, 1] (accuracy or MRA); ``correct`` iff it is 1.0, as eval_bench.py; ``extracted`` the
+    answer text that was scored."""
 
     reward: float
     correct: bool
@@ -63,13 +66,15 @@ class BenchmarkTask(BaseModel):
     def prompt(self, row: Mapping[str, Any], template: PromptTemplate = VIDEO_R1_EVAL) -> str:
         return build_prompt(row, template)
 
-    def score(self, row: Mapping[str, Any], output: str | None) -> SampleScore:
-        """Score one model output against the row's tagged ``solution``."""
+    def score(self, row: Mapping[str, Any], output: str | None, *, rule: AnswerRule) -> SampleScore:
+        """Score one model output against the row's tagged ``solution``; ``rule`` takes the answer from
+        the output (:func:`~marc_ops.rewards.answer_text`)."""
+        answer, truth = answer_text(output, rule), extract_answer(row["solution"])
         if row["problem_type"] in self.mra_problem_types:
-            reward = score_mra(output, row["solution"])
+            reward = score_mra_text(answer, truth)
         else:
-            reward = score_answer(output, row["solution"], row["problem_type"])
-        return SampleScore(reward=reward, correct=reward == 1.0, extracted=extract_answer(output))
+            reward = score_answer_text(answer, truth, row["problem_type"])
+        return SampleScore(reward=reward, correct=reward == 1.0, extracted=answer)
 
     def aggregate(self, records: pl.DataFrame) -> dict[str, Any]:
         """Benchmark figures from per-sample records (``marc_ops.eval.scoring.RECORD_SCHEMA``), percent.

@@ -266,6 +266,7 @@ def run_learning_check(
             adapter,
             path,
             batch_size=config.eval_batch_size,
+            answer_rule="strict",  # the training rewards' rule: credit only for a formatted answer
             progress=False,
             video=config.video,
             template=prompt_template("video-r1-eval"),

@@ -9,6 +9,10 @@ sample took are appended just before its record, to ``<method>.latency.jsonl`` b
 file back to one line per kept record, so a kill at any moment leaves neither a record without its seconds
 nor a line that the next append would glue to a torn one.
 
+Scores follow the answer rule of the call (``answer_rule``, :func:`marc_ops.rewards.answer_text`): a
+resumed record whose score another rule produced is scored again from its recorded output, and the file
+rewritten, so a change of rule costs no generation.
+
 A sample whose media cannot be read is recorded as ``failed`` with the reason and scores 0; the
 run goes on. Any other exception from the adapter is a bug and stops the run (what finished is
 kept).
@@ -41,8 +45,10 @@ from marc_ops.eval.scoring import (
     parse_records,
     read_latencies,
     records_frame,
+    scored,
 )
 from marc_ops.io import append_jsonl, atomic_file, parse_jsonl
+from marc_ops.rewards import AnswerRule
 from marc_ops.video import DEFAULT_VIDEO_CONFIG, ImageLoadError, MediaError, VideoConfig, VideoDecodeError
 
 logger = logging.getLogger(__name__)
@@ -130,6 +136,7 @@ def run_benchmark(
     out_path: Path | str,
     *,
     batch_size: int,
+    answer_rule: AnswerRule,
     limit: int | None = None,
     progress: bool = True,
     video: VideoConfig = DEFAULT_VIDEO_CONFIG,
@@ -142,6 +149,8 @@ def run_benchmark(
         rows: the benchmark's manifest rows (``load_task_rows(...).rows``), in file order.
         out_path: the records file (see :func:`records_path`); created if absent.
         batch_size: samples per ``adapter.generate`` call; the file is fsynced after each.
+        answer_rule: how an output becomes the scored answer (``eval.answer_rule``); resumed records
+            are scored again under it.
         limit: only the first ``limit`` rows in file order (``--limit N``).
         video: frame sampling (fps, pixel bounds); ``max_frames`` comes from the method.
         retry_failed: regenerate samples recorded as failed (e.g. after fixing their media).
@@ -157,6 +166,7 @@ def run_benchmark(
     selected = all_rows if limit is None else all_rows[:limit]
 
     kept, n_dropped = _open_records(out_path, expected, retry_failed=retry_failed)
+    _rescore(task, {row["problem_id"]: row for row in all_rows}, kept, answer_rule, out_path)
     pending = [row for row in selected if row["problem_id"] not in kept]
     n_generated = 0
     with (
@@ -171,7 +181,7 @@ def run_benchmark(
         ) as bar,
     ):
         for batch in _chunks(pending, batch_size):
-            records = _run_batch(task, method, batch, adapter, video, template, expected)
+            records = _run_batch(task, method, batch, adapter, video, template, expected, answer_rule)
             # The measured seconds beside the records (MEASURED_FIELDS), first: a sample is finished once its
             # record is written, and a finished sample has its seconds (a kill in between leaves seconds
             # without a record, which the next run drops).
@@ -229,12 +239,37 @@ def _open_records(
             torn,
             len(records) - len(kept),
         )
-        with atomic_file(path) as handle:
-            append_jsonl(
-                handle, [{k: v for k, v in r.items() if k not in MEASURED_FIELDS} for r in kept.values()]
-            )
+        _rewrite_records(path, kept)
     _keep_latencies_of(path, kept)
     return kept, n_dropped
+
+
+def _rescore(
+    task: BenchmarkTask,
+    rows: Mapping[str, Mapping[str, Any]],
+    kept: dict[str, dict[str, Any]],
+    rule: AnswerRule,
+    path: Path,
+) -> None:
+    """Score each kept record's output again under ``rule``; rewrite ``path`` when any score changed."""
+    changed = 0
+    for pid, record in kept.items():
+        now = scored(task, rows[pid], record, rule)
+        if now != record:
+            kept[pid] = now
+            changed += 1
+    if changed:
+        logger.info("%s: %d record(s) scored again under the %r answer rule", path, changed, rule)
+        _rewrite_records(path, kept)
+
+
+def _rewrite_records(path: Path, kept: Mapping[str, Mapping[str, Any]]) -> None:
+    """Replace ``path`` at once (a kill leaves the old file or the new one) by the ``kept`` records, in
+    their order, without their measured fields (those live in the latency file)."""
+    with atomic_file(path) as handle:
+        append_jsonl(
+            handle, [{k: v for k, v in r.items() if k not in MEASURED_FIELDS} for r in kept.values()]
+        )
 
 
 def _keep_latencies_of(records_file: Path, kept: Mapping[str, Mapping[str, Any]]) -> None:
@@ -266,6 +301,7 @@ def _run_batch(
     video: VideoConfig,
     template: PromptTemplate,
     expected: Mapping[str, str],
+    rule: AnswerRule,
 ) -> list[dict[str, Any]]:
     """One record per row of ``batch``, in order: prepare, generate, score."""
     outcomes: dict[str, GenerationOutput | MediaError] = {}
@@ -277,7 +313,8 @@ def _run_batch(
             outcomes[row["problem_id"]] = err
     outcomes.update(_generate(adapter, inputs))
     return [
-        _record(task, method, row, expected[row["problem_id"]], outcomes[row["problem_id"]]) for row in batch
+        _record(task, method, row, expected[row["problem_id"]], outcomes[row["problem_id"]], rule)
+        for row in batch
     ]
 
 
@@ -320,6 +357,7 @@ def _record(
     row: Mapping[str, Any],
     hash_: str,
     outcome: GenerationOutput | MediaError,
+    rule: AnswerRule,
 ) -> dict[str, Any]:
     record = {
         "problem_id": row["problem_id"],
@@ -342,7 +380,7 @@ def _record(
             "status": "failed",
             "error": f"{type(outcome).__name__}: {outcome}",
         }
-    score = task.score(row, outcome.text)
+    score = task.score(row, outcome.text, rule=rule)
     return {
         **record,
         "output": outcome.text,

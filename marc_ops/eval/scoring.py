@@ -8,15 +8,16 @@ appends nothing after it); reading ignores such a line, and the runner removes i
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS, resolve_task
+from marc_ops.config.tasks import PAPER_BENCHMARKS, TASKS, BenchmarkTask, resolve_task
 from marc_ops.errors import MarcError
 from marc_ops.io import parse_jsonl
+from marc_ops.rewards import AnswerRule
 from marc_ops.rewards.accuracy import extract_answer
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ RECORD_SCHEMA: dict[str, pl.DataType] = {
     "problem_type": pl.String(),
     "answer": pl.String(),  # the ground truth, extracted from the solution
     "output": pl.String(),  # null when the sample failed
-    "extracted": pl.String(),  # the text in the output's first <answer>, null without tags
+    "extracted": pl.String(),  # the answer scored (eval.answer_rule); strict: null without <answer> tags
     "reward": pl.Float64(),  # accuracy or MRA in [0, 1]; 0 for a failed sample
     "correct": pl.Boolean(),
     "visual_tokens": pl.Int64(),
@@ -136,6 +137,31 @@ def read_records_files(files: Sequence[Path]) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame(schema=RECORD_SCHEMA)
 
 
+def scored(
+    task: BenchmarkTask, row: Mapping[str, Any], record: Mapping[str, Any], rule: AnswerRule
+) -> dict[str, Any]:
+    """``record`` with the ``extracted``, ``reward`` and ``correct`` that ``rule`` gives its recorded output
+    (a failed record as it is: it scores 0 under every rule); ``row`` is its benchmark row."""
+    if record["status"] != "ok":
+        return dict(record)
+    score = task.score(row, record["output"], rule=rule)
+    return {**record, "extracted": score.extracted, "reward": score.reward, "correct": score.correct}
+
+
+def score_records(records: pl.DataFrame, rows: Mapping[str, pl.DataFrame], rule: AnswerRule) -> pl.DataFrame:
+    """``records`` scored under ``rule`` from their recorded outputs (:func:`scored`), whatever rule scored
+    them when they were written; ``rows``: each benchmark's rows by name, holding every record's row."""
+    by_id = {
+        (benchmark, row["problem_id"]): row
+        for benchmark, frame in rows.items()
+        for row in frame.iter_rows(named=True)
+    }
+    return records_frame(
+        scored(resolve_task(r["benchmark"]), by_id[r["benchmark"], r["problem_id"]], r, rule)
+        for r in records.iter_rows(named=True)
+    )
+
+
 def summarize(records: pl.DataFrame) -> pl.DataFrame:
     """One row per (benchmark, method): each benchmark's own aggregate (:meth:`BenchmarkTask.aggregate`)."""
     rows = []
@@ -205,7 +231,7 @@ def prior_answer_records(
     for row in eval_rows.iter_rows(named=True):
         answer = prior.get(row["problem_type"])
         output = None if answer is None else f"<think></think><answer>{answer}</answer>"
-        scored = task.score(row, output)
+        scored = task.score(row, output, rule="strict")  # a tagged output: every rule reads the same answer
         records.append(
             {
                 "problem_id": str(row["problem_id"]),

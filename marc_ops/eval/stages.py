@@ -9,16 +9,18 @@ records it writes ``<method>.summary.json``: what the call did and the benchmark
 
 Resuming is only right for the same run: ``<method>.run.json`` holds what the records were answered
 with (:func:`evaluation_context`: the checkpoint's weights files, the benchmark file, the VMR
-selection, decoding and frame sampling). When any of it changed (a retrained checkpoint, a
-regenerated corpus) the old records are dropped and every sample runs again; an unchanged prompt
-must not carry over another model's answer.
+selection, decoding and frame sampling, and the answer rule that scored them). When any of it but the
+answer rule changed (a retrained checkpoint, a regenerated corpus) the old records are dropped and every
+sample runs again; an unchanged prompt must not carry over another model's answer. A new answer rule
+only scores the recorded outputs again (:func:`~marc_ops.eval.runner.run_benchmark`).
 
 ``efficiency_profile_stage(paths, params)`` measures what each method costs on the base model
 (:mod:`marc_ops.eval.efficiency`).
 
 ``report_stage(paths, params)`` reads the records file of each pair of the profile's ``eval`` section, keeps the records that match the current
 benchmark files and prompt (a record of a changed row or prompt would score a question nobody asks
-any more) and whose run context is the current one, and renders the report
+any more) and whose answers came from the current run context (whatever rule scored them), scores them from their recorded outputs under the
+profile's ``eval.answer_rule`` (the rule it names), and renders the report
 (``marc_ops.eval.report.build_report``) into ``assets/report``.
 
 :class:`~marc_ops.config.eval.EvalConfig` is the profile's ``eval`` section.
@@ -29,13 +31,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from marc_ops.config import Params, ProjectPaths
+from marc_ops.config.efficiency import LONGEST_VIDEO, EfficiencyConfig
 from marc_ops.config.methods import MethodSpec, resolve_method
 from marc_ops.config.prompts import PromptTemplate, prompt_template, question_text
 from marc_ops.config.tasks import TASKS, BenchmarkTask, resolve_task
@@ -43,7 +46,7 @@ from marc_ops.config.video import VideoConfig
 from marc_ops.data import load_videor1
 from marc_ops.data.benchmarks import load_task_rows
 from marc_ops.data.videor1 import DataFileError
-from marc_ops.eval.efficiency.profiler import DEFAULT_METHODS, profile_efficiency
+from marc_ops.eval.efficiency.profiler import DEFAULT_METHODS, ProfileSample, profile_efficiency
 from marc_ops.eval.qwen_adapter import (
     CheckpointNotFoundError,
     QwenAdapter,
@@ -63,6 +66,7 @@ from marc_ops.eval.scoring import (
     prior_answer_records,
     read_records,
     read_records_files,
+    score_records,
     score_table,
     summarize,
 )
@@ -106,6 +110,7 @@ def benchmark_scores_stage(
             "benchmark": summary.benchmark,
             "method": summary.method,
             "checkpoint": str(checkpoint),
+            "answer_rule": params.eval.answer_rule,
             **_figures(summary.scores),
             "generated_now": summary.n_generated,
             "resumed": summary.n_resumed,
@@ -144,7 +149,8 @@ def evaluation_context(
     checkpoint: Path | str, benchmark_file: Path, selection: Path | None, params: Params
 ) -> dict[str, Any]:
     """Everything besides the prompt that decides a sample's answer (:func:`weights_stamp` of the
-    checkpoint, the benchmark file, the VMR selection when the method uses it, decoding and sampling)."""
+    checkpoint, the benchmark file, the VMR selection when the method uses it, decoding and sampling), and
+    the answer rule that decides its score (:data:`SCORING_ONLY`)."""
     return {
         "checkpoint": weights_stamp(checkpoint),
         "benchmark_file": file_stamp(benchmark_file),
@@ -152,7 +158,13 @@ def evaluation_context(
         "max_new_tokens": params.eval.max_new_tokens,
         "video": params.video.model_dump(mode="json"),
         "dtype": params.model.dtype,
+        "answer_rule": params.eval.answer_rule,
     }
+
+
+# Run-context keys that decide a sample's score but not its answer: a change scores the recorded outputs
+# again instead of generating them again.
+SCORING_ONLY = ("answer_rule",)
 
 
 @dataclass(frozen=True)
@@ -190,13 +202,20 @@ def _current_context(
         return None
 
 
+def _answered_with(context: dict[str, Any]) -> dict[str, Any]:
+    """What of a run context decides the answers: all of it but :data:`SCORING_ONLY` (a run context written
+    before the answer rule was recorded has none of those)."""
+    return {k: v for k, v in context.items() if k not in SCORING_ONLY}
+
+
 def _forget_records_of_another_run(records_file: Path, context_file: Path, context: dict[str, Any]) -> None:
     """Drop ``records_file`` when ``context_file`` says it was answered with something else (or says
     nothing: records of unknown provenance); then record ``context``."""
     previous = json.loads(context_file.read_text()) if context_file.is_file() else None
-    dropped = records_file.is_file() and previous != context
+    answered_with = _answered_with(context)
+    dropped = records_file.is_file() and (previous is None or _answered_with(previous) != answered_with)
     if dropped:
-        changed = sorted(k for k in context if previous is None or previous.get(k) != context[k])
+        changed = sorted(k for k in answered_with if previous is None or previous.get(k) != context[k])
         logger.warning(
             "%s: answered with another %s; running every sample again", records_file, ", ".join(changed)
         )
@@ -236,6 +255,7 @@ def _evaluate(
         adapter,
         records_file,
         batch_size=config.batch_size,
+        answer_rule=config.answer_rule,
         limit=limit,
         video=params.video,
         template=prompt_template(config.prompt_template),
@@ -250,6 +270,7 @@ def _evaluate(
             "limit": limit,
             "max_new_tokens": config.max_new_tokens,
             "prompt_template": config.prompt_template,
+            "answer_rule": config.answer_rule,
             "n_selected": summary.n_selected,
             "n_generated": summary.n_generated,
             "n_resumed": summary.n_resumed,
@@ -319,6 +340,9 @@ def report_stage(paths: ProjectPaths, params: Params) -> StageResult:
     rows = {name: load_task_rows(resolve_task(name), eval_dir).rows for name in benchmarks}
     current = _current_records(records, rows, prompt_template(params.eval.prompt_template))
     current = _records_of_current_runs(paths, params, current)
+    # Scored here under the rule the report names: a run stopped before it rescored its records (or one
+    # of another rule) must not show its scores under this one.
+    current = score_records(current, rows, params.eval.answer_rule)
     n_stale = records.height - current.height
     if not current.height:
         raise ValueError(
@@ -350,6 +374,7 @@ def report_stage(paths: ProjectPaths, params: Params) -> StageResult:
         efficiency,
         paths.asset("report"),
         profile=params.profile,
+        answer_rule=params.eval.answer_rule,
         multiple_choice=multiple_choice_vs_chance(current, rows),
         by_type=reward_by_problem_type(current),
         by_category=multiple_choice_by_category(current, rows),
@@ -384,13 +409,18 @@ def report_stage(paths: ProjectPaths, params: Params) -> StageResult:
 
 
 def _records_of_current_runs(paths: ProjectPaths, params: Params, records: pl.DataFrame) -> pl.DataFrame:
-    """The records of the (benchmark, method) pairs whose run context is still the current one: after a
-    retraining or a new corpus, a pair not run again would show the old model's answers."""
+    """The records of the (benchmark, method) pairs answered in the current run context: after a
+    retraining or a new corpus, a pair not run again would show the old model's answers. The answer rule
+    that scored them does not matter: the report scores them again under its own."""
     keep = []
     for benchmark, method in records.select("benchmark", "method").unique(maintain_order=True).iter_rows():
         recorded = run_context_path(paths, benchmark, method)
         current = _current_context(paths, params, benchmark, method)
-        if current is not None and recorded.is_file() and json.loads(recorded.read_text()) == current:
+        if (
+            current is not None
+            and recorded.is_file()
+            and _answered_with(json.loads(recorded.read_text())) == _answered_with(current)
+        ):
             keep.append((benchmark, method))
         else:
             logger.warning(
@@ -426,17 +456,17 @@ def efficiency_profile_stage(paths: ProjectPaths, params: Params) -> StageResult
 
     The model is the ``base_model`` asset (tiny profile: the tiny Qwen2.5-VL; paper profile:
     Qwen2.5-VL-3B on ``params.model.device``), in ``params.model.dtype``. Costs do not depend on
-    the weights. The video is the eval set's longest, sampled at ``params.video.fps`` when that
-    gives 64 frames, else at its own frame rate up to 64 frames (a short synthetic video at 1 fps
-    would give the 64- and the 16-frame rows the same few frames); frames are sized by
-    ``params.video``. Its first question, with the answer-only prompt, is the text. Every compared
-    compressor the profile evaluates is measured beside 64 frames, 16 frames and MARC.
+    the weights. The batch is the profile's ``efficiency`` section (:func:`efficiency_rows`): the eval
+    set's longest video copied ``batch_size`` times, or a benchmark's first ``batch_size`` video samples,
+    each timed ``repeats`` times. A video is sampled at ``params.video.fps`` when that gives 64 frames, else
+    at its own frame rate up to 64 frames (a short synthetic video at 1 fps would give the 64- and the
+    16-frame rows the same few frames); frames are sized by ``params.video``. Each sample's question, with
+    the answer-only prompt, is its text. Every compared compressor the profile evaluates is measured beside
+    64 frames, 16 frames and MARC.
     """
-    row, video_path = _longest_eval_video(params.data.evals(paths.project_dir))
-    info = probe_video(video_path)
-    fps = params.video.fps if info.num_frames / info.fps * params.video.fps >= 64 else info.fps
-    sampling = VideoConfig(**{**params.video.model_dump(), "fps": fps, "max_frames": 64})
-    sampled = sample_frames(video_path, sampling)
+    config = params.efficiency
+    rows, input_name = efficiency_rows(params.data.evals(paths.project_dir), config)
+    samples = _profile_samples(rows, params.video)
     started = time.perf_counter()
     model_path = paths.base_model()
     model = load_qwen2_5_vl(
@@ -449,13 +479,13 @@ def efficiency_profile_stage(paths: ProjectPaths, params: Params) -> StageResult
     profile = profile_efficiency(
         model,
         processor,
-        sampled.frames,
+        samples,
+        source=config.source,
         methods=[bind_method_artifacts(paths, resolve_method(m)) for m in efficiency_methods(params)],
         device=params.model.device,
-        question=question_text(row["problem"], row["problem_type"], row.get("options")),
-        fps=fps,
+        repeats=config.repeats,
         model_name=f"{params.model.source} base model ({model_path})",
-        input_name=f"eval video {row['path']} (problem {row['problem_id']})",
+        input_name=input_name,
     )
     out = paths.asset("efficiency_profile") / "profile.json"
     write_json(out, profile)
@@ -465,6 +495,9 @@ def efficiency_profile_stage(paths: ProjectPaths, params: Params) -> StageResult
         metadata={
             "device": profile["device"],
             "model": profile["model"],
+            "source": profile["source"],
+            "batch_size": profile["batch_size"],
+            "repeats": profile["repeats"],
             "methods": len(profile["methods"]),
             "table": table,
             "seconds": round(time.perf_counter() - started, 2),
@@ -480,15 +513,55 @@ def efficiency_methods(params: Params) -> list[str]:
     return list(dict.fromkeys([*(resolve_method(m).name for m in DEFAULT_METHODS), *compared]))
 
 
+def efficiency_rows(
+    eval_dir: Path, config: EfficiencyConfig
+) -> tuple[list[tuple[dict[str, Any], Path]], str]:
+    """The rows of the profiled batch with their video paths, in batch order, and a name for them.
+
+    ``longest``: the first row of the eval set's longest video, ``batch_size`` times. A benchmark name: the
+    first ``batch_size`` video rows of its eval file, in file order (image rows are skipped).
+    """
+    if config.source == LONGEST_VIDEO:
+        row, path = _longest_eval_video(eval_dir)
+        copies = f", {config.batch_size} copies" if config.batch_size > 1 else ""
+        name = f"eval video {row['path']} (problem {row['problem_id']}{copies})"
+        return [(row, path)] * config.batch_size, name
+    task = resolve_task(config.source)
+    file = eval_dir / task.file_name
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"efficiency.source is {config.source!r} but {file} does not exist; point data.eval_dir at the "
+            f"folder of {task.file_name} or set efficiency.source to 'longest'"
+        )
+    videos = _video_rows([file])
+    if len(videos) < config.batch_size:
+        raise ValueError(
+            f"{file} has {len(videos)} video sample(s), fewer than efficiency.batch_size={config.batch_size}; "
+            "lower the batch size or choose another efficiency.source"
+        )
+    name = f"{task.display_name}: the first {config.batch_size} video samples of {task.file_name}"
+    return videos[: config.batch_size], name
+
+
+def _profile_samples(rows: list[tuple[dict[str, Any], Path]], video: VideoConfig) -> list[ProfileSample]:
+    """Each row's video sampled for the profile (see :func:`efficiency_profile_stage`; a video several
+    rows share is decoded once) with the row's question."""
+    sampled: dict[Path, ProfileSample] = {}
+    samples = []
+    for row, path in rows:
+        if path not in sampled:
+            info = probe_video(path)
+            fps = video.fps if info.num_frames / info.fps * video.fps >= 64 else info.fps
+            sampling = VideoConfig(**{**video.model_dump(), "fps": fps, "max_frames": 64})
+            sampled[path] = ProfileSample(frames=sample_frames(path, sampling).frames, fps=fps)
+        question = question_text(row["problem"], row["problem_type"], row.get("options"))
+        samples.append(replace(sampled[path], question=question))
+    return samples
+
+
 def _longest_eval_video(eval_dir: Path) -> tuple[dict[str, Any], Path]:
     """The first row of the eval set's longest video, and the video's path."""
-    files = sorted(eval_dir.glob("eval_*.json"))
-    rows = [
-        (row, (file.parent / row["path"]).resolve())
-        for file in files
-        for row in json.loads(file.read_text())
-        if row["data_type"] == "video"
-    ]
+    rows = _video_rows(sorted(eval_dir.glob("eval_*.json")))
     if not rows:
         raise FileNotFoundError(
             f"no video rows in {eval_dir}/eval_*.json; materialize videor1_source first (the synthetic corpus)"
@@ -496,3 +569,14 @@ def _longest_eval_video(eval_dir: Path) -> tuple[dict[str, Any], Path]:
     frames = {path: probe_video(path).num_frames for path in {path for _, path in rows}}
     longest = max(frames, key=lambda path: (frames[path], str(path)))
     return next(row for row, path in rows if path == longest), longest
+
+
+def _video_rows(files: list[Path]) -> list[tuple[dict[str, Any], Path]]:
+    """The video rows of the eval files ``files`` (image rows skipped), in file order, with their videos'
+    paths."""
+    return [
+        (row, (file.parent / row["path"]).resolve())
+        for file in files
+        for row in json.loads(file.read_text())
+        if row["data_type"] == "video"
+    ]

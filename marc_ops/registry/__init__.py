@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from marc_ops.config import Params
+from marc_ops.config.efficiency import LONGEST_VIDEO
 from marc_ops.config.methods import resolve_method
 from marc_ops.config.tasks import TASKS, resolve_task
 from marc_ops.data import stages as data
@@ -144,6 +145,12 @@ def _eval_file(params: Params, project: Path, fields: dict[str, Any]) -> list[Pa
 
 def _eval_files(params: Params, project: Path, _: dict[str, Any]) -> list[Path]:
     return [params.data.evals(project) / resolve_task(name).file_name for name in benchmark_keys(params)]
+
+
+def _efficiency_source_file(params: Params, project: Path, _: dict[str, Any]) -> list[Path]:
+    """The benchmark file the efficiency batch comes from; none for the longest video of the eval set."""
+    source = params.efficiency.source
+    return [] if source == LONGEST_VIDEO else [params.data.evals(project) / resolve_task(source).file_name]
 
 
 def _source_files(params: Params, project: Path, fields: dict[str, Any]) -> list[Path]:
@@ -294,10 +301,11 @@ STAGES: dict[str, Stage] = {
     "efficiency_profile": Stage(
         evaluation.efficiency_profile_stage,
         code=("marc_ops/eval/efficiency", *EVAL_CODE),
-        params=("model", "video", "data"),
+        params=("model", "video", "data", "efficiency"),
         # Every figure in it is a measurement of this machine: a metric, not a reproducible output.
         outs=(Out("assets/efficiency_profile/profile.json", metric=True),),
         upstream=("base_model", "score_policy", "videor1_source"),
+        data_files=_efficiency_source_file,
     ),
     "benchmark_scores": Stage(
         evaluation.benchmark_scores_stage,
@@ -307,6 +315,7 @@ STAGES: dict[str, Stage] = {
             "eval.batch_size",
             "eval.limit",
             "eval.prompt_template",
+            "eval.answer_rule",
             "model",
             *TRAIN_STATE,
         ),

@@ -5,7 +5,10 @@ in TRL's reward-function signature.
 """
 
 from marc_ops.rewards.accuracy import (
+    ANSWER_RULES,
     MRA_THRESHOLDS,
+    AnswerRule,
+    answer_text,
     extract_answer,
     format_score,
     mean_relative_accuracy,
@@ -14,6 +17,7 @@ from marc_ops.rewards.accuracy import (
     score_answer,
     score_answer_text,
     score_mra,
+    score_mra_text,
     word_error_rate,
 )
 from marc_ops.rewards.shaping import (
@@ -34,11 +38,14 @@ from marc_ops.rewards.trl_adapters import (
 )
 
 __all__ = [
+    "ANSWER_RULES",
+    "AnswerRule",
     "CGRPOReward",
     "CGRPORewardBreakdown",
     "CORRECTNESS_THRESHOLD",
     "MRA_THRESHOLDS",
     "accuracy_reward",
+    "answer_text",
     "cgrpo_reward_breakdown",
     "cgrpo_rewards",
     "completion_text",
@@ -55,5 +62,6 @@ __all__ = [
     "score_answer",
     "score_answer_text",
     "score_mra",
+    "score_mra_text",
     "word_error_rate",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
+from typing import Literal
 
 import jiwer
 from rouge_score import rouge_scorer
@@ -38,6 +39,28 @@ def extract_answer(text: str | None) -> str | None:
         return None
     match = _ANSWER_PATTERN.search(text)
     return match.group(1).strip() if match else None
+
+
+# How an evaluated output becomes the answer that is scored (``eval.answer_rule``).
+AnswerRule = Literal["strict", "whole-output"]
+ANSWER_RULES: tuple[AnswerRule, ...] = ("strict", "whole-output")
+
+
+def answer_text(completion: str | None, rule: AnswerRule) -> str | None:
+    """The answer of ``completion`` that an evaluation scores, under ``rule``.
+
+    - ``"strict"``: :func:`extract_answer`, so an output without ``<answer>...</answer>`` has no
+      answer and scores 0.
+    - ``"whole-output"``: Video-R1's ``eval_bench.py``, which produced the paper's figures: the tagged
+      answer, or the whole output when that is empty or missing (``if output_ans == '': output_ans =
+      model_output``); an output "B" then answers "B".
+
+    ``None`` when ``completion`` is not a string (a failed sample) or, under ``"strict"``, has no pair.
+    """
+    tagged = extract_answer(completion)
+    if rule == "strict" or tagged:
+        return tagged
+    return completion if isinstance(completion, str) else None
 
 
 def parse_number(text: str) -> float | None:
@@ -189,7 +212,11 @@ def mean_relative_accuracy(pred: float, gt: float) -> float:
 
 def score_mra(completion: str | None, solution: str | None) -> float:
     """:func:`mean_relative_accuracy` of the tagged answers, 0.0 when either does not parse."""
-    pred_text, gt_text = extract_answer(completion), extract_answer(solution)
+    return score_mra_text(extract_answer(completion), extract_answer(solution))
+
+
+def score_mra_text(pred_text: str | None, gt_text: str | None) -> float:
+    """:func:`mean_relative_accuracy` of two answer texts, 0.0 when either is ``None`` or not a number."""
     if pred_text is None or gt_text is None:
         return 0.0
     pred, gt = parse_number(pred_text), parse_number(gt_text)

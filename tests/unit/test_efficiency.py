@@ -8,17 +8,21 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from pydantic import ValidationError
 from transformers import Qwen2_5_VLForConditionalGeneration
 
 from marc_ops.compression import CompressionConfig, list_methods
 from marc_ops.compression.score import ScorePolicy, ScorePolicyConfig, save_policy
-from marc_ops.config import ProjectPaths
+from marc_ops.config import ProjectPaths, load_params
+from marc_ops.config.efficiency import EfficiencyConfig
+from marc_ops.config.methods import resolve_method
 from marc_ops.data.stages import videor1_source_stage
 from marc_ops.data.synthetic.frames import synthetic_video_frames
-from marc_ops.eval.efficiency.profiler import DEFAULT_METHODS, profile_efficiency
+from marc_ops.eval.efficiency import memory, profiler
+from marc_ops.eval.efficiency.profiler import DEFAULT_METHODS, ProfileSample, profile_efficiency
 from marc_ops.eval.efficiency.schema import EfficiencyProfile
 from marc_ops.eval.report import format_table
-from marc_ops.eval.stages import efficiency_profile_stage
+from marc_ops.eval.stages import efficiency_profile_stage, efficiency_rows
 from marc_ops.io import write_json
 from marc_ops.model import (
     apply_compression,
@@ -37,7 +41,7 @@ ANSWER_TOKENS = 3
 # 56 x 56 frames: a (t, 4, 4) patch grid, 2 x 2 = 4 LLM tokens per temporal group (2 frames).
 SIDE = 56
 TOKENS_PER_GROUP = (SIDE // 28) ** 2
-PROFILE_KEYS = {"device", "model", "dtype", "batch_size", "input", "methods"}
+PROFILE_KEYS = {"device", "model", "dtype", "batch_size", "repeats", "source", "input", "methods"}
 METHOD_KEYS = {
     "method",
     "frames",
@@ -80,11 +84,11 @@ def profiled(tiny) -> tuple[dict, list[tuple[int, int]]]:
         profile = profile_efficiency(
             model,
             processor,
-            frames,
+            [ProfileSample(frames)] * 2,
+            source="longest",
             methods=DEFAULT_METHODS,
             device="cpu",
             answer_tokens=ANSWER_TOKENS,
-            batch_size=2,
         )
     finally:
         model.generate = original
@@ -105,7 +109,12 @@ def test_profile_has_the_schema(profile: dict) -> None:
     assert all(set(row) == METHOD_KEYS for row in profile["methods"])
     EfficiencyProfile.model_validate(profile)
     assert json.loads(json.dumps(profile)) == profile
-    assert (profile["dtype"], profile["batch_size"]) == ("float32", 2)
+    assert (profile["dtype"], profile["batch_size"], profile["repeats"], profile["source"]) == (
+        "float32",
+        2,
+        1,
+        "longest",
+    )
     assert [row["method"] for row in profile["methods"]] == ["baseline-64f", "baseline-16f", "marc@0.6"]
 
 
@@ -142,7 +151,14 @@ def test_profile_restores_the_models_compression(tiny) -> None:
     model, processor = tiny
     frames = synthetic_video_frames(4, height=SIDE, width=SIDE)
     profile_efficiency(
-        model, processor, frames, methods=["marc"], device="cpu", answer_tokens=1, warmup=False
+        model,
+        processor,
+        [ProfileSample(frames)],
+        source="longest",
+        methods=["marc"],
+        device="cpu",
+        answer_tokens=1,
+        warmup=False,
     )
     assert model.config.marc_compression == CompressionConfig().model_dump()
 
@@ -199,7 +215,129 @@ def test_profile_rejects_frames_in_the_wrong_layout(tiny) -> None:
     model, processor = tiny
     channels_first = torch.zeros(4, 3, SIDE, SIDE, dtype=torch.uint8)
     with pytest.raises(ValueError, match=r"\(F, H, W, 3\) uint8"):
-        profile_efficiency(model, processor, channels_first, methods=["marc"], device="cpu")
+        profile_efficiency(
+            model,
+            processor,
+            [ProfileSample(channels_first)],
+            source="longest",
+            methods=["marc"],
+            device="cpu",
+        )
+
+
+def test_distinct_samples_give_frames_and_visual_tokens_per_sample(tiny) -> None:
+    """Two videos in one batch: 64 frames of 56 px (4 tokens a temporal group) and 32 frames of 84 px (9)."""
+    model, processor = tiny
+    samples = [
+        ProfileSample(synthetic_video_frames(64, height=SIDE, width=SIDE), question="Which shape?"),
+        ProfileSample(synthetic_video_frames(32, height=84, width=84), question="Which colour?", fps=2.0),
+    ]
+    profile = profile_efficiency(
+        model,
+        processor,
+        samples,
+        source="mmvu",
+        methods=["baseline-64f", "baseline-16f"],
+        device="cpu",
+        answer_tokens=1,
+        warmup=False,
+    )
+    rows = _rows(profile)
+    assert (profile["batch_size"], profile["source"]) == (2, "mmvu")
+    assert "32-64 frames of 56x56, 84x84 px at 1-2 fps" in profile["input"]
+    assert rows["baseline-64f"]["frames"] == 48  # (64 + 32) / 2
+    assert rows["baseline-64f"]["visual_tokens"] == (32 * 4 + 16 * 9) / 2  # 136
+    assert rows["baseline-16f"]["frames"] == 16
+    assert rows["baseline-16f"]["visual_tokens"] == (8 * 4 + 8 * 9) / 2  # 52
+
+
+def _scripted_run(generate_s: float, peak_gib: int) -> profiler._Run:
+    return profiler._Run(
+        frames=64,
+        visual_tokens=10.0,
+        processor_s=0.3,
+        vision_s=0.6,
+        merge_s=0.0,
+        prefill_s=0.3,
+        generate_s=generate_s,
+        peak_bytes=peak_gib * 2**30,
+    )
+
+
+def test_times_are_per_sample_memory_per_batch_and_the_median_run_is_reported(
+    tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of 3, three repeats whose end-to-end seconds are 3.9, 1.8 and 2.4: the 2.4 s run, per sample."""
+    model, processor = tiny
+    runs = iter([_scripted_run(3.0, 5), _scripted_run(0.9, 4), _scripted_run(1.5, 3)])
+    batches: list[int] = []
+
+    def scripted(setting, spec, batch):
+        batches.append(len(batch))
+        return next(runs)
+
+    monkeypatch.setattr(profiler, "_run_once", scripted)
+    frames = synthetic_video_frames(4, height=SIDE, width=SIDE)
+    profile = profile_efficiency(
+        model,
+        processor,
+        [ProfileSample(frames)] * 3,
+        source="longest",
+        methods=["baseline-64f"],
+        repeats=3,
+        warmup=False,
+    )
+    (row,) = profile["methods"]
+    assert batches == [3, 3, 3] and (profile["batch_size"], profile["repeats"]) == (3, 3)
+    assert row["vision_s"] == pytest.approx(0.6 / 3)
+    assert row["prefill_s"] == pytest.approx(0.3 / 3)
+    assert row["generate_s"] == pytest.approx(1.5 / 3)
+    assert row["end_to_end_s"] == pytest.approx((0.3 + 0.6 + 0.0 + 1.5) / 3)
+    assert row["peak_memory_gb"] == 3.0  # the median run's peak, for the whole batch
+    assert row["visual_tokens"] == 10.0
+
+
+def test_peak_memory_is_reset_before_each_methods_pass_and_read_after(
+    tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, processor = tiny
+    events: list[tuple[str, bool]] = []
+    peaks = iter([1, 2, 3])
+
+    def reset(device: torch.device) -> None:
+        events.append(("reset", model.config.marc_compression["enabled"]))
+
+    def read(device: torch.device) -> int:
+        events.append(("read", model.config.marc_compression["enabled"]))
+        return next(peaks) * 2**30
+
+    monkeypatch.setattr(profiler, "reset_peak_memory", reset)
+    monkeypatch.setattr(profiler, "peak_memory_bytes", read)
+    profile = profile_efficiency(
+        model,
+        processor,
+        [ProfileSample(synthetic_video_frames(4, height=SIDE, width=SIDE))] * 2,
+        source="longest",
+        methods=["baseline-64f", "marc"],
+        answer_tokens=1,
+    )
+    # the warm-up (baseline-64f), baseline-64f, then MARC: each pass between a reset and a read
+    assert events == [("reset", False), ("read", False)] * 2 + [("reset", True), ("read", True)]
+    assert [row["peak_memory_gb"] for row in profile["methods"]] == [2.0, 3.0]
+
+
+def test_cuda_peak_memory_is_max_memory_allocated_after_a_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA path with torch.cuda's functions replaced (no GPU needed): the allocator's peak, reset first."""
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda d: calls.append(("reset", d)))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d: calls.append(("max", d)) or 7 * 2**30)
+    device = torch.device("cuda:0")
+    memory.reset_peak_memory(device)
+    assert memory.peak_memory_bytes(device) == 7 * 2**30
+    assert ("reset", device) in calls and calls.index(("reset", device)) < calls.index(("max", device))
+    row = profiler._row(resolve_method("baseline-64f"), _scripted_run(1.5, 7), 15, device)
+    assert (row["peak_memory_gb"], row["memory_kind"]) == (7.0, "cuda")
 
 
 # --- the real 3B architecture (meta device: no memory is allocated) ---------------------------------------
@@ -335,3 +473,63 @@ def test_efficiency_profile_stage_writes_the_profile(small_project: Path, tiny_d
     assert "eval video" in profile.input and str(tiny_dir) in profile.model
     assert result.metadata["table"] == format_table(profile.model_dump())
     assert result.tables["methods"].height == 3 + len(compared)
+
+
+def _eval_file(folder: Path, rows: list[dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "eval_mmvu.json").write_text(json.dumps(rows))
+    return folder
+
+
+def _row(pid: str, data_type: str = "video") -> dict:
+    return {"problem_id": pid, "data_type": data_type, "path": f"./videos/{pid}.mp4", "problem": "?"}
+
+
+def test_a_benchmark_source_takes_its_first_video_samples_in_file_order(tmp_path: Path) -> None:
+    eval_dir = _eval_file(tmp_path / "eval", [_row("i0", "image"), _row("v1"), _row("v2"), _row("v3")])
+    rows, name = efficiency_rows(eval_dir, EfficiencyConfig(source="mmvu", batch_size=2))
+    assert [row["problem_id"] for row, _ in rows] == ["v1", "v2"]
+    assert [path for _, path in rows] == [(eval_dir / "videos" / f"{p}.mp4").resolve() for p in ("v1", "v2")]
+    assert name == "MMVU (mc): the first 2 video samples of eval_mmvu.json"
+    with pytest.raises(ValueError, match="has 3 video sample"):
+        efficiency_rows(eval_dir, EfficiencyConfig(source="mmvu", batch_size=4))
+    with pytest.raises(FileNotFoundError, match="eval_videomme.json does not exist"):
+        efficiency_rows(eval_dir, EfficiencyConfig(source="videomme"))
+
+
+def test_efficiency_config_checks_its_fields() -> None:
+    assert EfficiencyConfig().model_dump() == {"source": "longest", "batch_size": 1, "repeats": 1}
+    with pytest.raises(ValidationError, match="unknown efficiency source 'mmlu'"):
+        EfficiencyConfig(source="mmlu")
+    with pytest.raises(ValidationError, match="batch_size"):
+        EfficiencyConfig(batch_size=0)
+    with pytest.raises(ValidationError, match="repeats"):
+        EfficiencyConfig(repeats=0)
+    paper = load_params(Path(__file__).resolve().parents[2] / "configs" / "paper.yaml").efficiency
+    assert (paper.source, paper.batch_size) == ("mmvu", 15)
+
+
+def test_efficiency_profile_stage_measures_a_benchmarks_samples(small_project: Path, tiny_dir: Path) -> None:
+    params_file = small_project / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["synthetic"].update(n_train_videos=1, n_eval_videos=2, n_train_images=0, n_eval_images=0)
+    params["eval"]["methods"] = ["baseline-64f"]  # the paper's three rows only
+    params["efficiency"] = {"source": "synthetic", "batch_size": 2, "repeats": 2}
+    params_file.write_text(yaml.safe_dump(params))
+    paths = ProjectPaths(small_project)
+    videor1_source_stage(paths, paths.params())
+    write_json(
+        paths.asset("base_model") / "model.json", {"source": "tiny", "model_id": "", "path": str(tiny_dir)}
+    )
+
+    result = efficiency_profile_stage(paths, paths.params())
+    profile = EfficiencyProfile.model_validate(json.loads(result.outputs["profile"].read_text()))
+    assert (profile.source, profile.batch_size, profile.repeats) == ("synthetic", 2, 2)
+    assert profile.input.startswith("Synthetic: the first 2 video samples of eval_synthetic.json")
+    assert [m.method for m in profile.methods] == ["baseline-64f", "baseline-16f", "marc@0.6"]
+    assert {k: result.metadata[k] for k in ("source", "batch_size", "repeats")} == {
+        "source": "synthetic",
+        "batch_size": 2,
+        "repeats": 2,
+    }
+    assert "Protocol: batch 2 of the first 2 video samples of Synthetic" in result.metadata["table"]

@@ -83,7 +83,38 @@ def _ids_in_file(path: Path) -> list[str]:
 
 
 def _run(rows: pl.DataFrame, adapter: ScriptedAdapter, path: Path, **kwargs):
+    kwargs.setdefault("answer_rule", "strict")
     return run_benchmark(TASK, METHOD, rows, adapter, path, batch_size=2, progress=False, **kwargs)
+
+
+class UntaggedAdapter(ScriptedAdapter):
+    """Answers with the bare letter, no tags: right for even-numbered problems, wrong for odd ones."""
+
+    def generate(self, batch: Sequence[EvalInput]) -> list[GenerationOutput]:
+        self.calls.append([item.problem_id for item in batch])
+        return [
+            GenerationOutput(item.row["answer"] if int(item.problem_id[1:]) % 2 == 0 else "Z", 64, 0.5)
+            for item in batch
+        ]
+
+
+def test_a_new_answer_rule_scores_the_recorded_outputs_again(rows: pl.DataFrame, tmp_path: Path) -> None:
+    path = records_path(tmp_path / "scores", TASK.name, METHOD.name)
+    strict = _run(rows, UntaggedAdapter(), path, answer_rule="strict")
+    assert strict.scores["accuracy"] == 0.0  # no tags, no answer
+    assert read_records(path)["extracted"].is_null().all()
+
+    again = UntaggedAdapter()
+    whole = _run(rows, again, path, answer_rule="whole-output")
+    assert again.generated == []  # scored again from the recorded outputs, nothing generated
+    assert (whole.n_generated, whole.n_resumed) == (0, N_ROWS)
+    assert whole.scores["accuracy"] == pytest.approx(4 / 7 * 100)  # p0, p2, p4, p6 of seven
+    records = read_records(path)
+    assert records["reward"].to_list() == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    assert records["extracted"].to_list() == records["output"].to_list()
+
+    back = _run(rows, UntaggedAdapter(), path, answer_rule="strict")
+    assert back.scores["accuracy"] == 0.0 and read_records(path)["extracted"].is_null().all()
 
 
 def test_limit_then_full_run_generates_only_the_rest(rows: pl.DataFrame, tmp_path: Path) -> None:
@@ -279,7 +310,14 @@ def test_adapter_must_answer_every_input(rows: pl.DataFrame, tmp_path: Path) -> 
 def test_limit_and_batch_size_are_checked(rows: pl.DataFrame, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="batch_size"):
         run_benchmark(
-            TASK, METHOD, rows, ScriptedAdapter(), tmp_path / "r.jsonl", batch_size=0, progress=False
+            TASK,
+            METHOD,
+            rows,
+            ScriptedAdapter(),
+            tmp_path / "r.jsonl",
+            batch_size=0,
+            answer_rule="strict",
+            progress=False,
         )
     with pytest.raises(ValueError, match="limit"):
         _run(rows, ScriptedAdapter(), tmp_path / "r.jsonl", limit=-1)

@@ -54,7 +54,7 @@ def _records(
                 }
             )
             continue
-        score = task.score(row, output)
+        score = task.score(row, output, rule="strict")
         records.append(
             {
                 **base,
@@ -104,7 +104,38 @@ SAMPLE_TABLE = [
 
 @pytest.mark.parametrize(("benchmark", "problem_type", "gt", "output", "expected"), SAMPLE_TABLE)
 def test_sample_score(benchmark: str, problem_type: str, gt: str, output: str, expected: tuple) -> None:
-    score = resolve_task(benchmark).score(_row("x", problem_type, gt), output)
+    score = resolve_task(benchmark).score(_row("x", problem_type, gt), output, rule="strict")
+    assert (score.reward, score.correct, score.extracted) == pytest.approx(expected)
+
+
+# Video-R1's eval_bench.py: the tagged answer, or the whole output when that is empty or missing.
+# (benchmark, problem_type, ground truth, output) -> (reward, correct, extracted)
+WHOLE_OUTPUT_TABLE = [
+    ("mvbench", "multiple choice", "B", "<think>so</think><answer>B</answer>", (1.0, True, "B")),
+    ("mvbench", "multiple choice", "B", "<answer>A</answer>", (0.0, False, "A")),  # the tags win, even wrong
+    ("mvbench", "multiple choice", "B", "B", (1.0, True, "B")),  # no tags: the whole text is the answer
+    ("mvbench", "multiple choice", "B", " B\n", (1.0, True, " B\n")),  # compared after strip
+    ("mvbench", "multiple choice", "B", "The answer is B.", (0.0, False, "The answer is B.")),  # no match
+    ("mvbench", "multiple choice", "B", "<answer></answer>B", (0.0, False, "<answer></answer>B")),
+    ("mvbench", "multiple choice", "B", None, (0.0, False, None)),  # a failed sample
+    ("synthetic", "numerical", "3", "3", (1.0, True, "3")),
+    ("synthetic", "numerical", "3", "3.0", (0.0, False, "3.0")),  # a decimal mark on one side only
+    ("synthetic", "numerical", "2.5", "2.504", (1.0, True, "2.504")),  # equal at 2 decimals
+    ("synthetic", "numerical", "3", "three", (0.0, False, "three")),
+    ("vsibench", "regression", "10", "12", (0.6, False, "12")),  # MRA: rel. err 0.2, θ 0.50..0.75
+    ("vsibench", "regression", "10", "10", (1.0, True, "10")),
+    ("vsibench", "regression", "10", "about 12 m", (0.0, False, "about 12 m")),  # not a number
+    ("vsibench", "numerical", "3", "4", (0.4, False, "4")),  # MRA: rel. err 1/3, θ 0.50..0.65
+    # ROUGE against "the red car stops": 1- and L-F1 2·1·(3/4)/(1+3/4) = 6/7, 2-F1 (2 of 3 bigrams) 4/5.
+    ("synthetic", "free-form", "the red car stops", "the red car", (88 / 105, False, "the red car")),
+]
+
+
+@pytest.mark.parametrize(("benchmark", "problem_type", "gt", "output", "expected"), WHOLE_OUTPUT_TABLE)
+def test_sample_score_whole_output(
+    benchmark: str, problem_type: str, gt: str, output: str | None, expected: tuple
+) -> None:
+    score = resolve_task(benchmark).score(_row("x", problem_type, gt), output, rule="whole-output")
     assert (score.reward, score.correct, score.extracted) == pytest.approx(expected)
 
 

@@ -195,6 +195,94 @@ def test_outputs_without_answer_tags_score_zero(project: ProjectPaths, params: S
     assert untagged["extracted"].is_null().all() and (untagged["reward"] == 0.0).all()
 
 
+def test_the_answer_rule_is_recorded_and_a_new_one_scores_the_outputs_again(
+    project: ProjectPaths, params: SimpleNamespace
+) -> None:
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-16f")
+    context_file = run_context_path(project, "synthetic", "baseline-16f")
+    assert json.loads(context_file.read_text())["answer_rule"] == "strict"
+
+    whole = make_params(project.project_dir / "corpus", answer_rule="whole-output")
+    result = benchmark_scores_stage(project, whole, benchmark="synthetic", method="baseline-16f")
+    assert (result.metadata["generated_now"], result.metadata["resumed"]) == (0, N_ROWS)
+    assert result.metadata["answer_rule"] == "whole-output"
+    assert json.loads(context_file.read_text())["answer_rule"] == "whole-output"
+    assert json.loads(summary_path(project, "synthetic", "baseline-16f").read_text())["answer_rule"] == (
+        "whole-output"
+    )
+    records = read_records(records_path(project.asset("benchmark_scores"), "synthetic", "baseline-16f"))
+    untagged = records.filter(~pl.col("output").str.contains("<answer>"))
+    assert untagged.height > 0 and untagged["extracted"].to_list() == untagged["output"].to_list()
+
+    # A run context written before the answer rule was recorded: the records are kept and scored.
+    context = json.loads(context_file.read_text())
+    del context["answer_rule"]
+    write_json(context_file, context)
+    again = benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-16f")
+    assert (again.metadata["generated_now"], again.metadata["resumed"]) == (0, N_ROWS)
+    assert json.loads(context_file.read_text())["answer_rule"] == "strict"
+
+
+def test_the_report_names_the_answer_rule_under_each_table_of_scores(
+    project: ProjectPaths, params: SimpleNamespace
+) -> None:
+    whole = make_params(project.project_dir / "corpus", answer_rule="whole-output")
+    benchmark_scores_stage(project, whole, benchmark="synthetic", method="baseline-64f")
+    report_stage(project, whole)
+    markdown = (project.asset("report") / "report.md").read_text()
+    assert "**whole-output** answer rule" in markdown and "**strict** answer rule" not in markdown
+
+    # Scored under another rule than the profile's now: the report scores the outputs under its own.
+    strict = report_stage(project, params)
+    assert strict.tables["scores"]["method"].to_list() == ["baseline-64f"]
+    markdown = (project.asset("report") / "report.md").read_text()
+    assert "**strict** answer rule" in markdown and "**whole-output** answer rule" not in markdown
+
+
+def test_the_report_reads_a_run_context_written_before_the_answer_rule_was_recorded(
+    project: ProjectPaths, params: SimpleNamespace
+) -> None:
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-64f")
+    context_file = run_context_path(project, "synthetic", "baseline-64f")
+    context = json.loads(context_file.read_text())
+    del context["answer_rule"]  # as every run.json before the rule was recorded; the strict rule scored it
+    write_json(context_file, context)
+
+    result = report_stage(project, params)
+    assert result.tables["scores"]["method"].to_list() == ["baseline-64f"]
+    assert result.metadata["stale_records_ignored"] == 0
+
+
+def test_a_run_stopped_before_it_rescored_shows_no_score_under_the_new_rules_name(
+    project: ProjectPaths, params: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run context names the new rule as soon as the run starts; its records are scored again later. Stopped
+    in between, the report still shows only scores its rule gave."""
+    benchmark_scores_stage(project, params, benchmark="synthetic", method="baseline-64f")
+    path = records_path(project.asset("benchmark_scores"), "synthetic", "baseline-64f")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    # An untagged output that is the right answer: strict scores it 0 (as recorded), whole-output 1.
+    lines[0] = {**lines[0], "output": lines[0]["answer"], "extracted": None, "reward": 0.0, "correct": False}
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    strict_score = report_stage(project, params).tables["scores"]["Mean"][0]
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("stopped before the records were scored again")
+
+    monkeypatch.setattr("marc_ops.eval.runner._rescore", stopped)
+    whole = make_params(project.project_dir / "corpus", answer_rule="whole-output")
+    with pytest.raises(RuntimeError, match="stopped"):
+        benchmark_scores_stage(project, whole, benchmark="synthetic", method="baseline-64f")
+    context = json.loads(run_context_path(project, "synthetic", "baseline-64f").read_text())
+    assert context["answer_rule"] == "whole-output"
+    assert path.read_text().splitlines()[0] == json.dumps(lines[0])  # still scored by the strict rule
+
+    shown = report_stage(project, whole).tables["scores"]["Mean"][0]
+    monkeypatch.undo()
+    finished = benchmark_scores_stage(project, whole, benchmark="synthetic", method="baseline-64f")
+    assert shown == pytest.approx(finished.metadata["score"]) and shown > strict_score
+
+
 def test_a_corrupt_video_fails_its_samples_and_the_rest_complete(
     project: ProjectPaths, params: SimpleNamespace
 ) -> None:
@@ -325,6 +413,9 @@ def test_eval_config_names_known_benchmarks_and_methods_once() -> None:
         EvalConfig(prompt_template="mine")
     with pytest.raises(ValidationError, match="batch_size"):
         EvalConfig(batch_size=0)
+    with pytest.raises(ValidationError, match="'strict' or 'whole-output'"):
+        EvalConfig(answer_rule="loose")
+    assert EvalConfig().answer_rule == "strict"
 
 
 def _efficiency_profile() -> dict:
@@ -347,6 +438,8 @@ def _efficiency_profile() -> dict:
         "model": "tiny",
         "dtype": "float32",
         "batch_size": 1,
+        "repeats": 1,
+        "source": "longest",
         "input": "synthetic",
         "methods": [cost("baseline-64f", 64, 240.0, 1.0), cost("marc@0.6", 1, 40.0, 0.6)],
     }

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from PIL import Image
 from pydantic import ValidationError
+from tests_support import REPO_ROOT
 
 from marc_ops.config.methods import METHODS
 from marc_ops.config.tasks import TASKS
@@ -21,6 +22,7 @@ from marc_ops.eval.report import (
     SCORE_VISUAL_TOKENS,
     ReportFiles,
     build_report,
+    format_table,
     guessing_p_value,
     multiple_choice_by_category,
     multiple_choice_vs_chance,
@@ -86,6 +88,8 @@ def efficiency() -> dict:
         "model": "Qwen/Qwen2.5-VL-3B-Instruct",
         "dtype": "bfloat16",
         "batch_size": 15,
+        "repeats": 3,
+        "source": "mmvu",
         "input": "MMVU (mc), answer-only prompt",
         "methods": [
             _method_cost("baseline-64f", 2364.9, 40.0, 2.0),
@@ -125,7 +129,9 @@ def report(
 ) -> ReportFiles:
     """Rendered once for the module: drawing the plots takes seconds."""
     out_dir = tmp_path_factory.mktemp("report")
-    return build_report(summary, efficiency, out_dir, profile="paper", multiple_choice=chance)
+    return build_report(
+        summary, efficiency, out_dir, profile="paper", answer_rule="whole-output", multiple_choice=chance
+    )
 
 
 def _table_line(markdown: str, start: str, after: str) -> str:
@@ -215,6 +221,61 @@ def test_synthetic_suite_is_its_own_table_with_chance(report: ReportFiles) -> No
     assert "Above chance with 95 % confidence: `baseline-64f`." in section
 
 
+def test_the_answer_rule_is_stated_under_each_table_of_scores(report: ReportFiles, tmp_path: Path) -> None:
+    """The fixture's tables of our scores: the synthetic suite, Tables 1-3, SCORE Table 1 at R = 100, 40, 25
+    and 10 %, and Fig. 4: nine, each followed by the rule's sentence; the visual tokens, efficiency and
+    failure tables are not scores."""
+    md = report.markdown.read_text()
+    assert md.count("Our scores here: the **whole-output** answer rule") == 1 + 3 + 4 + 1
+    assert "**strict** answer rule" not in md
+    table_1 = md.split("## Table 1")[1].split("\n## ")[0]
+    last_table_line = max(i for i, line in enumerate(table_1.splitlines()) if line.startswith("|"))
+    assert "**whole-output** answer rule" in table_1.splitlines()[last_table_line + 2]  # right below it
+
+    summary = pl.DataFrame([_summary_row("synthetic", "baseline-64f", 30.0, 2048.0)], schema=SUMMARY_SCHEMA)
+    strict = build_report(summary, None, tmp_path, profile="tiny", answer_rule="strict")
+    text = strict.markdown.read_text()
+    assert "**whole-output** answer rule" not in text
+    assert (
+        text.count("Our scores here: the **strict** answer rule (`eval.answer_rule: strict`)")
+        == 1 + 3 + 4 + 1
+    )
+
+
+def test_the_efficiency_section_states_the_protocol(report: ReportFiles, efficiency: dict) -> None:
+    md = report.markdown.read_text()
+    section = md.split("## Efficiency")[1]
+    assert (
+        "Protocol: batch 15 of the first 15 video samples of MMVU (mc) (`efficiency.source: mmvu`), answer-only "
+        "prompt, 3 timed run(s) per method (each method's row is its run with the median end-to-end time)."
+    ) in section
+    assert "memory is peak CUDA memory in GB, for the whole batch" in section
+    longest = {**efficiency, "batch_size": 1, "repeats": 1, "source": "longest"}
+    assert (
+        "Protocol: batch 1 of copies of the eval set's longest video (`efficiency.source: longest`), answer-only "
+        "prompt, 1 timed run(s) per method"
+    ) in format_table(longest)
+
+
+def test_a_profile_written_before_the_protocol_was_recorded_still_reports(
+    summary: pl.DataFrame, efficiency: dict, tmp_path: Path
+) -> None:
+    """Older profiles (the committed CPU figures among them) have no ``repeats`` or ``source``: each was one
+    video copied ``batch_size`` times, its timed runs stated in its input."""
+    committed = json.loads((REPO_ROOT / "benchmarks" / "results" / "prefill_efficiency.json").read_text())
+    assert not {"repeats", "source"} & set(committed)
+    assert "Protocol: batch 1 of copies of one video, answer-only prompt, as many timed runs" in format_table(
+        committed
+    )
+    older = {k: v for k, v in efficiency.items() if k not in ("repeats", "source")}
+    files = build_report(summary, older, tmp_path, profile="paper", answer_rule="whole-output")
+    section = files.markdown.read_text().split("## Efficiency")[1]
+    assert (
+        "Protocol: batch 15 of copies of one video, answer-only prompt, as many timed runs per method as the "
+        "input states. Input: MMVU (mc), answer-only prompt."
+    ) in section
+
+
 def test_failed_samples_are_counted(report: ReportFiles) -> None:
     md = report.markdown.read_text()
     section = md[md.index("## Failed samples") :]
@@ -279,7 +340,7 @@ def test_html_embeds_the_plots_and_marks_paper_rows(report: ReportFiles) -> None
 
 def test_tiny_profile_says_paper_figures_are_not_comparable(tmp_path: Path) -> None:
     summary = pl.DataFrame([_summary_row("synthetic", "marc@0.6", 30.0, 64.0)], schema=SUMMARY_SCHEMA)
-    files = build_report(summary, None, tmp_path, profile="tiny")
+    files = build_report(summary, None, tmp_path, profile="tiny", answer_rule="strict")
     md = files.markdown.read_text()
     assert "profile `tiny`" in md
     assert "**Not comparable to the paper.**" in md
@@ -293,7 +354,7 @@ def test_invalid_efficiency_profile_is_rejected_with_the_field(efficiency: dict,
     summary = pl.DataFrame(schema=SUMMARY_SCHEMA)
     bad = {**efficiency, "methods": [{**efficiency["methods"][0], "memory_kind": "vram"}]}
     with pytest.raises(ValidationError, match=r"methods\.0\.memory_kind"):
-        build_report(summary, bad, tmp_path, profile="paper")
+        build_report(summary, bad, tmp_path, profile="paper", answer_rule="whole-output")
     missing = {k: v for k, v in efficiency.items() if k != "batch_size"}
     with pytest.raises(ValidationError, match="batch_size"):
         EfficiencyProfile.model_validate(missing)
@@ -308,7 +369,13 @@ def test_invalid_efficiency_profile_is_rejected_with_the_field(efficiency: dict,
 
 def test_summary_with_a_repeated_pair_is_rejected(summary: pl.DataFrame, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"more than once: \[\('mmvu', 'marc@0.6'\)\]"):
-        build_report(pl.concat([summary, summary.slice(4, 1)]), None, tmp_path, profile="paper")
+        build_report(
+            pl.concat([summary, summary.slice(4, 1)]),
+            None,
+            tmp_path,
+            profile="paper",
+            answer_rule="whole-output",
+        )
 
 
 def test_multiple_choice_vs_chance_from_records_and_rows() -> None:
@@ -398,7 +465,7 @@ def test_multiple_choice_by_category_and_its_table(summary: pl.DataFrame, tmp_pa
         50.0,
         pytest.approx(1 - 4 / 9),
     )
-    files = build_report(summary, None, tmp_path, profile="tiny", by_category=out)
+    files = build_report(summary, None, tmp_path, profile="tiny", answer_rule="strict", by_category=out)
     md = files.markdown.read_text()
     section = md[md.index("## Synthetic suite") : md.index("## Table 1")]
     assert "| Method | SynthScenes (n=9, chance 25.00) | SynthShapes (n=2, chance 33.33) |" in section
@@ -418,7 +485,14 @@ def test_multiple_choice_by_category_and_its_table(summary: pl.DataFrame, tmp_pa
         600 / 9 - 25
     )
     with pytest.raises(ValueError, match="by_category lacks"):
-        build_report(summary, None, tmp_path / "x", profile="tiny", by_category=out.drop("category"))
+        build_report(
+            summary,
+            None,
+            tmp_path / "x",
+            profile="tiny",
+            answer_rule="strict",
+            by_category=out.drop("category"),
+        )
 
 
 def test_reward_by_problem_type_and_its_table_against_the_prior(
@@ -456,7 +530,7 @@ def test_reward_by_problem_type_and_its_table_against_the_prior(
     with_prior = pl.concat(
         [summary, pl.DataFrame([_summary_row("synthetic", "prior-answer", 35.0, 0.0)], schema=SUMMARY_SCHEMA)]
     )
-    files = build_report(with_prior, None, tmp_path, profile="tiny", by_type=types)
+    files = build_report(with_prior, None, tmp_path, profile="tiny", answer_rule="strict", by_type=types)
     md = files.markdown.read_text()
     section = md[md.index("## Synthetic suite") : md.index("## Table 1")]
     assert "| Method | multiple choice (n=2) | regression (n=2) |" in section
@@ -474,7 +548,9 @@ def test_reward_by_problem_type_and_its_table_against_the_prior(
     metrics = json.loads(files.metrics_json.read_text())
     assert metrics["synthetic/marc@0.6/reward_by_type/regression"] == pytest.approx(20.0)
     with pytest.raises(ValueError, match="by_type lacks"):
-        build_report(summary, None, tmp_path / "x", profile="tiny", by_type=types.drop("n"))
+        build_report(
+            summary, None, tmp_path / "x", profile="tiny", answer_rule="strict", by_type=types.drop("n")
+        )
 
 
 def test_guessing_p_value_is_the_exact_tail_of_the_guessers_right_answers() -> None:
@@ -558,7 +634,9 @@ def compared(
         for m, tokens in (("vidcom2@0.25", 512.0), ("moviechat-1f", 64.0), ("marc@0.6", 121.5))
     ]
     profile = {**efficiency, "methods": [*costs, _method_cost("baseline-64f", 2048.0, 12.0, 2.0)]}
-    return build_report(compared_summary, profile, tmp_path_factory.mktemp("compared"), profile="tiny")
+    return build_report(
+        compared_summary, profile, tmp_path_factory.mktemp("compared"), profile="tiny", answer_rule="strict"
+    )
 
 
 def _section(markdown: str, heading: str) -> str:
@@ -655,7 +733,9 @@ def test_score_table_1_relative_columns_need_every_benchmark_and_the_baseline(tm
         _summary_row("synthetic", "holitom@0.1", 30.0, 200.0),
         _summary_row("synthetic", "vidcom2@0.5", 35.0, 1000.0),  # a retention SCORE does not print
     ]
-    files = build_report(pl.DataFrame(rows, schema=SUMMARY_SCHEMA), None, tmp_path, profile="tiny")
+    files = build_report(
+        pl.DataFrame(rows, schema=SUMMARY_SCHEMA), None, tmp_path, profile="tiny", answer_rule="strict"
+    )
     section = _section(files.markdown.read_text(), "SCORE Table 1")
     assert _cells(_table_line(section, "| `holitom@0.1` (ours)", "**R = 10")) == [
         "`holitom@0.1` (ours)",
@@ -669,7 +749,11 @@ def test_score_table_1_relative_columns_need_every_benchmark_and_the_baseline(tm
     assert _cells(_table_line(section, "| `vidcom2@0.5` (ours)", "**R = 50"))[-2:] == ["1000.0", "50.0%"]
     assert section.index("**R = 50 %.**") < section.index("**R = 40 %.**")  # largest retention first
     without = build_report(
-        pl.DataFrame(rows[1:], schema=SUMMARY_SCHEMA), None, tmp_path / "without", profile="tiny"
+        pl.DataFrame(rows[1:], schema=SUMMARY_SCHEMA),
+        None,
+        tmp_path / "without",
+        profile="tiny",
+        answer_rule="strict",
     )
     section = _section(without.markdown.read_text(), "SCORE Table 1")
     assert "`baseline-64f` did not run" in section

@@ -1,7 +1,8 @@
 """The efficiency profile (paper section 4.2, Fig. 5 and App. A.3; SPEC section 8): what each method costs.
 
-``profile_efficiency(model, processor, frames, methods=..., device=...)`` feeds one video to each
-method (64 frames, 16 frames, MARC at the one-frame budget) and times the phases of one answer:
+``profile_efficiency(model, processor, samples, methods=..., device=...)`` feeds one batch of samples
+(:class:`ProfileSample`: a video's frames and its question) to each method (64 frames, 16 frames, MARC at
+the one-frame budget) and times the phases of one answer:
 
 ============  =========================================================================================
 phase         what is timed
@@ -18,16 +19,18 @@ end_to_end_s  processor + vision + merge + generate, back to back: the same work
               as one ``model.generate(**inputs_with_pixels)``; the phases are only called one by one
 ============  =========================================================================================
 
-Times are seconds per sample: the wall time of a batch of ``batch_size`` copies of the sample divided
-by ``batch_size`` (the paper runs batches of 15, App. A.3). With ``repeats > 1`` every phase of the run
+Times are seconds per sample: the wall time of the batch divided by its samples (the paper runs batches
+of 15 MMVU samples, App. A.3); visual tokens and frames are per sample too (the batch's mean). The batch
+is the samples given: distinct videos, or one sample given ``batch_size`` times. With ``repeats > 1`` every phase of the run
 whose end-to-end time is the median is reported, so the parts always add up within one run. One
 unrecorded warm-up run (the first method on the first temporal group, two answer tokens) goes before
 them, and the methods take turns (repeat 1 of each, then repeat 2 of each, ...), so that a busy spell
 of a shared machine does not fall on one method only.
 
 Peak memory (:mod:`marc_ops.eval.efficiency.memory`) is reset before each method's pass and read after
-it: CUDA's allocator peak, or on the CPU the process's resident-set high-water mark. Both include the
-resident weights, as the paper's 41.63 GB → 11.48 GB does; GB here is 2**30 bytes.
+it: on CUDA ``torch.cuda.max_memory_allocated`` after ``torch.cuda.reset_peak_memory_stats``, on the CPU
+the process's resident-set high-water mark. It is the whole batch's, not divided by its samples, and
+includes the resident weights, as the paper's 41.63 GB → 11.48 GB at batch 15 does; GB here is 2**30 bytes.
 
 The prompt is answer-only (App. A.3: the model outputs only the final answer): the question, its
 options and Video-R1's multiple-choice suffix, without the think-then-answer template. The Visual
@@ -77,15 +80,54 @@ def answer_only_prompt(question: str) -> str:
     return question + VIDEO_R1_EVAL.type_suffix["multiple choice"].lstrip()
 
 
+@dataclass(frozen=True)
+class ProfileSample:
+    """One sample of the profiled batch.
+
+    Attributes:
+        frames: (F, H, W, 3) uint8 frames sampled at ``fps`` (``sample_frames(...).frames``), the input of
+            the method with the most frames; a method with ``max_frames < F`` gets ``max_frames`` of them,
+            spread as ``sample_frame_indices`` spreads them.
+        question: the question text with its options; the prompt is ``answer_only_prompt(question)``.
+        fps: the rate ``frames`` were sampled at (sets the video's mRoPE time steps).
+        frame_clip_ids: (F,) the VMR clip of each frame; ``None`` makes the video one clip.
+    """
+
+    frames: np.ndarray | torch.Tensor
+    question: str = DEFAULT_QUESTION
+    fps: float = 1.0
+    frame_clip_ids: Sequence[int] | None = None
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """A sample as the processor takes it: (F, 3, H, W) uint8 frames, its prompt, rate and clips."""
+
+    frames: torch.Tensor
+    prompt: str
+    fps: float
+    clip_ids: list[int] | None
+
+    def first(self, count: int) -> _Sample:
+        clips = None if self.clip_ids is None else self.clip_ids[:count]
+        return replace(self, frames=self.frames[:count], clip_ids=clips)
+
+    def for_method(self, spec: MethodSpec) -> _Sample:
+        picked = _frames_for(spec, len(self.frames))
+        clips = None if self.clip_ids is None else [self.clip_ids[i] for i in picked]
+        return replace(self, frames=self.frames[picked], clip_ids=clips)
+
+
 # --- the profile --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class _Run:
-    """One timed pass of one method: seconds for the whole batch, bytes at the peak."""
+    """One timed pass of one method over the batch: seconds for the whole batch, bytes at the peak, and
+    frames and visual tokens per sample (the batch's mean)."""
 
-    frames: int
-    visual_tokens: int
+    frames: float
+    visual_tokens: float
     processor_s: float
     vision_s: float
     merge_s: float
@@ -101,70 +143,59 @@ class _Run:
 def profile_efficiency(
     model: Qwen2_5_VLForConditionalGeneration,
     processor: Qwen2_5_VLProcessor,
-    video_frames: np.ndarray | torch.Tensor,
+    samples: Sequence[ProfileSample],
     *,
+    source: str,
     methods: Sequence[MethodSpec | str] = DEFAULT_METHODS,
-    batch_size: int = 1,
     answer_tokens: int = 16,
     device: str | torch.device = "cpu",
     repeats: int = 1,
-    question: str = DEFAULT_QUESTION,
-    fps: float = 1.0,
-    frame_clip_ids: Sequence[int] | None = None,
     model_name: str | None = None,
     input_name: str = "one video",
     warmup: bool = True,
 ) -> dict[str, Any]:
-    """Time each method's phases on the same video; returns a dict valid as ``EfficiencyProfile``.
+    """Time each method's phases on the same batch; returns a dict valid as ``EfficiencyProfile``.
 
     Args:
         model: a Qwen2.5-VL on ``device`` (patched or not; it is patched here and its compression is
             restored at the end).
         processor: its processor.
-        video_frames: (F, H, W, 3) uint8 frames sampled at ``fps`` (``sample_frames(...).frames``), the
-            input of the method with the most frames; a method with ``max_frames < F`` gets
-            ``max_frames`` of them, spread as ``sample_frame_indices`` spreads them.
+        samples: the batch, one :class:`ProfileSample` per sample (the same one several times to
+            measure a batch of copies); the batch size is their number.
+        source: where the samples came from, recorded as the profile's ``source`` (the profile's
+            ``efficiency.source``: ``longest`` or a benchmark name).
         methods: method names or specs; only ``max_frames`` and ``compression`` matter here.
-        batch_size: copies of the sample in one batch (the paper: 15 on one A6000).
         answer_tokens: new tokens every method generates, exactly.
         repeats: timed runs per method; the median run (by end-to-end time) is reported.
-        question: the question text (with its options); the prompt is ``answer_only_prompt(question)``.
-        fps: the rate ``video_frames`` were sampled at (sets the video's mRoPE time steps).
-        frame_clip_ids: (F,) the VMR clip of each frame; ``None`` makes the video one clip.
         model_name, input_name: recorded as the profile's ``model`` and (the start of) its ``input``.
         warmup: run the first method once on the first temporal group before timing anything.
     """
-    frames = _frames_tensor(video_frames)
-    if batch_size < 1 or answer_tokens < 1 or repeats < 1:
+    if not samples or answer_tokens < 1 or repeats < 1:
         raise ValueError(
-            f"batch_size={batch_size}, answer_tokens={answer_tokens} and repeats={repeats} must all be >= 1"
+            f"{len(samples)} samples, answer_tokens={answer_tokens} and repeats={repeats}: give at least one "
+            "sample, and at least 1 of each"
         )
-    if frame_clip_ids is not None and len(frame_clip_ids) != len(frames):
-        raise ValueError(
-            f"frame_clip_ids has {len(frame_clip_ids)} ids for {len(frames)} frames; give one per frame"
-        )
+    batch = _prepared(samples)
     device = torch.device(device)
     specs = [resolve_method(m) if isinstance(m, str) else m for m in methods]
-    setting = _Setting(model, processor, answer_only_prompt(question), batch_size, answer_tokens, fps, device)
+    setting = _Setting(model, processor, answer_tokens, device)
     original = compression_of(model)
     try:
         if warmup:
-            _warm_up(setting, specs[0], frames, frame_clip_ids)
-        runs = _timed_runs(setting, specs, frames, frame_clip_ids, repeats)
+            _warm_up(setting, specs[0], batch)
+        runs = _timed_runs(setting, specs, batch, repeats)
     finally:
         apply_compression(model, original)
-    height, width = frames.shape[-2:]
     profile = {
         "device": _device_name(device),
         "model": model_name or model.config.name_or_path or type(model).__name__,
         "dtype": str(model.dtype).removeprefix("torch."),
-        "batch_size": batch_size,
-        "input": (
-            f"{input_name}: {len(frames)} frames of {width}x{height} px at {fps:g} fps, answer-only MC prompt, "
-            f"{answer_tokens} answer tokens forced; {repeats} timed run(s) per method"
-        ),
+        "batch_size": len(batch),
+        "repeats": repeats,
+        "source": source,
+        "input": f"{input_name}: {_frames_description(batch)}, {answer_tokens} answer tokens forced",
         "methods": [
-            _row(spec, _median_run(method_runs), batch_size, device)
+            _row(spec, _median_run(method_runs), len(batch), device)
             for spec, method_runs in zip(specs, runs, strict=True)
         ],
     }
@@ -175,16 +206,43 @@ def profile_efficiency(
 class _Setting:
     model: Qwen2_5_VLForConditionalGeneration
     processor: Qwen2_5_VLProcessor
-    prompt: str
-    batch_size: int
     answer_tokens: int
-    fps: float
     device: torch.device
 
     def clock(self) -> float:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
+
+
+def _prepared(samples: Sequence[ProfileSample]) -> list[_Sample]:
+    """The samples checked and in the processor's layout; either every sample has clip ids or none has."""
+    with_clips = {sample.frame_clip_ids is not None for sample in samples}
+    if len(with_clips) > 1:
+        raise ValueError("give frame_clip_ids for every sample of the batch or for none")
+    batch = []
+    for sample in samples:
+        frames = _frames_tensor(sample.frames)
+        clips = sample.frame_clip_ids
+        if clips is not None and len(clips) != len(frames):
+            raise ValueError(
+                f"frame_clip_ids has {len(clips)} ids for {len(frames)} frames; give one per frame"
+            )
+        prompt = answer_only_prompt(sample.question)
+        batch.append(_Sample(frames, prompt, sample.fps, None if clips is None else list(clips)))
+    return batch
+
+
+def _frames_description(batch: Sequence[_Sample]) -> str:
+    """``64 frames of 56x56 px at 1 fps`` per sample, with ranges where the samples differ."""
+
+    def span(values: Sequence[float]) -> str:
+        low, high = min(values), max(values)
+        return f"{low:g}" if low == high else f"{low:g}-{high:g}"
+
+    sizes = sorted({(s.frames.shape[-1], s.frames.shape[-2]) for s in batch})
+    size = ", ".join(f"{w}x{h}" for w, h in sizes) if len(sizes) <= 3 else f"{len(sizes)} sizes of"
+    return f"{span([len(s.frames) for s in batch])} frames of {size} px at {span([s.fps for s in batch])} fps"
 
 
 def _frames_tensor(video_frames: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -203,33 +261,24 @@ def _frames_for(spec: MethodSpec, available: int) -> list[int]:
     return sample_frame_indices(available, 1.0, 1.0, spec.max_frames).tolist()
 
 
-def _warm_up(
-    setting: _Setting, spec: MethodSpec, frames: torch.Tensor, frame_clip_ids: Sequence[int] | None
-) -> None:
+def _warm_up(setting: _Setting, spec: MethodSpec, batch: Sequence[_Sample]) -> None:
     """One untimed pass over the first temporal group with two answer tokens (lazy init, thread pools)."""
-    clips = None if frame_clip_ids is None else frame_clip_ids[:2]
-    _run_once(replace(setting, answer_tokens=min(2, setting.answer_tokens)), spec, frames[:2], clips)
+    _run_once(
+        replace(setting, answer_tokens=min(2, setting.answer_tokens)), spec, [s.first(2) for s in batch]
+    )
 
 
 def _timed_runs(
-    setting: _Setting,
-    specs: Sequence[MethodSpec],
-    frames: torch.Tensor,
-    frame_clip_ids: Sequence[int] | None,
-    repeats: int,
+    setting: _Setting, specs: Sequence[MethodSpec], batch: Sequence[_Sample], repeats: int
 ) -> list[list[_Run]]:
     """``repeats`` runs of each method, taking turns, so a busy spell of a shared machine hits all alike."""
-    inputs = []
-    for spec in specs:
-        picked = _frames_for(spec, len(frames))
-        clips = None if frame_clip_ids is None else [frame_clip_ids[i] for i in picked]
-        inputs.append((frames[picked], clips))
+    inputs = [[sample.for_method(spec) for sample in batch] for spec in specs]
     runs: list[list[_Run]] = [[] for _ in specs]
     for _ in range(repeats):
-        for spec, (method_frames, clips), method_runs in zip(specs, inputs, runs, strict=True):
-            run = _run_once(setting, spec, method_frames, clips)
+        for spec, method_batch, method_runs in zip(specs, inputs, runs, strict=True):
+            run = _run_once(setting, spec, method_batch)
             logger.info(
-                "%s: %d visual tokens, vision %.2f s, prefill %.2f s, generate %.2f s, end to end %.2f s",
+                "%s: %g visual tokens, vision %.2f s, prefill %.2f s, generate %.2f s, end to end %.2f s",
                 spec.name,
                 run.visual_tokens,
                 run.vision_s,
@@ -241,16 +290,14 @@ def _timed_runs(
     return runs
 
 
-def _run_once(
-    setting: _Setting, spec: MethodSpec, frames: torch.Tensor, clip_ids: Sequence[int] | None
-) -> _Run:
+def _run_once(setting: _Setting, spec: MethodSpec, batch: Sequence[_Sample]) -> _Run:
     """Processor, vision tower, merge, generate, in order, each timed; the peak memory of the whole pass."""
     model, clock = setting.model, setting.clock
     apply_compression(model, spec.compression)
     reset_peak_memory(setting.device)
     with torch.inference_mode():
         started = clock()
-        inputs = _model_inputs(setting, spec, frames, clip_ids)
+        inputs = _model_inputs(setting, spec, batch)
         encoded = clock()
         with _call_spans(model.model.visual, clock) as vision_calls:
             video = model.model.get_video_features(
@@ -288,8 +335,8 @@ def _run_once(
     vision_s = vision_calls[0][1] - vision_calls[0][0]
     video_token_id = model.config.video_token_id
     return _Run(
-        frames=len(frames),
-        visual_tokens=int((inputs["input_ids"][0] == video_token_id).sum()),
+        frames=sum(len(sample.frames) for sample in batch) / len(batch),
+        visual_tokens=int((inputs["input_ids"] == video_token_id).sum()) / len(batch),
         processor_s=encoded - started,
         vision_s=vision_s,
         # get_video_features outside the vision tower: the merge itself (plus a split, microseconds)
@@ -300,19 +347,24 @@ def _run_once(
     )
 
 
-def _model_inputs(setting: _Setting, spec: MethodSpec, frames: torch.Tensor, clip_ids: Sequence[int] | None):
-    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": setting.prompt}]}]
-    text = setting.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    n = setting.batch_size
+def _model_inputs(setting: _Setting, spec: MethodSpec, batch: Sequence[_Sample]):
+    texts = [
+        setting.processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": sample.prompt}]}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for sample in batch
+    ]
     # A method whose count depends on the features gets uncompressed placeholders here, cut after the tower.
     compression = CompressionConfig() if spec.compression.counts_from_features else spec.compression
     inputs = prepare_model_inputs(
         setting.processor,
         compression,
-        text=[text] * n,
-        videos=[frames] * n,
-        video_clip_ids=None if clip_ids is None else [list(clip_ids)] * n,
-        video_metadata=[{"fps": setting.fps, "total_num_frames": len(frames)}] * n,
+        text=texts,
+        videos=[sample.frames for sample in batch],
+        video_clip_ids=None if batch[0].clip_ids is None else [sample.clip_ids for sample in batch],
+        video_metadata=[{"fps": sample.fps, "total_num_frames": len(sample.frames)} for sample in batch],
         return_tensors="pt",
         padding=True,
         padding_side="left",
@@ -358,7 +410,7 @@ def _row(spec: MethodSpec, run: _Run, batch_size: int, device: torch.device) -> 
     per_sample = 1.0 / batch_size
     return {
         "method": spec.name,
-        "frames": run.frames,
+        "frames": round(run.frames),
         "visual_tokens": float(run.visual_tokens),
         "vision_s": run.vision_s * per_sample,
         "prefill_s": run.prefill_s * per_sample,

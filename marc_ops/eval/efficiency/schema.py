@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class MethodEfficiency(BaseModel):
     """One method's measured cost per sample; seconds, GB.
 
+    ``frames`` and ``visual_tokens`` are per sample (the batch's mean), times are the batch's wall time
+    divided by its samples, ``peak_memory_gb`` is the whole batch's.
+
     ``vision_s`` (the vision tower), ``merge_s`` (the memory-aware merge), ``prefill_s`` and
     ``generate_s`` are parts of ``end_to_end_s``, so none of them may exceed it.
     ``memory_kind`` says what ``peak_memory_gb`` measures: process RSS (CPU) or CUDA peak allocated.
@@ -53,6 +56,11 @@ class EfficiencyProfile(BaseModel):
         model: the model id or path.
         dtype: e.g. ``"bfloat16"``.
         batch_size: samples per forward pass (the paper uses 15).
+        repeats: timed runs per method; each method's row is its run with the median end-to-end time.
+        source: where the samples came from (the profile's ``efficiency.source``): ``longest`` (the eval
+            set's longest video, copied ``batch_size`` times) or a benchmark name (its first samples).
+        ``repeats`` and ``source`` are None in a profile written before they were recorded: its batch was
+        one video copied ``batch_size`` times, and its ``input`` names its timed runs per method.
         input: what was fed, e.g. ``"MMVU (mc), answer-only prompt, 30 samples"``.
         methods: one entry per method, unique names, all measured with the same ``memory_kind``.
     """
@@ -63,6 +71,8 @@ class EfficiencyProfile(BaseModel):
     model: str
     dtype: str
     batch_size: int = Field(ge=1)
+    repeats: int | None = Field(default=None, ge=1)
+    source: str | None = Field(default=None, min_length=1)
     input: str
     methods: list[MethodEfficiency] = Field(min_length=1)
 

@@ -18,6 +18,7 @@ from marc_ops.eval.report.sections import report_sections
 from marc_ops.eval.report.statistics import BY_TYPE_SCHEMA, CATEGORY_CHANCE_SCHEMA, CHANCE_SCHEMA
 from marc_ops.eval.scoring import SUMMARY_SCHEMA
 from marc_ops.io import atomic_file, write_json
+from marc_ops.rewards import AnswerRule
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ def build_report(
     out_dir: Path | str,
     *,
     profile: str,
+    answer_rule: AnswerRule,
     multiple_choice: pl.DataFrame | None = None,
     by_type: pl.DataFrame | None = None,
     by_category: pl.DataFrame | None = None,
@@ -47,6 +49,8 @@ def build_report(
         summary: :func:`~marc_ops.eval.scoring.summarize` output, one row per (benchmark, method).
         efficiency: the efficiency profile (validated as :class:`EfficiencyProfile`), or ``None``.
         profile: the profile name, e.g. ``"tiny"``; printed in the title.
+        answer_rule: the rule that scored every record of ``summary`` (``eval.answer_rule``), stated
+            under each table of scores.
         multiple_choice: :func:`multiple_choice_vs_chance` output, for the chance levels; the records
             alone do not hold the number of options.
         by_type: :func:`reward_by_problem_type` output: our own suites (not the paper's tables) show
@@ -61,7 +65,7 @@ def build_report(
     categories = _checked_frame(
         by_category, CATEGORY_CHANCE_SCHEMA, "by_category", "multiple_choice_by_category(records, rows)"
     )
-    sections = report_sections(summary, cost, chance, types, categories)
+    sections = report_sections(summary, cost, chance, types, categories, answer_rule)
     styles = method_styles(
         summary["method"].to_list() + ([] if cost is None else [m.method for m in cost.methods])
     )

@@ -12,6 +12,8 @@ from typing import Any
 
 import polars as pl
 
+from marc_ops.config.efficiency import LONGEST_VIDEO
+from marc_ops.config.tasks import TASKS
 from marc_ops.eval.efficiency.schema import EfficiencyProfile, MethodEfficiency
 from marc_ops.eval.report import text
 from marc_ops.eval.report.cells import change, grouped, num, ratio, relative, seconds
@@ -165,13 +167,31 @@ def format_table(profile: Mapping[str, Any] | EfficiencyProfile) -> str:
 
 
 def _setting(template: str, cost: EfficiencyProfile, *, cuda_memory: str) -> str:
-    """``template`` filled with what the profile ran on and how its memory was measured."""
+    """``template`` filled with what the profile ran on, its protocol and how its memory was measured."""
     memory = cuda_memory if cost.memory_kind == "cuda" else "peak process RSS"
     return template.format(
         model=cost.model,
         device=cost.device,
         dtype=cost.dtype,
-        batch_size=cost.batch_size,
+        protocol=protocol(cost),
         input=cost.input,
         memory=memory,
     )
+
+
+def protocol(cost: EfficiencyProfile) -> str:
+    """The batch, where its samples came from, and the timed runs per method (a profile written before
+    the source and the runs were recorded: one video's copies, and its input names the runs)."""
+    if cost.source is None:
+        samples = text.EFFICIENCY_ONE_VIDEO
+    elif cost.source == LONGEST_VIDEO:
+        samples = text.EFFICIENCY_LONGEST
+    elif cost.source in TASKS:
+        samples = text.EFFICIENCY_BENCHMARK.format(
+            batch_size=cost.batch_size, name=TASKS[cost.source].display_name, source=cost.source
+        )
+    else:
+        samples = cost.source
+    if cost.repeats is None:
+        return text.EFFICIENCY_PROTOCOL_RUNS_IN_INPUT.format(batch_size=cost.batch_size, samples=samples)
+    return text.EFFICIENCY_PROTOCOL.format(batch_size=cost.batch_size, samples=samples, repeats=cost.repeats)

@@ -28,11 +28,12 @@ from marc_ops.eval.report.paper import (
 UNCOMPRESSED = "baseline-64f"
 
 
-def score_comparison(summary: pl.DataFrame, methods: list[str]) -> Section:
+def score_comparison(summary: pl.DataFrame, methods: list[str], rule: str) -> Section:
     """The section: the setting and its caveats, then per R the paper's rows and ours.
 
     ``summary`` is the checked summary (:data:`~marc_ops.eval.scoring.SUMMARY_SCHEMA`), ``methods``
-    every method in it in the report's order.
+    every method in it in the report's order, ``rule`` the sentence naming the answer rule that scored
+    them (under each table of ours).
     """
     ours = _OurFigures(summary)
     ran = [TASKS[n].display_name for n in ours.benchmarks]
@@ -57,6 +58,7 @@ def score_comparison(summary: pl.DataFrame, methods: list[str]) -> Section:
             blocks.append(Table(("Method (SCORE paper)", *SCORE_COLUMNS), tuple(map(_paper_row, paper))))
         columns = ("Method (ours)", *ran, "Mean", "% of uncompressed", "Visual tokens", "Retention")
         blocks.append(Table(columns, tuple(ours.row(m) for m in keys)))
+        blocks.append(rule)
     return Section(
         "SCORE Table 1: accuracy at token retention R = 40 %, 25 %, 10 % (SCORE paper)", tuple(blocks)
     )

@@ -38,6 +38,7 @@ from marc_ops.eval.report.paper import (
 )
 from marc_ops.eval.report.score_comparison import score_comparison
 from marc_ops.eval.scoring import PRIOR_METHOD, score_table
+from marc_ops.rewards import AnswerRule
 
 
 def report_sections(
@@ -46,24 +47,30 @@ def report_sections(
     chance: pl.DataFrame,
     types: pl.DataFrame,
     categories: pl.DataFrame,
+    answer_rule: AnswerRule,
 ) -> list[Section]:
-    """Every section of the report, from checked inputs (the frames of :mod:`~marc_ops.eval.report.statistics`)."""
+    """Every section of the report, from checked inputs (the frames of :mod:`~marc_ops.eval.report.statistics`).
+
+    Every record was scored by ``answer_rule``; each table and figure of scores says so below it.
+    """
     methods = method_order(summary["method"].to_list())
     ran = set(summary["benchmark"].to_list())
     others = [name for name in TASKS if name in ran and name not in PAPER_BENCHMARKS]
+    rule = text.ANSWER_RULE[answer_rule]
     sections = [_overview(summary, methods, others)]
-    sections += [_other_benchmark(summary, name, methods, chance, types, categories) for name in others]
-    sections += [_paper_comparison(summary, table, methods) for table in PAPER_LAYOUTS]
+    sections += [_other_benchmark(summary, name, methods, chance, types, categories, rule) for name in others]
+    sections += [_paper_comparison(summary, table, methods, rule) for table in PAPER_LAYOUTS]
     sections.append(_visual_tokens(summary, methods))
-    sections.append(score_comparison(summary, methods))
+    sections.append(score_comparison(summary, methods, rule))
     if chance.filter(pl.col("benchmark").is_in(PAPER_BENCHMARKS)).height:
-        sections.append(_paper_benchmarks_vs_chance(chance, methods))
+        sections.append(_paper_benchmarks_vs_chance(chance, methods, rule))
     sections.append(
         Section(
             "Accuracy against visual tokens (cf. paper Fig. 4)",
             (
                 text.ACCURACY_VS_TOKENS,
                 Figure("accuracy_vs_tokens", "Score against mean visual tokens per method"),
+                rule,
             ),
         )
     )
@@ -100,6 +107,7 @@ def _other_benchmark(
     chance: pl.DataFrame,
     types: pl.DataFrame,
     categories: pl.DataFrame,
+    rule: str,
 ) -> Section:
     task = TASKS[name]
     rows_by_method = {
@@ -129,6 +137,7 @@ def _other_benchmark(
     blocks: list[Block] = [
         text.OWN_SUITE.format(name=task.display_name, description=task.description),
         Table(tuple(columns), tuple(table_rows)),
+        rule,
     ]
     if PRIOR_METHOD in rows_by_method:
         margins = ", ".join(
@@ -144,8 +153,8 @@ def _other_benchmark(
         )
     else:
         blocks.append(text.CHANCE_NOT_SHOWN)
-    blocks += _by_category_blocks(categories.filter(pl.col("benchmark") == name), methods)
-    blocks += _by_type_blocks(types.filter(pl.col("benchmark") == name), methods)
+    blocks += _by_category_blocks(categories.filter(pl.col("benchmark") == name), methods, rule)
+    blocks += _by_type_blocks(types.filter(pl.col("benchmark") == name), methods, rule)
     return Section(f"{task.display_name} suite (ours)", tuple(blocks))
 
 
@@ -171,7 +180,7 @@ def _confidently_above(mc: Mapping[str, Mapping[str, Any]]) -> str:
     return text.ABOVE_CHANCE.format(methods=", ".join(above)) if above else text.NONE_ABOVE_CHANCE
 
 
-def _by_category_blocks(categories: pl.DataFrame, methods: list[str]) -> list[Block]:
+def _by_category_blocks(categories: pl.DataFrame, methods: list[str], rule: str) -> list[Block]:
     """Multiple-choice accuracy per category and method, with its margin over chance and a star where
     guessing would do as well less than 5 % of the time."""
     if not categories.height:
@@ -200,11 +209,12 @@ def _by_category_blocks(categories: pl.DataFrame, methods: list[str]) -> list[Bl
     return [
         text.BY_CATEGORY,
         Table(("Method", *header), rows),
+        rule,
         text.ABOVE_CHANCE.format(methods="; ".join(above)) if above else text.NONE_ABOVE_CHANCE_ON_A_CATEGORY,
     ]
 
 
-def _by_type_blocks(types: pl.DataFrame, methods: list[str]) -> list[Block]:
+def _by_type_blocks(types: pl.DataFrame, methods: list[str], rule: str) -> list[Block]:
     """Mean reward per problem type and method, and against `prior-answer` per type."""
     if not types.height:
         return []
@@ -219,6 +229,7 @@ def _by_type_blocks(types: pl.DataFrame, methods: list[str]) -> list[Block]:
     blocks: list[Block] = [
         text.BY_TYPE,
         Table(("Method", *(f"{k} (n={counts[k]})" for k in kinds)), tuple(rows)),
+        rule,
     ]
     if PRIOR_METHOD in listed:
         beats = []
@@ -230,7 +241,7 @@ def _by_type_blocks(types: pl.DataFrame, methods: list[str]) -> list[Block]:
     return blocks
 
 
-def _paper_comparison(summary: pl.DataFrame, table: str, methods: list[str]) -> Section:
+def _paper_comparison(summary: pl.DataFrame, table: str, methods: list[str], rule: str) -> Section:
     layout = PAPER_LAYOUTS[table]
     labels = {row.key: row for row in PAPER_ROWS}
     paper = {r["method"]: r for r in paper_table().iter_rows(named=True)}
@@ -279,7 +290,7 @@ def _paper_comparison(summary: pl.DataFrame, table: str, methods: list[str]) -> 
     ]
     rows += [our_row(m) for m in extra]
     columns = ("Method", *(["τ"] if with_tau else []), "Frames", *bench_columns, "Mean")
-    blocks: list[Block] = [Table(columns, tuple(rows)), text.PAPER_TABLE.format(missing=MISSING)]
+    blocks: list[Block] = [Table(columns, tuple(rows)), rule, text.PAPER_TABLE.format(missing=MISSING)]
     if table == "Table 1":
         shown = [*layout, *extra]
         blocks += _bytevideollm_rounding(
@@ -322,7 +333,7 @@ def _visual_tokens(summary: pl.DataFrame, methods: list[str]) -> Section:
     )
 
 
-def _paper_benchmarks_vs_chance(chance: pl.DataFrame, methods: list[str]) -> Section:
+def _paper_benchmarks_vs_chance(chance: pl.DataFrame, methods: list[str], rule: str) -> Section:
     rows = [
         Row((TASKS[r["benchmark"]].display_name, f"`{r['method']}`", *_chance_cells(r)))
         for name in PAPER_BENCHMARKS
@@ -340,7 +351,7 @@ def _paper_benchmarks_vs_chance(chance: pl.DataFrame, methods: list[str]) -> Sec
         "Above chance (pp)",
         "p (guessing)",
     )
-    return Section("Multiple-choice items against chance", (Table(columns, tuple(rows)),))
+    return Section("Multiple-choice items against chance", (Table(columns, tuple(rows)), rule))
 
 
 def _failures(summary: pl.DataFrame, methods: list[str]) -> Section:

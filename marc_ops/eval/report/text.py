@@ -19,6 +19,19 @@ NOT_COMPARABLE = (
     "for reference only, and our rows there are {missing}."
 )
 
+# The sentence under each table of our scores: the answer rule that scored them (``eval.answer_rule``).
+ANSWER_RULE = {
+    "strict": (
+        "Our scores here: the **strict** answer rule (`eval.answer_rule: strict`), the text inside an output's "
+        "first `<answer>...</answer>`; an output without it scores 0."
+    ),
+    "whole-output": (
+        "Our scores here: the **whole-output** answer rule (`eval.answer_rule: whole-output`, Video-R1's "
+        "`eval_bench.py`, as the paper scored), the text inside an output's first `<answer>...</answer>`, or "
+        "the whole output when it has none."
+    ),
+}
+
 # --- our own suites ------------------------------------------------------------------------------------
 
 OWN_SUITE = (
@@ -128,8 +141,8 @@ SCORE_RETENTION_NOT_IN_PAPER = "**R = {percent} %.** SCORE prints no row at this
 
 NO_EFFICIENCY_PROFILE = "No efficiency profile was given; run the `efficiency_profile` asset."
 EFFICIENCY_SETTING = (
-    "`{model}` on {device}, {dtype}, batch {batch_size}; input: {input}. Times are seconds per sample; "
-    "memory is {memory} in GB. Compressor: the compression step between the vision tower and the LLM "
+    "`{model}` on {device}, {dtype}. Protocol: {protocol}. Input: {input}. Times are seconds per sample; "
+    "memory is {memory} in GB, for the whole batch. Compressor: the compression step between the vision tower and the LLM "
     "(MARC's memory-aware merge, or a compared method's compressor); 0 without compression."
 )
 EFFICIENCY_BOUND = (
@@ -142,11 +155,24 @@ EFFICIENCY_CHANGE = (
     "({paper_setting}; peak GPU memory 41.63 → 11.48 GB)."
 )
 
+# How the samples were measured (the profile's efficiency section), by its source.
+EFFICIENCY_PROTOCOL = (
+    "batch {batch_size} of {samples}, answer-only prompt, {repeats} timed run(s) per method (each method's "
+    "row is its run with the median end-to-end time)"
+)
+# A profile written before its source and timed runs were recorded (its input states the runs).
+EFFICIENCY_PROTOCOL_RUNS_IN_INPUT = (
+    "batch {batch_size} of {samples}, answer-only prompt, as many timed runs per method as the input states"
+)
+EFFICIENCY_LONGEST = "copies of the eval set's longest video (`efficiency.source: longest`)"
+EFFICIENCY_ONE_VIDEO = "copies of one video"
+EFFICIENCY_BENCHMARK = "the first {batch_size} video samples of {name} (`efficiency.source: {source}`)"
+
 # --- efficiency: the profile on its own (format_table) ---------------------------------------------------
 
 PROFILE_SETTING = (
-    "`{model}` on {device}, {dtype}, batch {batch_size}; {input}. Seconds per sample; memory is the "
-    "{memory} in GB (2^30 bytes), weights included. Compressor: the compression step between the vision "
+    "`{model}` on {device}, {dtype}. Protocol: {protocol}. {input}. Seconds per sample; memory is the "
+    "{memory} in GB (2^30 bytes) for the whole batch, weights included. Compressor: the compression step between the vision "
     "tower and the LLM (MARC's memory-aware merge, or a compared method's compressor)."
 )
 PROFILE_RATIOS = "Ratios to `{method}` (1.00x = the same cost):"
