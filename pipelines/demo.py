@@ -125,7 +125,22 @@ def run_lineage(pool: Executor, runs: list[Run], *, workers: int = WORKERS) -> N
         )
 
 
+def instance_home() -> str:
+    """``$DAGSTER_HOME``, where every run is recorded; one line when it is unset or not a folder."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise SystemExit(
+            "DAGSTER_HOME is not set: run `make demo` (it uses .dagster_home/), or export DAGSTER_HOME=<a folder>"
+        )
+    if not os.path.isdir(home):
+        raise SystemExit(
+            f"DAGSTER_HOME={home} is not a folder: create it (make install does) or point it at one"
+        )
+    return home
+
+
 def main() -> int:
+    instance_home()
     params = active_params()
     started = time.perf_counter()
     # One pool for the whole lineage: its processes import torch and the definitions once.

@@ -53,3 +53,14 @@ def test_a_failed_run_skips_what_depends_on_it_and_fails_the_demo(monkeypatch):
         demo.run_lineage(pool, runs, workers=2)
     assert not any(label.startswith("cgrpo_job") or "marc@" in label for label in started)
     assert "benchmark_job [synthetic|baseline-64f]" in started  # it does not read the teacher's output
+
+
+def test_an_unset_or_missing_instance_folder_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with pytest.raises(SystemExit, match="DAGSTER_HOME is not set: run `make demo`"):
+        demo.main()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "absent"))
+    with pytest.raises(SystemExit, match="is not a folder"):
+        demo.main()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert demo.instance_home() == str(tmp_path)
