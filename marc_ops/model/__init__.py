@@ -22,6 +22,7 @@ from marc_ops.model.loading import (
     default_attn_implementation,
     load_qwen2_5_vl,
     load_qwen2_5_vl_processor,
+    refuse_float32_flash_attention,
     resolve_model_source,
 )
 from marc_ops.model.patch import apply_compression, compression_of, is_compression_patched
@@ -69,6 +70,7 @@ __all__ = [
     "prepare_model_inputs",
     "qwen2_5_vl_3b_config",
     "qwen_vocabulary_tokenizer",
+    "refuse_float32_flash_attention",
     "resolve_model_source",
     "temporal_group_clip_ids",
 ]
