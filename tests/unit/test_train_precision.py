@@ -18,6 +18,7 @@ from marc_ops.config.train import CGRPOTrainConfig, SFTTrainConfig
 from marc_ops.data import load_videor1
 from marc_ops.model import default_attn_implementation, load_qwen2_5_vl
 from marc_ops.model import loading as model_loading
+from marc_ops.rewards import completion_text
 from marc_ops.train.cgrpo import CGRPORun, build_cgrpo_trainer, cgrpo_dataset
 from marc_ops.train.inputs import whole_video_builder
 from marc_ops.train.precision import TrainingPrecision, policy_load_dtype, training_precision
@@ -140,6 +141,10 @@ def _trainer(config: CGRPOTrainConfig, rows: pl.DataFrame, model: Path, out: Pat
         out,
         sample_builder=whole_video_builder(VideoConfig(max_frames=4)),
         attn_implementation="sdpa",
+        # spread inside every group: a random tiny model earns no accuracy or format, so no advantage otherwise
+        extra_rewards=[
+            lambda prompts, completions, **kw: [len(completion_text(c)) / 100 for c in completions]
+        ],
     )
 
 
@@ -169,3 +174,21 @@ def test_the_reference_model_loads_in_the_decided_dtype_and_attention(
     mixed._generate_single_turn([], None, {}, 4)
     fp32._generate_single_turn([], None, {}, 4)
     assert seen == [(True, torch.bfloat16), (False, torch.get_autocast_dtype("cpu"))]
+
+
+def test_a_step_with_activation_checkpointing_checkpoints_every_block_without_reentrance(
+    tiny_model: Path, video_rows: pl.DataFrame, tmp_path: Path
+) -> None:
+    config = TINY.model_copy(
+        update={"gradient_checkpointing": True, "learning_rate": 1e-2, "weight_decay": 0.0}
+    )
+    trainer = _trainer(config, video_rows, tiny_model, tmp_path)
+    trainer.args.report_to = []
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.train()
+    model = trainer.model
+    blocks = [*model.model.language_model.layers, *model.model.visual.blocks]
+    assert all(block.gradient_checkpointing for block in blocks)
+    assert {block._gradient_checkpointing_func.keywords["use_reentrant"] for block in blocks} == {False}
+    moved = {name.split(".")[1] for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert {"language_model", "visual"} <= moved  # gradients reach through the recomputed blocks
