@@ -35,6 +35,7 @@ from marc_ops.model.qwen2_5_vl_3b import (
     QWEN2_5_VL_3B_NAME,
     build_qwen2_5_vl_3b_processor,
     build_qwen2_5_vl_3b_random,
+    parameter_count,
     qwen2_5_vl_3b_config,
     qwen_vocabulary_tokenizer,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "load_qwen2_5_vl_processor",
     "merge_video_features",
     "prepare_model_inputs",
+    "parameter_count",
     "qwen2_5_vl_3b_config",
     "qwen_vocabulary_tokenizer",
     "refuse_float32_flash_attention",
