@@ -72,6 +72,10 @@ class _Schedule(BaseModel):
             "num_train_epochs": self.num_train_epochs,
             "bf16": self.bf16,
             "activation_checkpointing": self.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
+            # Non-reentrant checkpointing (stated, as transformers' own default): it works with ZeRO-3's partitioned
+            # parameters and recomputes a block whatever its inputs require (transformers also makes the input
+            # embeddings require a gradient when checkpointing is enabled).
+            "activation_checkpointing_kwargs": {"use_reentrant": False},
             "save_strategy": "steps",
             "save_steps": self.save_steps,
             "save_total_limit": self.save_total_limit,

@@ -22,6 +22,7 @@ from marc_ops.model.loading import (
     default_attn_implementation,
     load_qwen2_5_vl,
     load_qwen2_5_vl_processor,
+    refuse_float32_flash_attention,
     resolve_model_source,
 )
 from marc_ops.model.patch import apply_compression, compression_of, is_compression_patched
@@ -34,6 +35,7 @@ from marc_ops.model.qwen2_5_vl_3b import (
     QWEN2_5_VL_3B_NAME,
     build_qwen2_5_vl_3b_processor,
     build_qwen2_5_vl_3b_random,
+    parameter_count,
     qwen2_5_vl_3b_config,
     qwen_vocabulary_tokenizer,
 )
@@ -67,8 +69,10 @@ __all__ = [
     "load_qwen2_5_vl_processor",
     "merge_video_features",
     "prepare_model_inputs",
+    "parameter_count",
     "qwen2_5_vl_3b_config",
     "qwen_vocabulary_tokenizer",
+    "refuse_float32_flash_attention",
     "resolve_model_source",
     "temporal_group_clip_ids",
 ]

@@ -53,10 +53,38 @@ def resolve_model_source(model_id_or_path: str | Path) -> str:
         return str(model_id_or_path)
 
 
-def default_attn_implementation(device: str | torch.device | None) -> str:
-    """``flash_attention_2`` on a CUDA device when flash-attn is installed, else ``sdpa``."""
+FLASH_ATTENTION_2 = "flash_attention_2"
+
+
+def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``"bfloat16"`` -> ``torch.bfloat16``; ``"auto"`` and ``None`` (the checkpoint's dtype) -> ``None``."""
+    if dtype is None or dtype == "auto":
+        return None
+    return dtype if isinstance(dtype, torch.dtype) else getattr(torch, dtype)
+
+
+def default_attn_implementation(
+    device: str | torch.device | None, dtype: torch.dtype | str | None = None
+) -> str:
+    """``flash_attention_2`` on a CUDA device when flash-attn is installed and the weights are 16-bit (or
+    ``dtype`` is ``"auto"``/``None``, the checkpoint's), else ``sdpa``: FlashAttention-2 has no float32 kernel."""
     on_cuda = device is not None and torch.device(device).type == "cuda"
-    return "flash_attention_2" if on_cuda and is_flash_attn_2_available() else "sdpa"
+    sixteen_bit = _as_dtype(dtype) in (None, torch.bfloat16, torch.float16)
+    return FLASH_ATTENTION_2 if on_cuda and sixteen_bit and is_flash_attn_2_available() else "sdpa"
+
+
+def refuse_float32_flash_attention(attn_implementation: str | None, dtype: torch.dtype | str | None) -> None:
+    """Raise when FlashAttention-2 is asked for float32 weights (it has kernels for fp16/bf16 only: it would fail,
+    or silently compute in another dtype than the model's).
+
+    Raises:
+        ValueError: ``attn_implementation`` is ``flash_attention_2`` and ``dtype`` is float32.
+    """
+    if attn_implementation == FLASH_ATTENTION_2 and _as_dtype(dtype) == torch.float32:
+        raise ValueError(
+            "attn_implementation 'flash_attention_2' needs bfloat16 or float16 weights but this model loads in "
+            "float32: set model.attn_implementation to 'sdpa' (or train with bf16 under DeepSpeed, which loads bf16)"
+        )
 
 
 def load_qwen2_5_vl(
@@ -76,14 +104,18 @@ def load_qwen2_5_vl(
         dtype: ``torch.bfloat16``, ``"auto"`` (the checkpoint's dtype), ...
         device: where to place the weights; ``None`` leaves them where ``from_pretrained`` puts
             them (for DeepSpeed ZeRO-3, which places them itself).
-        attn_implementation: ``None`` picks ``default_attn_implementation(device)``.
+        attn_implementation: ``None`` picks ``default_attn_implementation(device, dtype)``; FlashAttention-2
+            with float32 weights is refused (:func:`refuse_float32_flash_attention`).
 
     Returns:
         The model in eval mode, with ``compression_of(model)`` the compression in effect.
 
     Raises:
         UnsafeWeightsError: a local folder whose weights are not safetensors (they are never unpickled).
+        ValueError: FlashAttention-2 asked for float32 weights.
     """
+    attention = attn_implementation or default_attn_implementation(device, dtype)
+    refuse_float32_flash_attention(attention, dtype)
     source = resolve_model_source(model_id_or_path)
     if Path(source).is_dir():
         safetensors_weights(source)  # a folder of pickle weights is refused before anything opens them
@@ -92,8 +124,9 @@ def load_qwen2_5_vl(
         use_safetensors=True,
         dtype=dtype,
         device_map=None if device is None else torch.device(device),
-        attn_implementation=attn_implementation or default_attn_implementation(device),
+        attn_implementation=attention,
     )
+    refuse_float32_flash_attention(model.config._attn_implementation, model.dtype)  # dtype "auto" resolved
     apply_compression(model, compression if compression is not None else compression_of(model))
     return model
 

@@ -89,6 +89,14 @@ def qwen2_5_vl_3b_config() -> Qwen2_5_VLConfig:
     )
 
 
+def parameter_count(config: Qwen2_5_VLConfig) -> int:
+    """The parameters of the model ``config`` describes (tied embeddings counted once), built on the meta
+    device: shapes only, no memory, no initialisation."""
+    with torch.device("meta"):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+    return sum(p.numel() for p in model.parameters())
+
+
 def build_qwen2_5_vl_3b_random(
     dtype: torch.dtype = torch.bfloat16, *, device: str | torch.device = "cpu", seed: int = 0
 ) -> Qwen2_5_VLForConditionalGeneration:

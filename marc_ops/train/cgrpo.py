@@ -20,7 +20,15 @@ only ``image``/``images`` dataset columns into generation and into the log-prob 
   in-flight rows' video/image tensors and rebuilds ``mm_token_type_ids`` (prompt only).
 - ``_compute_loss``: hold the batch's ``visual_inputs`` in flight for the policy's forward pass.
 - ``__init__``: TRL reloads the reference model from ``config._name_or_path`` with plain
-  transformers; it gets the policy's compression patch, so it sees the same compressed input.
+  transformers (in the dtype and attention ``build_cgrpo_trainer`` gives it through
+  ``model_init_kwargs``); it gets the policy's compression patch, so it sees the same compressed input.
+- ``_generate_single_turn``: TRL's rollouts run ``generate`` outside the Trainer's autocast; ours run
+  under it, so a float32 policy trained with bf16 (no DeepSpeed) samples in bf16 as it trains. Under
+  DeepSpeed the autocast is off and the module itself is bf16.
+
+Precision (:mod:`marc_ops.train.precision`): bf16 under DeepSpeed loads the policy in bf16 (DeepSpeed keeps
+the fp32 master partition); bf16 without DeepSpeed keeps fp32 weights under autocast; the reference model
+is bf16 whenever bf16 is on.
 
 A checkpoint (weights as safetensors, plus the optimizer, scheduler and RNG state needed to resume)
 is written every ``save_steps``; a rerun with a checkpoint in ``out_dir`` resumes from the last one. TensorBoard events go to
@@ -37,7 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +60,6 @@ from marc_ops.config.train import CGRPOTrainConfig
 from marc_ops.model import (
     apply_compression,
     compression_of,
-    default_attn_implementation,
     load_qwen2_5_vl,
     load_qwen2_5_vl_processor,
 )
@@ -76,6 +83,7 @@ from marc_ops.train.inputs import (
     whole_video_builder,
 )
 from marc_ops.train.launch import trainer_main
+from marc_ops.train.precision import training_precision
 from marc_ops.train.progress import TrainingProgress
 from marc_ops.train.teacher import read_a_full
 from marc_ops.video import MediaError, VideoConfig
@@ -112,6 +120,10 @@ class CGRPOTrainer(CheckpointWeightsMixin, GRPOTrainer):
         self._metrics[mode]["cgrpo/visual_tokens"].append(sum(visual_tokens) / len(visual_tokens))
         output["visual_inputs"] = rows
         return output
+
+    def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
+        with self.accelerator.autocast():
+            return super()._generate_single_turn(*args, **kwargs)
 
     def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict[str, Any]]:
         rows = self._rows_in_flight(len(prompts))
@@ -252,20 +264,36 @@ def build_cgrpo_trainer(
     *,
     sample_builder: SampleBuilder,
     callbacks: Sequence[TrainerCallback] = (),
+    attn_implementation: str | None = None,
+    extra_rewards: Sequence[Callable[..., list[float]]] = (),
 ) -> CGRPOTrainer:
-    """The trainer, ready to ``train()``: arguments first (so ZeRO-3 can partition the load), then the models."""
+    """The trainer, ready to ``train()``: arguments first (so ZeRO-3 can partition the load), then the models.
+
+    ``attn_implementation``: the profile's ``model.attn_implementation`` (None: the default for the device and
+    dtype), for the policy and the reference model. ``extra_rewards``: more reward functions, each weighted 1
+    (the GPU check's); the three of C-GRPO come first.
+    """
     processor = load_qwen2_5_vl_processor(model_path)
     args = config.to_grpo_config(
         out_dir, suppress_token_ids=[processor.image_token_id, processor.video_token_id]
     )
-    # float32 master weights: bf16 autocast (or DeepSpeed's bf16) does the low-precision math. TRL loads
-    # the reference copy from the same path (config._name_or_path), with this dtype and attention.
+    args.reward_weights = [*args.reward_weights, *(1.0 for _ in extra_rewards)]
+    precision = training_precision(args, attn_implementation)
+    # TRL loads the reference model from the policy's path (config._name_or_path) with these; it warns that
+    # model_init_kwargs are ignored, which holds for the policy (passed loaded) only.
+    args.model_init_kwargs = precision.reference_init_kwargs()
+    logger.info(
+        "C-GRPO: policy in %s, reference model in %s, attention %s",
+        precision.policy,
+        precision.reference,
+        precision.attn_implementation,
+    )
     model: Qwen2_5_VLForConditionalGeneration = load_qwen2_5_vl(
         model_path,
         compression=config.compression,
-        dtype=torch.float32,
+        dtype=precision.policy,
         device=None,  # the Trainer (or DeepSpeed) places it
-        attn_implementation=default_attn_implementation(args.device),
+        attn_implementation=precision.attn_implementation,
     )
     return CGRPOTrainer(
         model=model,
@@ -273,6 +301,7 @@ def build_cgrpo_trainer(
             make_cgrpo_reward(config.tau, config.alpha, config.eta_cap, config.num_generations),
             accuracy_reward,
             format_reward,
+            *extra_rewards,
         ],
         args=args,
         train_dataset=dataset,
@@ -291,6 +320,7 @@ def train_cgrpo(
     *,
     sample_builder: SampleBuilder | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    attn_implementation: str | None = None,
 ) -> Path:
     """Train the C-GRPO student; returns the directory of the final model (``out_dir/model``).
 
@@ -303,6 +333,7 @@ def train_cgrpo(
             ``trainer_state.json`` and the final model. A checkpoint already there is resumed.
         sample_builder: the frames each row shows (default: the whole video at 1 fps, <= 64 frames).
         callbacks: Trainer callbacks that watch the run (:class:`~marc_ops.train.progress.TrainingProgress`).
+        attn_implementation: the policy's and the reference model's (None: the default for the device and dtype).
     """
     out_dir = Path(out_dir)
     dataset, skipped = cgrpo_dataset(train_rows, a_full_by_id)
@@ -313,6 +344,7 @@ def train_cgrpo(
         out_dir,
         sample_builder=sample_builder or whole_video_builder(),
         callbacks=callbacks,
+        attn_implementation=attn_implementation,
     )
     fingerprint = run_fingerprint(config, model_path, dataset["problem_id"])
     return train_and_save(trainer, out_dir, skipped, label="C-GRPO", fingerprint=fingerprint)
@@ -331,6 +363,11 @@ class CGRPORun(RunFile):
     vmr_selection: Path | None = Field(
         default=None, description="vmr_selection.parquet: train on the VMR input (None: the whole video)"
     )
+    attn_implementation: str | None = Field(
+        default=None,
+        description="the profile's model.attn_implementation, for the policy and the reference model (None: "
+        "FlashAttention-2 on CUDA for 16-bit weights when installed, else sdpa)",
+    )
     cgrpo: CGRPOTrainConfig
 
 
@@ -347,6 +384,7 @@ def run_cgrpo(run: CGRPORun, callbacks: Sequence[TrainerCallback] = ()) -> Path:
             vmr_builder(run.vmr_selection, run.video) if run.vmr_selection else whole_video_builder(run.video)
         ),
         callbacks=callbacks,
+        attn_implementation=run.attn_implementation,
     )
 
 

@@ -39,7 +39,6 @@ from marc_ops.config.train import SFTTrainConfig
 from marc_ops.model import (
     apply_compression,
     compression_of,
-    default_attn_implementation,
     load_qwen2_5_vl,
     load_qwen2_5_vl_processor,
 )
@@ -63,6 +62,7 @@ from marc_ops.train.inputs import (
     view_builder,
 )
 from marc_ops.train.launch import trainer_main
+from marc_ops.train.precision import training_precision
 from marc_ops.train.progress import TrainingProgress
 from marc_ops.video import VideoConfig
 
@@ -232,17 +232,21 @@ def build_sft_trainer(
     *,
     sample_builder: SampleBuilder,
     callbacks: Sequence[TrainerCallback] = (),
+    attn_implementation: str | None = None,
 ) -> SFTTrainer:
-    """The trainer, ready to ``train()``: arguments first (so DeepSpeed sees them), then the model."""
+    """The trainer, ready to ``train()``: arguments first (so DeepSpeed sees them), then the model, in the dtype
+    :func:`~marc_ops.train.precision.training_precision` decides (bf16 under DeepSpeed, else fp32) with
+    ``attn_implementation`` (the profile's; None: the default for the device and dtype)."""
     args = config.to_sft_config(out_dir)
     processor = load_qwen2_5_vl_processor(model_path)
-    # float32 master weights (bf16 autocast or DeepSpeed's bf16 does the low-precision math); the Trainer places it
+    precision = training_precision(args, attn_implementation)
+    logger.info("SFT: model in %s, attention %s", precision.policy, precision.attn_implementation)
     model = load_qwen2_5_vl(
         model_path,
         compression=config.compression,
-        dtype=torch.float32,
-        device=None,
-        attn_implementation=default_attn_implementation(args.device),
+        dtype=precision.policy,
+        device=None,  # the Trainer (or DeepSpeed) places it
+        attn_implementation=precision.attn_implementation,
     )
     return SFTBudgetTrainer(
         model=model,
@@ -264,9 +268,11 @@ def train_sft(
     *,
     sample_builder: SampleBuilder | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    attn_implementation: str | None = None,
 ) -> Path:
     """Fine-tune on CoT rows; returns the final model's directory (``out_dir/model``). Resumes a checkpoint in
-    ``out_dir``. ``callbacks`` watch the Trainer (:class:`~marc_ops.train.progress.TrainingProgress`)."""
+    ``out_dir``. ``callbacks`` watch the Trainer (:class:`~marc_ops.train.progress.TrainingProgress`);
+    ``attn_implementation`` as for :func:`build_sft_trainer`."""
     out_dir = Path(out_dir)
     dataset, skipped = sft_dataset(cot_rows, grounded_clips=config.grounded_clips)
     trainer = build_sft_trainer(
@@ -276,6 +282,7 @@ def train_sft(
         out_dir,
         sample_builder=sample_builder or view_builder(),
         callbacks=callbacks,
+        attn_implementation=attn_implementation,
     )
     fingerprint = run_fingerprint(config, model_path, dataset["problem_id"])
     return train_and_save(trainer, out_dir, skipped, label="SFT", fingerprint=fingerprint)
@@ -290,6 +297,11 @@ class SFTRun(RunFile):
     cot_rows: Path = Field(description="parquet of manifest-schema CoT rows (with 'process')")
     output_dir: Path
     video: VideoConfig = VideoConfig()
+    attn_implementation: str | None = Field(
+        default=None,
+        description="the profile's model.attn_implementation (None: FlashAttention-2 on CUDA for 16-bit weights "
+        "when installed, else sdpa)",
+    )
     sft: SFTTrainConfig
 
 
@@ -302,6 +314,7 @@ def run_sft(run: SFTRun, callbacks: Sequence[TrainerCallback] = ()) -> Path:
         run.output_dir,
         sample_builder=view_builder(run.video),
         callbacks=callbacks,
+        attn_implementation=run.attn_implementation,
     )
 
 

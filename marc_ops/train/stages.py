@@ -137,6 +137,7 @@ def teacher_rewards_stage(paths: ProjectPaths, params: Params) -> StageResult:
         paths.asset("teacher_rewards"),
         dtype=params.model.dtype,
         device=params.model.device,
+        attn_implementation=params.model.attn_implementation,
         # The 64-frame teacher sees the uncompressed VMR input (SPEC 7).
         sample_builder=vmr_builder(paths.asset("vmr_selection") / "selection.parquet", params.video),
     )
@@ -179,6 +180,7 @@ def sft_checkpoint_stage(
         output_dir=out_dir,
         project_dir=paths.project_dir,
         video=params.video,
+        attn_implementation=params.model.attn_implementation,
         sft=config,
     )
     run.write(out_dir / "run.yaml")
@@ -224,6 +226,7 @@ def cgrpo_checkpoint_stage(
         project_dir=paths.project_dir,
         video=params.video,
         vmr_selection=paths.asset("vmr_selection") / "selection.parquet",
+        attn_implementation=params.model.attn_implementation,
         cgrpo=params.train.cgrpo_for(tau),
     )
     out_dir.mkdir(parents=True, exist_ok=True)

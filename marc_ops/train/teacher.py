@@ -87,6 +87,7 @@ def compute_teacher_rewards(
     *,
     dtype: torch.dtype | str = "auto",
     device: str = "cpu",
+    attn_implementation: str | None = None,
     sample_builder: SampleBuilder | None = None,
     progress: bool = True,
 ) -> TeacherSummary:
@@ -96,7 +97,8 @@ def compute_teacher_rewards(
         rows: manifest-schema rows (``problem_id``, ``data_type``, ``media_path``, the prompt and
             solution fields); image rows are ignored.
         model_path: the initial model (hub id or directory); it is loaded with compression off.
-        dtype, device: how to load it (the profile's ``model.dtype`` and ``model.device``).
+        dtype, device, attn_implementation: how to load it (the profile's ``model.dtype``, ``model.device``
+            and ``model.attn_implementation``; FlashAttention-2 with float32 is refused).
         sample_builder: the frames each sample shows (default: the whole video, 1 fps, <= 64 frames;
             the VMR selection's builder when available).
     Writes ``out_dir/teacher_rewards.jsonl`` (one record per sample: ``problem_id``, ``status``,
@@ -112,7 +114,7 @@ def compute_teacher_rewards(
     done = _open_records(records_path, settings)
     pending = [row for row in videos if str(row["problem_id"]) not in done]
     if pending:
-        model, processor = _load_teacher(model_path, dtype, device)
+        model, processor = _load_teacher(model_path, dtype, device, attn_implementation)
         with (
             open(records_path, "a", encoding="utf-8") as sink,
             tqdm(
@@ -154,10 +156,16 @@ def read_a_full(table_path: Path | str) -> dict[str, float]:
 
 
 def _load_teacher(
-    model_path: str | Path, dtype: torch.dtype | str, device: str
+    model_path: str | Path, dtype: torch.dtype | str, device: str, attn_implementation: str | None
 ) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor]:
     # the teacher sees every frame: no compression
-    model = load_qwen2_5_vl(model_path, compression=CompressionConfig(), dtype=dtype, device=device)
+    model = load_qwen2_5_vl(
+        model_path,
+        compression=CompressionConfig(),
+        dtype=dtype,
+        device=device,
+        attn_implementation=attn_implementation,
+    )
     model.eval().requires_grad_(False)
     return model, load_qwen2_5_vl_processor(model_path)
 

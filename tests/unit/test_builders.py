@@ -29,6 +29,8 @@ from marc_ops.model import (
     load_qwen2_5_vl,
     load_qwen2_5_vl_processor,
     loading,
+    parameter_count,
+    qwen2_5_vl_3b_config,
 )
 from marc_ops.model.tokenizer import (
     QWEN2_5_VL_CHAT_TEMPLATE,
@@ -165,3 +167,8 @@ def test_loader_names_the_missing_model_when_offline(monkeypatch: pytest.MonkeyP
 def test_default_attention_is_sdpa_off_cuda() -> None:
     assert default_attn_implementation("cpu") == "sdpa"
     assert default_attn_implementation(None) == "sdpa"
+
+
+def test_the_3b_architecture_has_its_published_parameter_count() -> None:
+    # docs/gpu.md's memory arithmetic starts from this number (tied input and output embeddings counted once)
+    assert parameter_count(qwen2_5_vl_3b_config()) == 3_754_622_976

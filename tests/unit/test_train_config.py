@@ -126,6 +126,16 @@ def test_deepspeed_launch_configs_point_at_their_zero_stage(name: str, stage: in
     assert ds["bf16"]["enabled"] == "auto"
 
 
+def test_the_paper_profile_trains_cgrpo_in_bf16_with_checkpointing_under_zero3() -> None:
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "paper.yaml").read_text())
+    cgrpo = TrainParams.model_validate(raw["train"]).cgrpo
+    assert cgrpo.bf16 and cgrpo.gradient_checkpointing  # bf16 "auto" in the DeepSpeed file resolves to true
+    ds = json.loads((REPO_ROOT / "configs" / "deepspeed" / "zero3.json").read_text())["zero_optimization"]
+    assert ds["overlap_comm"] and ds["stage3_gather_16bit_weights_on_model_save"]
+    for key in ("reduce_bucket_size", "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold"):
+        assert ds[key] == "auto"  # transformers fills them from the model's hidden size
+
+
 def test_cpu_launch_config_runs_two_processes_on_the_cpu() -> None:
     config = load_config_from_file(str(REPO_ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"))
     assert config.num_processes == 2 and config.use_cpu and config.mixed_precision == "no"

@@ -56,7 +56,7 @@ def _project(root: Path, model: Path, corpus: Path) -> tuple[ProjectPaths, Simpl
             cot_file="Video-R1-COT-165k.json",
         ),
         video=VideoConfig(max_frames=8),
-        model=ModelConfig(dtype="float32", device="cpu"),
+        model=ModelConfig(dtype="float32", device="cpu", attn_implementation="sdpa"),
         train=TrainParams(
             taus=(0.6,),
             teacher=TeacherConfig(num_generations=2, max_completion_length=8),
@@ -152,6 +152,7 @@ def test_teacher_then_cgrpo_stage(project: tuple[ProjectPaths, SimpleNamespace])
     # the recorded run reloads, for `accelerate launch -m marc_ops.train.cgrpo --config run.yaml`
     run = CGRPORun.model_validate(yaml.safe_load(result.outputs["run"].read_text()))
     assert run.cgrpo == params.train.cgrpo_for(0.6) and run.video == params.video
+    assert run.attn_implementation == "sdpa"  # the profile's model.attn_implementation
 
 
 def test_teacher_and_cgrpo_start_from_the_sft_warm_up_when_init_is_sft(
@@ -182,7 +183,7 @@ def test_sft_stage(project: tuple[ProjectPaths, SimpleNamespace]) -> None:
     assert result.metadata["first_loss"] > 0
     text = result.outputs["run"].read_text()
     run = SFTRun.model_validate(yaml.safe_load(text))
-    assert run.sft == params.train.sft
+    assert run.sft == params.train.sft and run.attn_implementation == "sdpa"
     # the run file and the rows it names hold no absolute path: another clone writes the same bytes
     assert str(paths.project_dir) not in text
     assert run.cot_rows == Path("assets/sft_checkpoint/sft_rows.parquet") and run.project_dir == Path(".")

@@ -198,7 +198,7 @@ class _Setting:
             use_safetensors=True,
             dtype=self.dtype,
             device_map=self.device,
-            attn_implementation=default_attn_implementation(self.device),
+            attn_implementation=default_attn_implementation(self.device, self.dtype),
         ).eval()
 
     def release_model(self) -> None:

@@ -19,15 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import ConfigDict, Field
 from transformers import TrainerCallback
 
 from marc_ops.config.train import CGRPOTrainConfig, SFTTrainConfig
 from marc_ops.data import load_videor1
-from marc_ops.model import default_attn_implementation, load_qwen2_5_vl, load_qwen2_5_vl_processor
-from marc_ops.rewards import accuracy_reward, completion_text, format_reward, make_cgrpo_reward
-from marc_ops.train.cgrpo import CGRPOTrainer, cgrpo_dataset
+from marc_ops.rewards import completion_text
+from marc_ops.train.cgrpo import build_cgrpo_trainer, cgrpo_dataset
 from marc_ops.train.dataset import RunFile, train_and_save
 from marc_ops.train.inputs import whole_video_builder
 from marc_ops.train.launch import trainer_main
@@ -82,31 +80,14 @@ def _cgrpo_trainer(run: TrainStepsRun, builder, callbacks: Sequence[TrainerCallb
     rows = load_videor1(run.corpus / "Video-R1-260k.json", run.corpus).rows
     rows = rows.filter(rows["data_type"] == "video")
     dataset, skipped = cgrpo_dataset(rows, {str(pid): CHECK_A_FULL for pid in rows["problem_id"]})
-    processor = load_qwen2_5_vl_processor(run.model_path)
-    args = config.to_grpo_config(
-        run.output_dir, suppress_token_ids=[processor.image_token_id, processor.video_token_id]
-    )
-    args.reward_weights = [1.0, 0.0, 0.0, 1.0]
-    model = load_qwen2_5_vl(
+    trainer = build_cgrpo_trainer(
+        config,
+        dataset,
         run.model_path,
-        compression=config.compression,
-        dtype=torch.float32,
-        device=None,  # the Trainer (or DeepSpeed) places it
-        attn_implementation=default_attn_implementation(args.device),
-    )
-    trainer = CGRPOTrainer(
-        model=model,
-        reward_funcs=[
-            make_cgrpo_reward(config.tau, config.alpha, config.eta_cap, config.num_generations),
-            accuracy_reward,
-            format_reward,
-            completion_spread_reward,
-        ],
-        args=args,
-        train_dataset=dataset,
-        processing_class=processor,
+        run.output_dir,
         sample_builder=builder,
-        callbacks=list(callbacks),
+        callbacks=callbacks,
+        extra_rewards=[completion_spread_reward],
     )
     return trainer, skipped
 
