@@ -51,9 +51,10 @@ from transformers import (
 )
 
 from marc_ops.compression import CompressionConfig
-from marc_ops.config.train import TeacherConfig
+from marc_ops.config import ConfigError
+from marc_ops.config.train import LaunchConfig, TeacherConfig
 from marc_ops.errors import MarcError
-from marc_ops.io import append_jsonl, atomic_file, parse_jsonl, weights_stamp, write_parquet
+from marc_ops.io import append_jsonl, atomic_file, parse_jsonl, project_relative, weights_stamp, write_parquet
 from marc_ops.model import compression_of, load_qwen2_5_vl, load_qwen2_5_vl_processor
 from marc_ops.rewards import score_answer
 from marc_ops.train.dataset import RunFile, as_rows
@@ -65,7 +66,8 @@ from marc_ops.train.inputs import (
     vmr_builder,
     whole_video_builder,
 )
-from marc_ops.train.progress import configure_logging
+from marc_ops.train.launch import Launcher, TrainingLaunchError, accelerate_command
+from marc_ops.train.progress import TrainingProgress, configure_logging
 from marc_ops.video import MediaError, VideoConfig
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ logger = logging.getLogger(__name__)
 RECORDS_FILE = "teacher_rewards.jsonl"
 SHARD_GLOB = "teacher_rewards.rank*.jsonl"
 TABLE_FILE = "teacher_rewards.parquet"
+RUN_FILE = "run.yaml"  # a launched run's TeacherRun
 TABLE_SCHEMA: dict[str, pl.DataType] = {
     "problem_id": pl.String(),
     "status": pl.String(),
@@ -442,9 +445,29 @@ def run_teacher(run: TeacherRun, shard: Shard = Shard(), *, progress: bool = Tru
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def launch_teacher(run_file: Path, project_dir: Path, launch: LaunchConfig, launcher: Launcher) -> None:
+    """``accelerate launch ... -m marc_ops.train.teacher --config <run_file>`` with ``launch.processes``
+    processes, run by ``launcher`` from the project folder; returns once all have finished (the merged records
+    and the table written)."""
+    if not (project_dir / launch.accelerate_config).is_file():
+        raise ConfigError(
+            f"train.launch.teacher: accelerate_config {launch.accelerate_config} is not a file in {project_dir}; "
+            "name one of configs/accelerate/ (cpu_2proc.yaml on a CPU, multi_gpu.yaml on GPUs)"
+        )
+    command = accelerate_command(
+        __name__, project_relative(run_file, project_dir), launch, wrapper=getattr(launcher, "wrapper", None)
+    )
+    launcher(command, project_dir)
+    if not (run_file.parent / TABLE_FILE).is_file():
+        raise TrainingLaunchError(
+            f"the launched teacher ended without its table at {run_file.parent / TABLE_FILE}"
+        )
+
+
+def main(argv: Sequence[str] | None = None, progress: TrainingProgress | None = None) -> int:
     """``python -m marc_ops.train.teacher --config RUN_FILE``, alone or as one of the processes
-    ``accelerate launch`` starts (each scores its share; process 0 merges)."""
+    ``accelerate launch`` starts (each scores its share; process 0 merges). ``progress`` hears the main
+    process's summary line (a driver's :class:`TrainingProgress`, e.g. the Dagster Pipes one)."""
     parser = argparse.ArgumentParser(
         prog="python -m marc_ops.train.teacher", description="Score the teacher's a_full per video sample."
     )
@@ -458,16 +481,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = TeacherRun.model_validate(yaml.safe_load(args.config.read_text()))
     state = PartialState(cpu=not run.device.startswith("cuda"))
     if run.device.startswith("cuda"):
-        run = run.model_copy(update={"device": str(state.device)})
+        run = run.model_copy(update={"device": str(state.device)})  # each process its own GPU
     shard = Shard(state.process_index, state.num_processes, state.wait_for_everyone)
     summary = run_teacher(run, shard, progress=state.is_main_process)
-    logger.info(
-        "teacher_rewards: process %d of %d scored %d sample(s) in %.1f s",
-        shard.rank,
-        shard.world,
-        summary.n_generated,
-        summary.seconds,
+    line = (
+        f"teacher_rewards: process {shard.rank} of {shard.world} scored {summary.n_generated} sample(s) "
+        f"in {summary.seconds:.1f} s"
     )
+    logger.info(line)
+    if state.is_main_process and progress is not None:
+        progress.note(line)
     return 0
 
 
