@@ -223,7 +223,7 @@ def compute_teacher_rewards(
             ) as bar,
         ):
             for start in range(0, len(mine), config.batch_size):
-                for record in _score_batch(
+                for record in score_batch(
                     model, processor, config, mine[start : start + config.batch_size], builder, settings
                 ):
                     append_jsonl(sink, [record])
@@ -324,7 +324,7 @@ def _load_teacher(
 
 
 @torch.no_grad()
-def _score_batch(
+def score_batch(
     model: Qwen2_5_VLForConditionalGeneration,
     processor: Qwen2_5_VLProcessor,
     config: TeacherConfig,
