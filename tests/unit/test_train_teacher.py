@@ -139,19 +139,30 @@ def test_a_one_hot_row_always_draws_its_token() -> None:
 
 
 def run_two_processes(rows: pl.DataFrame, tiny_model: Path, config: TeacherConfig, out: Path) -> list:
-    """Two ranks in two threads of this process, meeting at a real barrier: the sharded run without launching."""
+    """Two ranks in two threads of this process, meeting at a real barrier: the sharded run without launching.
+    One thread runs at a time (a lock released only while waiting at the barrier): torch's process-wide state
+    (default dtype while a model loads, thread pools) is not meant to be shared by two models at once."""
     barrier = threading.Barrier(2, timeout=300)
+    turn = threading.Lock()
     summaries: list = [None, None]
     errors: list[BaseException] = []
 
-    def rank(r: int) -> None:
+    def wait() -> None:
+        turn.release()
         try:
-            summaries[r] = compute_teacher_rewards(
-                rows, tiny_model, config, out, progress=False, shard=Shard(r, 2, barrier.wait)
-            )
-        except BaseException as err:
-            errors.append(err)
-            barrier.abort()
+            barrier.wait()
+        finally:
+            turn.acquire()
+
+    def rank(r: int) -> None:
+        with turn:
+            try:
+                summaries[r] = compute_teacher_rewards(
+                    rows, tiny_model, config, out, progress=False, shard=Shard(r, 2, wait)
+                )
+            except BaseException as err:
+                errors.append(err)
+                barrier.abort()
 
     threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
     for thread in threads:
