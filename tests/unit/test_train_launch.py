@@ -25,6 +25,7 @@ from marc_ops.io import content_hash
 from marc_ops.train.launch import TrainingLaunchError, accelerate_command, run_command, train
 from marc_ops.train.progress import TrainingProgress
 from marc_ops.train.sft import SFTRun, run_sft
+from marc_ops.train.teacher import TABLE_FILE, launch_teacher
 from pipelines.defs.launch import PipesLauncher
 from pipelines.pipes_trainer import PipesProgress, pipes_progress
 
@@ -70,8 +71,39 @@ def test_the_paper_profile_launches_each_trainer_with_its_deepspeed_file():
     assert launch.sft.processes > 1 and launch.cgrpo.processes > 1
     for config in (launch.sft.accelerate_config, launch.cgrpo.accelerate_config):
         assert (REPO_ROOT / config).is_file()
+    # The teacher only generates: one plain process per GPU, no DeepSpeed.
+    assert launch.teacher.accelerate_config == Path("configs/accelerate/multi_gpu.yaml")
+    assert (REPO_ROOT / launch.teacher.accelerate_config).is_file() and launch.teacher.processes > 1
     tiny = load_params(REPO_ROOT / "configs" / "tiny.yaml").train.launch
-    assert tiny.sft.in_process and tiny.cgrpo.in_process
+    assert tiny.sft.in_process and tiny.cgrpo.in_process and tiny.teacher.in_process
+
+
+def test_a_launched_teacher_runs_its_entry_point_from_the_project(tmp_path: Path):
+    project = tmp_path / "project"
+    (project / "configs/accelerate").mkdir(parents=True)
+    (project / "configs/accelerate/cpu_2proc.yaml").write_text("distributed_type: MULTI_GPU\n")
+    run_file = project / "assets/teacher_rewards/run.yaml"
+    launched: list[tuple[list[str], Path]] = []
+
+    def launcher(command: Sequence[str], cwd: Path) -> None:
+        launched.append((list(command), cwd))
+        (run_file.parent / TABLE_FILE).write_text("")  # what process 0 writes last
+
+    run_file.parent.mkdir(parents=True)
+    launch_teacher(run_file, project, TWO_CPU_PROCESSES, launcher)
+    assert launched == [
+        (
+            accelerate_command(
+                "marc_ops.train.teacher", "assets/teacher_rewards/run.yaml", TWO_CPU_PROCESSES
+            ),
+            project,
+        )
+    ]
+    (run_file.parent / TABLE_FILE).unlink()
+    with pytest.raises(TrainingLaunchError, match="without its table"):
+        launch_teacher(run_file, project, TWO_CPU_PROCESSES, lambda command, cwd: None)
+    with pytest.raises(ConfigError, match="cpu_2proc.yaml is not a file"):
+        launch_teacher(run_file, tmp_path, TWO_CPU_PROCESSES, launcher)
 
 
 def _run(project: Path) -> SFTRun:
@@ -220,7 +252,7 @@ def test_a_dagster_launched_trainer_streams_its_steps_and_reports_the_checkpoint
     assert json.dumps(metadata["final_metrics"].value)  # plain JSON, as the UI shows it
 
 
-@pytest.mark.parametrize("module", ["marc_ops.train.sft", "marc_ops.train.cgrpo"])
+@pytest.mark.parametrize("module", ["marc_ops.train.sft", "marc_ops.train.cgrpo", "marc_ops.train.teacher"])
 def test_a_trainer_entry_point_refuses_a_missing_run_file_in_one_line(
     module: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
