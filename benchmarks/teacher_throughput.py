@@ -10,9 +10,10 @@ weights: a random model rarely stops early, so every completion runs to ``max_co
 slow case). Arms are interleaved in every repeat; the median repeat is reported.
 
     python benchmarks/teacher_throughput.py                 # the numbers in docs/benchmarks.md (~1.5 min)
+    python benchmarks/teacher_throughput.py --threads 2 --out benchmarks/results/teacher_throughput_2threads.json
     python benchmarks/teacher_throughput.py --quick         # a smoke run
 
-Writes ``benchmarks/results/teacher_throughput.json``.
+Writes ``benchmarks/results/teacher_throughput.json`` (``--out``).
 """
 
 from __future__ import annotations
