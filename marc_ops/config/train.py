@@ -105,7 +105,16 @@ class TeacherConfig(BaseModel):
     )
     temperature: float = Field(default=1.0, gt=0, description="sampling temperature (as the student's)")
     seed: int = Field(
-        default=42, description="each sample draws from its own generator seeded by (seed, problem_id)"
+        default=42,
+        description="each completion draws from its own generator seeded by (seed, problem_id, generation index)",
+    )
+    batch_size: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "samples per generate call (each with num_generations rows); it changes speed and memory, not the "
+            "completions, so it is not part of the records' settings"
+        ),
     )
 
 
@@ -303,6 +312,7 @@ class TrainLaunch(BaseModel):
 
     sft: LaunchConfig = LaunchConfig()
     cgrpo: LaunchConfig = LaunchConfig()
+    teacher: LaunchConfig = LaunchConfig()
 
 
 class TrainParams(BaseModel):

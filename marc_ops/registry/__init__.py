@@ -251,7 +251,7 @@ STAGES: dict[str, Stage] = {
     "teacher_rewards": Stage(
         train.teacher_rewards_stage,
         code=TRAIN_CODE,
-        params=("train.teacher", *TRAIN_STATE),
+        params=("train.teacher", "train.launch.teacher", *TRAIN_STATE),
         outs=(Out("assets/teacher_rewards", persist=True),),
         upstream=("vmr_selection", "train_subset", "videor1_source"),
         upstream_of=_initial_policy,

@@ -28,7 +28,6 @@ from marc_ops.compression import CompressionConfig
 from marc_ops.config import ModelConfig, Params, ProjectPaths
 from marc_ops.data import load_videor1, stratified_sample
 from marc_ops.io import (
-    absolute_media,
     atomic_dir,
     file_stamp,
     project_relative,
@@ -43,12 +42,19 @@ from marc_ops.stage import StageResult
 from marc_ops.train.align import align_tiny_model, caption_accuracy, caption_rows
 from marc_ops.train.cgrpo import CGRPORun, run_cgrpo
 from marc_ops.train.dataset import training_log
-from marc_ops.train.inputs import is_grounded, vmr_builder
+from marc_ops.train.inputs import is_grounded
 from marc_ops.train.launch import Launcher, run_command, train
 from marc_ops.train.score import ce_base_table, initial_policy, reset_if_changed, steps_for, train_policy
 from marc_ops.train.score_clips import pseudo_video_clips, video_clips
 from marc_ops.train.sft import SFTRun, run_sft
-from marc_ops.train.teacher import TABLE_FILE, compute_teacher_rewards
+from marc_ops.train.teacher import (
+    RECORDS_FILE,
+    RUN_FILE,
+    TABLE_FILE,
+    TeacherRun,
+    launch_teacher,
+    run_teacher,
+)
 
 
 def _tiny_stamp(model: ModelConfig) -> str:
@@ -125,38 +131,53 @@ def _align(
     return final, metadata, {"align_steps": steps}
 
 
-def teacher_rewards_stage(paths: ProjectPaths, params: Params) -> StageResult:
-    """The ``teacher_rewards`` asset: a_full for every video sample of ``train_subset``."""
-    rows = absolute_media(
-        pl.read_parquet(paths.asset("train_subset") / "train_subset.parquet"), paths.project_dir
-    )
-    summary = compute_teacher_rewards(
-        rows,
-        paths.initial_policy(params.train.init),
-        params.train.teacher,
-        paths.asset("teacher_rewards"),
+def teacher_rewards_stage(
+    paths: ProjectPaths, params: Params, launcher: Launcher = run_command
+) -> StageResult:
+    """The ``teacher_rewards`` asset: a_full for every video sample of ``train_subset``, scored in this
+    process or launched (``train.launch.teacher``: each process scores its share) by ``launcher``."""
+    started = time.perf_counter()
+    out_dir = paths.asset("teacher_rewards")
+    run = TeacherRun(
+        model_path=str(paths.initial_policy(params.train.init)),
+        train_rows=paths.asset("train_subset") / "train_subset.parquet",
+        output_dir=out_dir,
+        project_dir=paths.project_dir,
+        video=params.video,
+        # The 64-frame teacher sees the uncompressed VMR input (SPEC 7).
+        vmr_selection=paths.asset("vmr_selection") / "selection.parquet",
         dtype=params.model.dtype,
         device=params.model.device,
         attn_implementation=params.model.attn_implementation,
-        # The 64-frame teacher sees the uncompressed VMR input (SPEC 7).
-        sample_builder=vmr_builder(paths.asset("vmr_selection") / "selection.parquet", params.video),
+        teacher=params.train.teacher,
     )
-    table = pl.read_parquet(summary.table_path)
+    launch = params.train.launch.teacher
+    metadata: dict[str, object] = {}
+    if launch.in_process:
+        summary = run_teacher(run)
+        metadata = {"generated_now": summary.n_generated, "resumed": summary.n_resumed}
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        run.write(out_dir / RUN_FILE)
+        launch_teacher(out_dir / RUN_FILE, paths.project_dir, launch, launcher)
+    table = pl.read_parquet(out_dir / TABLE_FILE)
+    ok = table.filter(pl.col("status") == "ok")
+    outputs = {"records": out_dir / RECORDS_FILE, "table": out_dir / TABLE_FILE}
+    if not launch.in_process:
+        outputs["run"] = out_dir / RUN_FILE
     return StageResult(
-        outputs={"records": summary.records_path, "table": summary.table_path},
+        outputs=outputs,
         metadata={
-            "video_samples": summary.n_video_samples,
-            "generated_now": summary.n_generated,
-            "resumed": summary.n_resumed,
-            "failed": summary.n_failed,
-            "mean_a_full": summary.mean_a_full,
-            "seconds": round(summary.seconds, 2),
+            "video_samples": table.height,
+            **metadata,
+            "failed": table.height - ok.height,
+            "mean_a_full": ok["a_full"].mean() if ok.height else None,
+            "processes": launch.processes,
+            "batch_size": params.train.teacher.batch_size,
+            "seconds": round(time.perf_counter() - started, 2),
         },
         tables={
-            "a_full_histogram": table.filter(pl.col("status") == "ok")
-            .group_by(pl.col("a_full").round(2))
-            .len("samples")
-            .sort("a_full"),
+            "a_full_histogram": ok.group_by(pl.col("a_full").round(2)).len("samples").sort("a_full"),
             "failed": table.filter(pl.col("status") == "failed").select("problem_id", "reason"),
         },
     )

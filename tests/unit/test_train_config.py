@@ -139,3 +139,15 @@ def test_the_paper_profile_trains_cgrpo_in_bf16_with_checkpointing_under_zero3()
 def test_cpu_launch_config_runs_two_processes_on_the_cpu() -> None:
     config = load_config_from_file(str(REPO_ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"))
     assert config.num_processes == 2 and config.use_cpu and config.mixed_precision == "no"
+
+
+def test_multi_gpu_launch_config_is_plain_accelerate_on_gpus() -> None:
+    config = load_config_from_file(str(REPO_ROOT / "configs" / "accelerate" / "multi_gpu.yaml"))
+    assert config.distributed_type == "MULTI_GPU" and not config.use_cpu and config.mixed_precision == "no"
+    assert config.deepspeed_config == {}  # the teacher generates: no DeepSpeed
+
+
+def test_teacher_batch_size_is_validated_and_defaults_to_one_sample() -> None:
+    assert TeacherConfig().batch_size == 1
+    with pytest.raises(ValidationError, match="batch_size"):
+        TeacherConfig(batch_size=0)

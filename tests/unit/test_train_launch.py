@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 import torch
 from pydantic import ValidationError
@@ -20,11 +21,13 @@ from safetensors.torch import save_file
 from tests_support import REPO_ROOT
 
 from marc_ops.config import ConfigError, load_params
-from marc_ops.config.train import LaunchConfig, SFTTrainConfig
+from marc_ops.config.train import LaunchConfig, SFTTrainConfig, TeacherConfig
+from marc_ops.data import load_videor1
 from marc_ops.io import content_hash
 from marc_ops.train.launch import TrainingLaunchError, accelerate_command, run_command, train
 from marc_ops.train.progress import TrainingProgress
 from marc_ops.train.sft import SFTRun, run_sft
+from marc_ops.train.teacher import RUN_FILE, TABLE_FILE, TeacherRun, launch_teacher
 from pipelines.defs.launch import PipesLauncher
 from pipelines.pipes_trainer import PipesProgress, pipes_progress
 
@@ -70,8 +73,39 @@ def test_the_paper_profile_launches_each_trainer_with_its_deepspeed_file():
     assert launch.sft.processes > 1 and launch.cgrpo.processes > 1
     for config in (launch.sft.accelerate_config, launch.cgrpo.accelerate_config):
         assert (REPO_ROOT / config).is_file()
+    # The teacher only generates: one plain process per GPU, no DeepSpeed.
+    assert launch.teacher.accelerate_config == Path("configs/accelerate/multi_gpu.yaml")
+    assert (REPO_ROOT / launch.teacher.accelerate_config).is_file() and launch.teacher.processes > 1
     tiny = load_params(REPO_ROOT / "configs" / "tiny.yaml").train.launch
-    assert tiny.sft.in_process and tiny.cgrpo.in_process
+    assert tiny.sft.in_process and tiny.cgrpo.in_process and tiny.teacher.in_process
+
+
+def test_a_launched_teacher_runs_its_entry_point_from_the_project(tmp_path: Path):
+    project = tmp_path / "project"
+    (project / "configs/accelerate").mkdir(parents=True)
+    (project / "configs/accelerate/cpu_2proc.yaml").write_text("distributed_type: MULTI_GPU\n")
+    run_file = project / "assets/teacher_rewards/run.yaml"
+    launched: list[tuple[list[str], Path]] = []
+
+    def launcher(command: Sequence[str], cwd: Path) -> None:
+        launched.append((list(command), cwd))
+        (run_file.parent / TABLE_FILE).write_text("")  # what process 0 writes last
+
+    run_file.parent.mkdir(parents=True)
+    launch_teacher(run_file, project, TWO_CPU_PROCESSES, launcher)
+    assert launched == [
+        (
+            accelerate_command(
+                "marc_ops.train.teacher", "assets/teacher_rewards/run.yaml", TWO_CPU_PROCESSES
+            ),
+            project,
+        )
+    ]
+    (run_file.parent / TABLE_FILE).unlink()
+    with pytest.raises(TrainingLaunchError, match="without its table"):
+        launch_teacher(run_file, project, TWO_CPU_PROCESSES, lambda command, cwd: None)
+    with pytest.raises(ConfigError, match="cpu_2proc.yaml is not a file"):
+        launch_teacher(run_file, tmp_path, TWO_CPU_PROCESSES, launcher)
 
 
 def _run(project: Path) -> SFTRun:
@@ -220,7 +254,7 @@ def test_a_dagster_launched_trainer_streams_its_steps_and_reports_the_checkpoint
     assert json.dumps(metadata["final_metrics"].value)  # plain JSON, as the UI shows it
 
 
-@pytest.mark.parametrize("module", ["marc_ops.train.sft", "marc_ops.train.cgrpo"])
+@pytest.mark.parametrize("module", ["marc_ops.train.sft", "marc_ops.train.cgrpo", "marc_ops.train.teacher"])
 def test_a_trainer_entry_point_refuses_a_missing_run_file_in_one_line(
     module: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
@@ -231,3 +265,52 @@ def test_a_trainer_entry_point_refuses_a_missing_run_file_in_one_line(
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"python -m {module}: error: --config {tmp_path / 'run.yaml'}: no such file"
     )
+
+
+def test_a_dagster_launched_teacher_logs_its_summary_and_writes_the_table(
+    tiny_model: Path, train_corpus: Path, tmp_path: Path
+):
+    """The real teacher entry point inside the Pipes wrapper (one process, no accelerate): what the asset runs."""
+    rows = load_videor1(train_corpus / "Video-R1-260k.json", train_corpus).rows
+    rows = rows.filter(pl.col("data_type") == "video").head(2)
+    rows.write_parquet(tmp_path / "rows.parquet")
+    run = TeacherRun(
+        model_path=str(tiny_model),
+        train_rows=tmp_path / "rows.parquet",
+        output_dir=tmp_path / "teacher",
+        project_dir=tmp_path,
+        teacher=TeacherConfig(num_generations=2, max_completion_length=4, batch_size=2),
+    )
+    (tmp_path / "teacher").mkdir()
+    run.write(tmp_path / "teacher" / RUN_FILE)
+
+    @dg.asset
+    def teacher_rewards(
+        context: dg.AssetExecutionContext, pipes_subprocess_client: dg.PipesSubprocessClient
+    ) -> dg.MaterializeResult:
+        command = [
+            sys.executable,
+            "-m",
+            PipesLauncher.wrapper,
+            "marc_ops.train.teacher",
+            "--config",
+            "teacher/run.yaml",
+        ]
+        invocation = pipes_subprocess_client.run(
+            command=command,
+            context=context,
+            cwd=str(tmp_path),
+            env={"PYTHONPATH": str(REPO_ROOT), "RANK": "0", "OMP_NUM_THREADS": "1"},
+        )
+        return invocation.get_materialize_result()
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [teacher_rewards],
+        resources={"pipes_subprocess_client": dg.PipesSubprocessClient()},
+        instance=instance,
+    )
+    assert result.success
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert "teacher_rewards: process 0 of 1 scored 2 sample(s)" in " ".join(messages)
+    assert pl.read_parquet(tmp_path / "teacher" / TABLE_FILE).height == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -12,18 +13,26 @@ import polars as pl
 import pytest
 import yaml
 from safetensors.torch import load_file, save_file
-from tests_support import declared_check
+from tests_support import REPO_ROOT, declared_check
 
 from marc_ops.checks import ASSET_CHECKS
 from marc_ops.config import DataConfig, ModelConfig, ProjectPaths
-from marc_ops.config.train import CGRPOTrainConfig, SFTTrainConfig, TeacherConfig, TrainParams
+from marc_ops.config.train import (
+    CGRPOTrainConfig,
+    LaunchConfig,
+    SFTTrainConfig,
+    TeacherConfig,
+    TrainLaunch,
+    TrainParams,
+)
 from marc_ops.data import load_videor1
 from marc_ops.io import write_json
 from marc_ops.train.cgrpo import CGRPORun
 from marc_ops.train.inputs import vmr_builder
 from marc_ops.train.sft import SFTRun
 from marc_ops.train.stages import cgrpo_checkpoint_stage, sft_checkpoint_stage, teacher_rewards_stage
-from marc_ops.train.teacher import TABLE_FILE
+from marc_ops.train.teacher import TABLE_FILE, TeacherRun
+from marc_ops.train.teacher import main as teacher_main
 from marc_ops.video import VideoConfig
 from marc_ops.vmr.retrieval import RetrievedClip, plan_frames
 from marc_ops.vmr.stages import SELECTION_SCHEMA
@@ -153,6 +162,39 @@ def test_teacher_then_cgrpo_stage(project: tuple[ProjectPaths, SimpleNamespace])
     run = CGRPORun.model_validate(yaml.safe_load(result.outputs["run"].read_text()))
     assert run.cgrpo == params.train.cgrpo_for(0.6) and run.video == params.video
     assert run.attn_implementation == "sdpa"  # the profile's model.attn_implementation
+
+
+def test_a_launched_teacher_stage_gives_the_in_process_records(
+    project: tuple[ProjectPaths, SimpleNamespace], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``train.launch.teacher`` with two processes: the stage writes run.yaml and hands the accelerate command to
+    its launcher; here the launcher runs the entry point it names in this process (the slow tier launches it)."""
+    paths, params = project
+    in_process = ProjectPaths(tmp_path_factory.mktemp("in_process"))
+    shutil.copytree(paths.project_dir, in_process.project_dir, dirs_exist_ok=True)
+    expected = teacher_rewards_stage(in_process, params)
+    (paths.project_dir / "configs/accelerate").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "configs/accelerate/cpu_2proc.yaml", paths.project_dir / "configs/accelerate")
+    two = LaunchConfig(processes=2, accelerate_config=Path("configs/accelerate/cpu_2proc.yaml"))
+    launched = SimpleNamespace(
+        **{**vars(params), "train": params.train.model_copy(update={"launch": TrainLaunch(teacher=two)})}
+    )
+    commands: list[list[str]] = []
+
+    def launcher(command: list[str], cwd: Path) -> None:
+        commands.append(command)
+        assert command[-4:] == ["-m", "marc_ops.train.teacher", "--config", "assets/teacher_rewards/run.yaml"]
+        with contextlib.chdir(cwd):
+            assert teacher_main(command[-2:]) == 0
+
+    result = teacher_rewards_stage(paths, launched, launcher=launcher)
+
+    assert len(commands) == 1 and result.metadata["processes"] == 2
+    assert result.outputs["run"].is_file()
+    run = TeacherRun.model_validate(yaml.safe_load(result.outputs["run"].read_text()))
+    assert run.attn_implementation == "sdpa"  # the profile's model.attn_implementation
+    assert result.outputs["records"].read_text() == expected.outputs["records"].read_text()
+    assert pl.read_parquet(result.outputs["table"]).equals(pl.read_parquet(expected.outputs["table"]))
 
 
 def test_teacher_and_cgrpo_start_from_the_sft_warm_up_when_init_is_sft(

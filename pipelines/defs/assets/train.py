@@ -43,13 +43,20 @@ def sft_checkpoint(
     op_tags=gpu_tags("teacher_rewards"),
     kinds={"pytorch", "parquet"},
 )
-def teacher_rewards(context: dg.AssetExecutionContext, marc: MarcResource) -> dg.MaterializeResult:
+def teacher_rewards(
+    context: dg.AssetExecutionContext,
+    marc: MarcResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
     """The frozen initial model on the uncompressed 64-frame VMR input: G rewards and a_full per sample.
 
     The initial model is `train.init`: the base model (paper) or the SFT warm-up (tiny profile), hence
     the dependency on `sft_checkpoint` (which the paper profile trains anyway, as its SFT baseline).
+    With `train.launch.teacher` naming several processes, each scores its share of the samples.
     """
-    return materialize_stage("teacher_rewards", context, marc)
+    return materialize_stage(
+        "teacher_rewards", context, marc, launcher=PipesLauncher(context, pipes_subprocess_client)
+    )
 
 
 @dg.asset(
