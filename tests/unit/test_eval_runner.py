@@ -50,6 +50,9 @@ class ScriptedAdapter:
     def generated(self) -> list[str]:
         return [pid for call in self.calls for pid in call]
 
+    def prefetch(self, batch: Sequence[EvalInput]) -> None:
+        pass
+
     def generate(self, batch: Sequence[EvalInput]) -> list[GenerationOutput]:
         ids = [item.problem_id for item in batch]
         if self.crash_after is not None and len(self.generated) + len(ids) > self.crash_after:
