@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +245,9 @@ def test_decode_ahead_decodes_each_group_once_and_passes_unreadable_rows_on(rows
     assert calls == [good, bad]  # one decode a group
     assert all(sample is decoded[0] for sample in decoded[:4]) and decoded[0].frames.shape[0] == 8
     assert decoded[4:] == [None] * 4
+    assert pickle.loads(pickle.dumps(DecodeAhead(whole_video_builder(VIDEO)))).sample_builder.keywords == {
+        "video": VIDEO
+    }  # workers started by spawn get it too
 
 
 def test_media_unreadable_during_training_names_the_sample_with_workers(

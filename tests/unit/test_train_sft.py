@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import torch
 from tests_support import assert_killed_runs_resume_to
 
 from marc_ops.compression import one_frame_compression
@@ -275,3 +277,11 @@ def test_media_unreadable_during_training_names_the_sample_from_a_worker(
 def unreadable_sample(row: dict, video: VideoConfig) -> None:
     """A sample builder for media that broke after the dataset was built."""
     raise VideoDecodeError(row["media_path"], "truncated after the media check")
+
+
+def test_the_collator_pickles_for_workers_started_by_spawn(tiny_model: Path, cot_rows: pl.DataFrame) -> None:
+    processor = load_qwen2_5_vl_processor(tiny_model)
+    dataset, _ = sft_dataset(cot_rows.filter(pl.col("data_type") == "video").head(1), grounded_clips=True)
+    collate = SFTCollator(processor, one_frame_compression(), view_builder(VIDEO), mix_uncompressed=True)
+    copy = pickle.loads(pickle.dumps(collate))
+    assert torch.equal(copy(list(dataset))["input_ids"], collate(list(dataset))["input_ids"])
