@@ -62,6 +62,9 @@ class ScriptedAdapter:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
+    def prefetch(self, batch: Sequence[EvalInput]) -> None:
+        pass
+
     def generate(self, batch: Sequence[EvalInput]) -> list[GenerationOutput]:
         outputs = []
         for item in batch:

@@ -30,6 +30,12 @@ class EvalConfig(BaseModel):
             ``strict`` (the default) scores the text inside ``<answer>...</answer>`` and an output without
             it 0; ``whole-output`` is Video-R1's eval_bench.py, which produced the paper's figures: the
             tagged text, or the whole output when there is none.
+        decode_workers: threads that read the next batch's frames while a batch generates (0: read them
+            in turn, inside each batch).
+        sort_by_length: answer the samples longest first by expected visual tokens (from the files'
+            headers), so each batch holds inputs of similar length and pads little. Like ``batch_size``, it
+            decides which samples share a batch, not what a sample is answered with: the tiny model's
+            records are the same in either order (``tests/unit/test_eval_adapter.py``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -40,6 +46,12 @@ class EvalConfig(BaseModel):
     max_new_tokens: int = Field(default=1024, ge=1, description="the longest answer, tokens")
     limit: int | None = Field(default=None, ge=0, description="first N rows of each benchmark (None: all)")
     prompt_template: str = Field(default=VIDEO_R1_EVAL.name, description="a name in PROMPT_TEMPLATES")
+    decode_workers: int = Field(
+        default=0, ge=0, description="threads reading the next batch's frames while one generates (0: none)"
+    )
+    sort_by_length: bool = Field(
+        default=False, description="answer longest inputs first, batching similar visual lengths together"
+    )
     answer_rule: AnswerRule = Field(
         default="strict",
         description=(

@@ -54,6 +54,15 @@ class _Schedule(BaseModel):
     save_total_limit: int | None = Field(default=2, ge=1, description="checkpoints kept on disk (None: all)")
     logging_steps: int = Field(default=1, ge=1)
     seed: int = 42
+    dataloader_num_workers: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "DataLoader worker processes per training process that decode the media (and, for SFT, encode the "
+            "batch) ahead of the step; 0 decodes in the training loop. Decoding is deterministic, so it never "
+            "changes what is trained"
+        ),
+    )
     compression: CompressionConfig = Field(
         default_factory=one_frame_compression,
         description="what the trained (student) model merges its video features to (the `marc` method's)",
@@ -84,8 +93,8 @@ class _Schedule(BaseModel):
             "report_to": ["tensorboard"],
             # Our rows carry the media reference and the reward inputs; the collators read them.
             "remove_unused_columns": False,
-            # Media are decoded in the main process (decord/PyAV threads already use the cores).
-            "dataloader_num_workers": 0,
+            # Workers decode the next batches while the step runs (SFT: the collator; C-GRPO: the dataset's decode).
+            "dataloader_num_workers": self.dataloader_num_workers,
             # Without a GPU, say so: a multi-process launch then joins a gloo group on the CPU instead of
             # each process silently training alone.
             "use_cpu": not torch.cuda.is_available(),

@@ -14,7 +14,10 @@ is left-padded and decoded greedily. What the method decides:
 
 Per sample it returns the decoded text, the visual tokens the LLM saw (image or video placeholders
 in that sample's prompt) and the batch's wall time divided by its size: building the frames,
-encoding, prefill and decoding, not loading the model.
+encoding, prefill and decoding, not loading the model. With ``decode_workers`` > 0, ``prefetch``
+builds the next batch's frames in a pool of that many threads while the current batch generates
+(decord, PyAV and torch's resize release the GIL while they work); the latency then counts only
+the wait for frames that were not ready.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import functools
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +43,7 @@ from marc_ops.model.generation import greedy_decode
 from marc_ops.train.inputs import (
     EncodedSample,
     SampleBuilder,
+    TrainingSample,
     encode_prompt,
     model_inputs,
     vmr_builder,
@@ -127,6 +132,8 @@ class QwenAdapter:
             only by one.
         split: the selection's split of the benchmark, ``eval:<benchmark>`` (VMR methods only).
         max_new_tokens: the longest answer, in tokens (SPEC section 8: 1024).
+        decode_workers: threads that build the frames of the batch ``prefetch`` names ahead of its
+            ``generate`` call; 0 builds them inside ``generate``. The frames are the same either way.
     """
 
     def __init__(
@@ -141,15 +148,22 @@ class QwenAdapter:
         selection_path: Path | None = None,
         split: str | None = None,
         max_new_tokens: int = 1024,
+        decode_workers: int = 0,
     ) -> None:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
+        if decode_workers < 0:
+            raise ValueError(
+                f"decode_workers={decode_workers} must be >= 0 (0: build frames inside generate)"
+            )
         self.model_path = model_path
         self.method = method
         self.max_new_tokens = max_new_tokens
         self._load_options = {"dtype": dtype, "device": device, "attn_implementation": attn_implementation}
         sampling = video.model_copy(update={"max_frames": method.max_frames})
         self.build_sample = _sample_builder(method, sampling, selection_path, split)
+        self._decode_pool = ThreadPoolExecutor(decode_workers, "decode") if decode_workers else None
+        self._prefetched: dict[str, Future[TrainingSample]] = {}
 
     @functools.cached_property
     def model(self) -> Qwen2_5_VLForConditionalGeneration:
@@ -162,6 +176,14 @@ class QwenAdapter:
     @functools.cached_property
     def processor(self) -> Qwen2_5_VLProcessor:
         return load_qwen2_5_vl_processor(self.model_path)
+
+    def prefetch(self, batch: Sequence[EvalInput]) -> None:
+        """Start building the frames of ``batch`` in the decode pool and return at once (nothing without
+        ``decode_workers``); a media error surfaces when ``generate`` takes the sample."""
+        if self._decode_pool is None:
+            return
+        for item in batch:
+            self._prefetched[item.problem_id] = self._decode_pool.submit(self.build_sample, item.row)
 
     @torch.inference_mode()
     def generate(self, batch: Sequence[EvalInput]) -> list[GenerationOutput]:
@@ -189,7 +211,8 @@ class QwenAdapter:
         self, item: EvalInput, model: Qwen2_5_VLForConditionalGeneration, processor: Qwen2_5_VLProcessor
     ) -> EncodedSample:
         """The sample's frames (or image) and its prompt, with the placeholders ``model``'s compression expects."""
-        sample = self.build_sample(item.row)
+        prefetched = self._prefetched.pop(item.problem_id, None)
+        sample = self.build_sample(item.row) if prefetched is None else prefetched.result()
         return encode_prompt(processor, compression_of(model), sample, messages=item.messages, encoder=model)
 
 

@@ -18,7 +18,10 @@ run goes on. Any other exception from the adapter is a bug and stops the run (wh
 kept).
 
 Decoding is the adapter's business (greedy, at most 1024 new tokens: SPEC section 8), and so are
-frame sampling, VMR and compression for the method it was built for.
+frame sampling, VMR and compression for the method it was built for. While a batch generates, the runner
+hands the adapter the next batch to read ahead (``prefetch``). With ``sort_by_length`` the pending samples
+are answered longest first by their expected visual tokens (:mod:`marc_ops.eval.batching`), so a batch
+holds videos of similar length; records are keyed by ``problem_id``, so their order in the file is free.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from marc_ops.config.methods import MethodSpec
 from marc_ops.config.prompts import VIDEO_R1_EVAL, PromptTemplate, build_prompt
 from marc_ops.config.tasks import BenchmarkTask
 from marc_ops.data.messages import MediaSpec, build_messages
+from marc_ops.eval.batching import by_visual_length, expected_visual_tokens
 from marc_ops.eval.scoring import (
     MEASURED_FIELDS,
     RecordsFileError,
@@ -67,7 +71,8 @@ class EvalInput:
 
 @dataclass(frozen=True)
 class GenerationOutput:
-    """One sample's decoded text, the visual tokens the LLM saw, and its share of the wall time."""
+    """One sample's decoded text, the visual tokens the LLM saw, and its share of the ``generate`` call's wall
+    time (frames read ahead by ``prefetch`` are not in it; the efficiency profile is the timing to compare)."""
 
     text: str
     visual_tokens: int
@@ -78,7 +83,10 @@ class ModelAdapter(Protocol):
     """A model prepared for one method. ``generate`` returns one output per input, in order.
 
     It raises a :class:`~marc_ops.video.MediaError` (ideally naming the file in ``path``) when a
-    sample's media cannot be read; the runner then records that sample as failed.
+    sample's media cannot be read; the runner then records that sample as failed. ``prefetch`` is told
+    the batch a later ``generate`` call gets, before the current one runs: an adapter may start reading
+    its media then (and must raise their errors from ``generate``, not from ``prefetch``); an adapter
+    without ``prefetch`` reads each batch when it generates it.
     """
 
     def generate(self, batch: Sequence[EvalInput]) -> list[GenerationOutput]: ...
@@ -110,12 +118,16 @@ def prompt_hash(prompt: str, method: str) -> str:
     return hashlib.sha256(f"{prompt}\0{method}".encode()).hexdigest()
 
 
+def _sampling(video: VideoConfig, method: MethodSpec) -> VideoConfig:
+    """``video`` with the method's ``max_frames``."""
+    return VideoConfig(**{**video.model_dump(), "max_frames": method.max_frames})
+
+
 def prepare_input(
     row: Mapping[str, Any], method: MethodSpec, video: VideoConfig, template: PromptTemplate = VIDEO_R1_EVAL
 ) -> EvalInput:
     """The adapter's input for one row; raises a ``MediaError`` when the media file is missing."""
-    sampling = VideoConfig(**{**video.model_dump(), "max_frames": method.max_frames})
-    media = MediaSpec.for_row(row, sampling)
+    media = MediaSpec.for_row(row, _sampling(video, method))
     if not media.exists():
         error = VideoDecodeError if media.kind == "video" else ImageLoadError
         raise error(media.path, "file not found")
@@ -142,6 +154,7 @@ def run_benchmark(
     video: VideoConfig = DEFAULT_VIDEO_CONFIG,
     template: PromptTemplate = VIDEO_R1_EVAL,
     retry_failed: bool = False,
+    sort_by_length: bool = False,
 ) -> RunSummary:
     """Generate, score and record every selected row that the records file does not hold yet.
 
@@ -154,6 +167,8 @@ def run_benchmark(
         limit: only the first ``limit`` rows in file order (``--limit N``).
         video: frame sampling (fps, pixel bounds); ``max_frames`` comes from the method.
         retry_failed: regenerate samples recorded as failed (e.g. after fixing their media).
+        sort_by_length: answer the pending rows longest first by expected visual tokens
+            (:func:`~marc_ops.eval.batching.expected_visual_tokens`) instead of in file order.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
@@ -168,6 +183,10 @@ def run_benchmark(
     kept, n_dropped = _open_records(out_path, expected, retry_failed=retry_failed)
     _rescore(task, {row["problem_id"]: row for row in all_rows}, kept, answer_rule, out_path)
     pending = [row for row in selected if row["problem_id"] not in kept]
+    if sort_by_length:
+        sampling = _sampling(video, method)
+        lengths = [expected_visual_tokens(MediaSpec.for_row(row, sampling), video) for row in pending]
+        pending = by_visual_length(pending, lengths)
     n_generated = 0
     with (
         open(out_path, "a", encoding="utf-8") as sink,
@@ -180,8 +199,12 @@ def run_benchmark(
             disable=not progress,
         ) as bar,
     ):
-        for batch in _chunks(pending, batch_size):
-            records = _run_batch(task, method, batch, adapter, video, template, expected, answer_rule)
+        prepared = (_prepare(batch, method, video, template) for batch in _chunks(pending, batch_size))
+        prefetch = getattr(adapter, "prefetch", None)  # optional: see ModelAdapter
+        for batch, upcoming in _with_next(prepared):
+            if upcoming is not None and prefetch is not None:
+                prefetch(upcoming.inputs)  # read while this batch generates
+            records = _run_batch(task, method, batch, adapter, expected, answer_rule)
             # The measured seconds beside the records (MEASURED_FIELDS), first: a sample is finished once its
             # record is written, and a finished sample has its seconds (a kill in between leaves seconds
             # without a record, which the next run drops).
@@ -192,7 +215,7 @@ def run_benchmark(
             for record in records:
                 kept[record["problem_id"]] = record
             n_generated += len(records)
-            bar.update(len(batch))
+            bar.update(len(batch.rows))
 
     chosen = records_frame(kept[row["problem_id"]] for row in selected)
     return RunSummary(
@@ -293,28 +316,50 @@ def _chunks(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, A
         yield items[start : start + size]
 
 
-def _run_batch(
-    task: BenchmarkTask,
-    method: MethodSpec,
-    batch: list[dict[str, Any]],
-    adapter: ModelAdapter,
-    video: VideoConfig,
-    template: PromptTemplate,
-    expected: Mapping[str, str],
-    rule: AnswerRule,
-) -> list[dict[str, Any]]:
-    """One record per row of ``batch``, in order: prepare, generate, score."""
-    outcomes: dict[str, GenerationOutput | MediaError] = {}
-    inputs = []
-    for row in batch:
+@dataclass(frozen=True)
+class _Batch:
+    """A batch's rows, the adapter inputs of those whose media file exists, and the errors of the others."""
+
+    rows: list[dict[str, Any]]
+    inputs: list[EvalInput]
+    missing: dict[str, MediaError]
+
+
+def _prepare(
+    rows: list[dict[str, Any]], method: MethodSpec, video: VideoConfig, template: PromptTemplate
+) -> _Batch:
+    inputs, missing = [], {}
+    for row in rows:
         try:
             inputs.append(prepare_input(row, method, video, template))
         except MediaError as err:
-            outcomes[row["problem_id"]] = err
-    outcomes.update(_generate(adapter, inputs))
+            missing[row["problem_id"]] = err
+    return _Batch(rows, inputs, missing)
+
+
+def _with_next(batches: Iterator[_Batch]) -> Iterator[tuple[_Batch, _Batch | None]]:
+    """Each batch with the one after it (``None`` after the last)."""
+    current = next(batches, None)
+    while current is not None:
+        upcoming = next(batches, None)
+        yield current, upcoming
+        current = upcoming
+
+
+def _run_batch(
+    task: BenchmarkTask,
+    method: MethodSpec,
+    batch: _Batch,
+    adapter: ModelAdapter,
+    expected: Mapping[str, str],
+    rule: AnswerRule,
+) -> list[dict[str, Any]]:
+    """One record per row of ``batch``, in order: generate, score."""
+    outcomes: dict[str, GenerationOutput | MediaError] = dict(batch.missing)
+    outcomes.update(_generate(adapter, batch.inputs))
     return [
         _record(task, method, row, expected[row["problem_id"]], outcomes[row["problem_id"]], rule)
-        for row in batch
+        for row in batch.rows
     ]
 
 

@@ -247,6 +247,7 @@ def _evaluate(
         selection_path=selection,
         split=f"eval:{task.name}",
         max_new_tokens=config.max_new_tokens,
+        decode_workers=config.decode_workers,
     )
     summary = run_benchmark(
         task,
@@ -259,6 +260,7 @@ def _evaluate(
         limit=limit,
         video=params.video,
         template=prompt_template(config.prompt_template),
+        sort_by_length=config.sort_by_length,
     )
     write_json(
         summary_path(paths, task.name, spec.name),

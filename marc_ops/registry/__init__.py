@@ -316,6 +316,7 @@ STAGES: dict[str, Stage] = {
             "eval.limit",
             "eval.prompt_template",
             "eval.answer_rule",
+            "eval.sort_by_length",  # which samples share a batch (as batch_size); decode_workers changes nothing
             "model",
             *TRAIN_STATE,
         ),

@@ -9,8 +9,13 @@ clipped ratio with a KL anchor to the frozen initial model (eq 10, ``loss_type="
 What TRL does not do for us, and the overrides in :class:`CGRPOTrainer` that add it. TRL 1.16 wires
 only ``image``/``images`` dataset columns into generation and into the log-prob forward passes, so:
 
-- ``_generate_and_score_completions``: encode the batch's samples first (frames from the sample
-  builder, the compressed number of ``<|video_pad|>`` tokens, ``video_clip_ids``) and hold them
+- ``__init__``: the training rows are decoded by the DataLoader (:class:`DecodeAhead`), so with
+  ``dataloader_num_workers`` > 0 worker processes decode the next generation batches while the model
+  generates and steps. (TRL calls ``_generate_and_score_completions`` from the training loop itself, so a
+  decode started there could overlap nothing; the DataLoader's prefetching is the one place TRL leaves
+  running ahead of the step.)
+- ``_generate_and_score_completions``: encode the batch's samples first (the decoded frames, the
+  compressed number of ``<|video_pad|>`` tokens, ``video_clip_ids``) and hold them
   *in flight* while TRL generates, scores and computes the old / reference log-probs; then attach
   them to the batch as the per-row list ``visual_inputs``, which TRL's shuffle and split keep
   aligned with the rows.
@@ -68,6 +73,7 @@ from marc_ops.train.dataset import (
     CheckpointWeightsMixin,
     RunFile,
     SkippedSample,
+    load_sample,
     run_fingerprint,
     train_and_save,
     usable_rows,
@@ -75,6 +81,7 @@ from marc_ops.train.dataset import (
 from marc_ops.train.inputs import (
     EncodedSample,
     SampleBuilder,
+    TrainingSample,
     collate_visual,
     encode_prompt,
     mm_token_type_ids,
@@ -99,8 +106,12 @@ class CGRPOTrainer(CheckpointWeightsMixin, GRPOTrainer):
     docstring for what each override adds.
     """
 
-    def __init__(self, *args: Any, sample_builder: SampleBuilder, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, *args: Any, train_dataset: Dataset, sample_builder: SampleBuilder, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            *args, train_dataset=train_dataset.with_transform(DecodeAhead(sample_builder)), **kwargs
+        )
         self.sample_builder = sample_builder
         self.compression = compression_of(self.model)
         self._visual_rows: list[EncodedSample] | None = None
@@ -111,8 +122,9 @@ class CGRPOTrainer(CheckpointWeightsMixin, GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         rows = self._encode_rows(inputs)
+        plain = [{key: value for key, value in row.items() if key != DECODED_KEY} for row in inputs]
         with self._visual_rows_in_flight(rows):
-            output = super()._generate_and_score_completions(inputs)
+            output = super()._generate_and_score_completions(plain)
         mode = "train" if self.model.training else "eval"
         visual_tokens = [
             int(mm_token_type_ids(r.input_ids, self.processing_class).bool().sum()) for r in rows
@@ -189,19 +201,15 @@ class CGRPOTrainer(CheckpointWeightsMixin, GRPOTrainer):
     # -- helpers -------------------------------------------------------------------------------
 
     def _encode_rows(self, inputs: Sequence[Mapping[str, Any]]) -> list[EncodedSample]:
-        """One encoded sample per row; the G consecutive copies of a sample share one encoding."""
+        """One encoded sample per row; the G consecutive copies of a sample share one encoding. A row's frames
+        are the ones the DataLoader decoded (:class:`DecodeAhead`); a row it could not decode, or one that did
+        not come through it, is decoded here (:func:`~marc_ops.train.dataset.load_sample` names the sample)."""
         encoded: dict[str, EncodedSample] = {}
         rows = []
         for row in inputs:
             problem_id = str(row["problem_id"])
             if problem_id not in encoded:
-                try:
-                    sample = self.sample_builder(row)
-                except MediaError as err:
-                    raise RuntimeError(
-                        f"sample {problem_id} passed the media check when the dataset was built but cannot be loaded "
-                        f"now ({err}); quarantine it (remove it from the training rows) and resume"
-                    ) from err
+                sample = row.get(DECODED_KEY) or load_sample(self.sample_builder, row)
                 encoded[problem_id] = encode_prompt(
                     self.processing_class, self.compression, sample, row["prompt"]
                 )
@@ -225,6 +233,36 @@ class CGRPOTrainer(CheckpointWeightsMixin, GRPOTrainer):
             yield
         finally:
             self._visual_rows = previous
+
+
+DECODED_KEY = "marc_decoded_sample"  # a training row's frames, decoded by the DataLoader (DecodeAhead)
+
+
+class DecodeAhead:
+    """The transform of the trainer's dataset: each row comes out of the DataLoader with its decoded sample
+    (:class:`~marc_ops.train.inputs.TrainingSample`) under :data:`DECODED_KEY`, built in the DataLoader's worker
+    processes when ``dataloader_num_workers`` > 0.
+
+    TRL's sampler repeats each index G times in a row within one generation batch (the config keeps a group in
+    one batch), and the batch is fetched in one call: the copies of a sample are decoded once and share one
+    sample object, so it crosses to the training process once. A row whose media cannot be read is passed on
+    without a sample, and decoded again where its error names it (``_encode_rows``).
+    """
+
+    def __init__(self, sample_builder: SampleBuilder) -> None:
+        self.sample_builder = sample_builder
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+        decoded: dict[str, TrainingSample | None] = {}
+        for row in rows:
+            problem_id = str(row["problem_id"])
+            if problem_id not in decoded:
+                try:
+                    decoded[problem_id] = self.sample_builder(row)
+                except MediaError:
+                    decoded[problem_id] = None
+        return {**batch, DECODED_KEY: [decoded[str(row["problem_id"])] for row in rows]}
 
 
 def cgrpo_dataset(

@@ -31,7 +31,7 @@ from marc_ops.io import (
     write_json,
     write_text,
 )
-from marc_ops.train.inputs import check_media
+from marc_ops.train.inputs import SampleBuilder, TrainingSample, check_media
 from marc_ops.video import MediaError
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,20 @@ def usable_rows(
     return kept, skipped
 
 
+def load_sample(sample_builder: SampleBuilder, row: Mapping[str, Any]) -> TrainingSample:
+    """``sample_builder(row)`` during training. The row's media passed :func:`usable_rows`'s check when the
+    dataset was built, so a ``MediaError`` now stops the run with a ``RuntimeError`` naming the sample and what
+    to do (a ``RuntimeError``, unlike a ``MediaError``, reaches the training process from a DataLoader worker
+    with its message intact)."""
+    try:
+        return sample_builder(row)
+    except MediaError as err:
+        raise RuntimeError(
+            f"sample {row['problem_id']} passed the media check when the dataset was built but cannot be loaded "
+            f"now ({err}); quarantine it (remove it from the training rows) and resume"
+        ) from err
+
+
 def write_skipped(out_dir: Path, skipped: list[SkippedSample]) -> Path:
     """``out_dir/skipped_samples.json``: the skipped ids and reasons (an empty list when none)."""
     path = Path(out_dir) / SKIPPED_FILE
@@ -95,9 +109,17 @@ def write_skipped(out_dir: Path, skipped: list[SkippedSample]) -> Path:
     return path
 
 
-# How long a run goes and how often it saves or logs: extending a run resumes it, not restarts it.
+# How long a run goes and how often it saves or logs: extending a run resumes it, not restarts it. Where the media
+# are decoded (dataloader_num_workers) changes no weight either.
 _BUDGET_FIELDS = frozenset(
-    {"max_steps", "num_train_epochs", "save_steps", "save_total_limit", "logging_steps"}
+    {
+        "max_steps",
+        "num_train_epochs",
+        "save_steps",
+        "save_total_limit",
+        "logging_steps",
+        "dataloader_num_workers",
+    }
 )
 
 

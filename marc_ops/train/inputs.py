@@ -121,16 +121,18 @@ def grounded_clip_sample(row: Mapping[str, Any], video: VideoConfig = DEFAULT_VI
     )
 
 
+def view_sample(row: Mapping[str, Any], video: VideoConfig = DEFAULT_VIDEO_CONFIG) -> TrainingSample:
+    """The row by its ``view``: :data:`GROUNDED_VIEW` → :func:`grounded_clip_sample`, anything else (or no
+    ``view``) → :func:`whole_video_sample`."""
+    if row.get("view") == GROUNDED_VIEW:
+        return grounded_clip_sample(row, video)
+    return whole_video_sample(row, video)
+
+
 def view_builder(video: VideoConfig = DEFAULT_VIDEO_CONFIG) -> SampleBuilder:
-    """Builds each row by its ``view``: :data:`GROUNDED_VIEW` → :func:`grounded_clip_sample`, anything
-    else (or no ``view``) → :func:`whole_video_sample`. The SFT dataset's builder (``grounded_clips``)."""
-
-    def build(row: Mapping[str, Any]) -> TrainingSample:
-        if row.get("view") == GROUNDED_VIEW:
-            return grounded_clip_sample(row, video)
-        return whole_video_sample(row, video)
-
-    return build
+    """:func:`view_sample` with ``video`` bound: the SFT dataset's builder (``grounded_clips``). Like every
+    builder here it pickles, so DataLoader workers can run it under any start method."""
+    return functools.partial(view_sample, video=video)
 
 
 def vmr_builder(
@@ -150,18 +152,21 @@ def vmr_builder(
         pid: (np.asarray(frames, dtype=np.int64), np.asarray(clips, dtype=np.int64))
         for pid, frames, clips in table.select("problem_id", "frame_indices", "frame_clip_ids").iter_rows()
     }
+    return functools.partial(_planned_sample, plans=plans, video=video)
 
-    def build(row: Mapping[str, Any]) -> TrainingSample:
-        plan = plans.get(str(row["problem_id"]))
-        if row["data_type"] == "image" or plan is None:
-            return whole_video_sample(row, video)
-        frame_indices, clip_ids = plan
-        reader = open_video(row["media_path"], video.backend)
-        return TrainingSample(
-            row=row, frames=decode_frames(reader, frame_indices, video), clip_ids=clip_ids, fps=video.fps
-        )
 
-    return build
+def _planned_sample(
+    row: Mapping[str, Any], plans: Mapping[str, tuple[np.ndarray, np.ndarray]], video: VideoConfig
+) -> TrainingSample:
+    """The row's recorded frames and clip ids (``plans`` by problem id), or the whole video / image."""
+    plan = plans.get(str(row["problem_id"]))
+    if row["data_type"] == "image" or plan is None:
+        return whole_video_sample(row, video)
+    frame_indices, clip_ids = plan
+    reader = open_video(row["media_path"], video.backend)
+    return TrainingSample(
+        row=row, frames=decode_frames(reader, frame_indices, video), clip_ids=clip_ids, fps=video.fps
+    )
 
 
 def check_media(row: Mapping[str, Any]) -> None:

@@ -7,7 +7,9 @@ and the same visual input as C-GRPO (the sample builder's frames, compressed to 
 TRL's SFT collators handle images only, so :class:`SFTCollator` builds the batches itself: it loads
 each row's frames, encodes the prompt through ``prepare_model_inputs`` (compressed placeholder count,
 ``video_clip_ids``), appends the target tokens, and masks the prompt and padding out of the loss
-(labels ``-100``). ``SFTTrainer`` is used as is, with its dataset preparation skipped.
+(labels ``-100``). ``SFTTrainer`` is used as is, with its dataset preparation skipped. With
+``dataloader_num_workers`` > 0 the collator (decoding included) runs in the DataLoader's worker
+processes, which build the next batches while the model steps.
 
 Run it under accelerate (paper: ZeRO-2)::
 
@@ -46,6 +48,7 @@ from marc_ops.train.dataset import (
     CheckpointWeightsMixin,
     RunFile,
     SkippedSample,
+    load_sample,
     run_fingerprint,
     train_and_save,
     usable_rows,
@@ -91,22 +94,37 @@ class SFTCollator:
         self.compression = compression
         self.sample_builder = sample_builder
         self.mix_uncompressed = mix_uncompressed
-        self._batches = 0
+        self._first_batch = 0  # the run's number of the first batch of the current pass over the loader
+        self._built = 0  # batches this copy of the collator built since then
 
     def resume_at(self, batches: int) -> None:
-        """Count on from ``batches`` built batches: a resumed run skips the batches its checkpoint trained on
-        without collating them, and the next one must be compressed (or not) as in an uninterrupted run."""
-        self._batches = batches
+        """Number the next batch ``batches`` (the batches the run trained so far): a resumed run skips the
+        batches its checkpoint trained on without collating them, and the next one must be compressed (or not)
+        as in an uninterrupted run. Set before every pass over the loader (:class:`ResumeSFTCounters`): with
+        ``dataloader_num_workers`` > 0 each worker collates a copy of this collator, forked when the pass
+        starts, and the one in the training process never counts a batch."""
+        self._first_batch = batches
+        self._built = 0
+
+    def _batch_number(self) -> int:
+        """The run's number of the batch being built. A DataLoader deals the batches of a map-style dataset to
+        its workers in turn (batch n to worker n % workers), so worker w's k-th batch is number
+        ``first + k * workers + w``; without workers it is ``first + k``."""
+        worker = torch.utils.data.get_worker_info()
+        workers, worker_id = (1, 0) if worker is None else (worker.num_workers, worker.id)
+        number = self._first_batch + self._built * workers + worker_id
+        self._built += 1
+        return number
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         tokenizer = self.processor.tokenizer
         # With mix_uncompressed every other batch is encoded (and, by SFTBudgetTrainer, run) uncompressed.
-        uncompressed = self.mix_uncompressed and self._batches % 2 == 1
-        self._batches += 1
+        uncompressed = self.mix_uncompressed and self._batch_number() % 2 == 1
         compression = CompressionConfig() if uncompressed else self.compression
         encoded, sequences, labels = [], [], []
         for row in examples:
-            prompt = encode_prompt(self.processor, compression, self.sample_builder(row), row["prompt"])
+            sample = load_sample(self.sample_builder, row)
+            prompt = encode_prompt(self.processor, compression, sample, row["prompt"])
             target = tokenizer(
                 row["target"] + tokenizer.eos_token, add_special_tokens=False, return_tensors="pt"
             )
@@ -135,19 +153,30 @@ class SFTCollator:
 
 
 class ResumeSFTCounters(TrainerCallback):
-    """At the start of training, put what the SFT trainer counts in memory where the checkpoint left it.
+    """Put what the SFT trainer counts in memory where the run is.
 
-    - The collator's batch count: the Trainer resumes a checkpoint by skipping the batches it trained on
-      (they are never collated), so with ``mix_uncompressed`` a resumed run would compress the batches an
-      uninterrupted one runs uncompressed, and end with other weights.
-    - TRL's running token count (logged as ``num_tokens``), which would restart at 0; it is the last logged
-      one (exact when the checkpoint's step was logged, as ``logging_steps`` dividing ``save_steps`` makes it).
+    - The collator's batch number, at the start of every pass over the data (before the Trainer starts
+      iterating the loader, which forks its workers then): the Trainer resumes a checkpoint by skipping the
+      batches it trained on (they are never collated), and DataLoader workers collate copies of the collator,
+      so with ``mix_uncompressed`` a resumed run, or a later epoch, would otherwise compress the batches an
+      uninterrupted run without workers runs uncompressed, and end with other weights.
+    - At the start of training, TRL's running token count (logged as ``num_tokens``), which would restart at
+      0; it is the last logged one (exact when the checkpoint's step was logged, as ``logging_steps``
+      dividing ``save_steps`` makes it).
     """
 
     def __init__(self, trainer: SFTBudgetTrainer) -> None:
         self.trainer = trainer
 
     def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if state.global_step == 0:
+            return
+        logged = [entry["num_tokens"] for entry in state.log_history if "num_tokens" in entry]
+        self.trainer._total_train_tokens = int(logged[-1]) if logged else 0
+
+    def on_epoch_begin(
         self,
         args: TrainingArguments,
         state: TrainerState,
@@ -155,13 +184,9 @@ class ResumeSFTCounters(TrainerCallback):
         train_dataloader: Any = None,
         **kwargs: Any,
     ) -> None:
-        if state.global_step == 0:
-            return
         self.trainer.data_collator.resume_at(
             trained_batches(state.global_step, len(train_dataloader), args.gradient_accumulation_steps)
         )
-        logged = [entry["num_tokens"] for entry in state.log_history if "num_tokens" in entry]
-        self.trainer._total_train_tokens = int(logged[-1]) if logged else 0
 
 
 def trained_batches(global_step: int, batches_per_epoch: int, accumulation: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,13 +14,14 @@ from marc_ops.config.methods import resolve_method
 from marc_ops.config.tasks import resolve_task
 from marc_ops.data import load_task_rows
 from marc_ops.data.synthetic import SyntheticConfig, generate_corpus
-from marc_ops.eval import EvalInput, prepare_input
+from marc_ops.eval import EvalInput, prepare_input, run_benchmark
 from marc_ops.eval.qwen_adapter import (
     CheckpointNotFoundError,
     QwenAdapter,
     SelectionNotFoundError,
     resolve_checkpoint,
 )
+from marc_ops.eval.scoring import latency_path
 from marc_ops.io import write_json
 from marc_ops.video import VideoConfig, VideoDecodeError, smart_resize
 
@@ -188,3 +190,52 @@ def test_base_methods_answer_with_the_sft_warm_up_when_it_is_the_initial_policy(
     assert resolve_checkpoint(paths, resolve_method("baseline-64f"), init="sft") == sft
     assert resolve_checkpoint(paths, resolve_method("vmr-64f"), init="sft") == sft
     assert resolve_checkpoint(paths, resolve_method("baseline-64f")) == tiny_model  # init="base"
+
+
+def test_prefetched_length_sorted_runs_record_what_the_serial_run_records(
+    tiny_model: Path, rows: pl.DataFrame, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00not a video" * 64)
+    one_video = rows.filter(pl.col("data_type") == "video").head(1)
+    # images first in the file: the videos' inputs are longer, so the sorted run answers them first
+    benchmark = pl.concat(
+        [
+            one_video.with_columns(
+                pl.lit("broken-1").alias("problem_id"), pl.lit(str(broken)).alias("media_path")
+            ),
+            rows.sort("data_type"),
+        ]
+    )
+    task, method = resolve_task("synthetic"), resolve_method("baseline-16f")
+
+    def run(out: Path, *, decode_workers: int, sort_by_length: bool) -> list[dict]:
+        adapter = QwenAdapter(
+            tiny_model, method, video=VIDEO, max_new_tokens=6, decode_workers=decode_workers
+        )
+        run_benchmark(
+            task,
+            method,
+            benchmark,
+            adapter,
+            out,
+            batch_size=2,
+            answer_rule="strict",
+            progress=False,
+            video=VIDEO,
+            sort_by_length=sort_by_length,
+        )
+        return [json.loads(line) for line in out.read_text().splitlines()]
+
+    serial = run(tmp_path / "serial.jsonl", decode_workers=0, sort_by_length=False)
+    ahead = run(tmp_path / "ahead.jsonl", decode_workers=2, sort_by_length=True)
+    assert [r["problem_id"] for r in serial] == benchmark["problem_id"].to_list()
+    assert [r["problem_id"] for r in ahead] != [r["problem_id"] for r in serial]  # longest first
+    assert {r["problem_id"]: r for r in ahead} == {r["problem_id"]: r for r in serial}
+    failed = {r["problem_id"]: r for r in serial if r["status"] == "failed"}
+    assert list(failed) == ["broken-1"] and str(broken) in failed["broken-1"]["error"]
+    latencies = [
+        json.loads(line)["problem_id"]
+        for line in latency_path(tmp_path / "ahead.jsonl").read_text().splitlines()
+    ]
+    assert latencies == [r["problem_id"] for r in ahead]  # every record's seconds, beside it

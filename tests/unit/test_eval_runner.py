@@ -50,6 +50,9 @@ class ScriptedAdapter:
     def generated(self) -> list[str]:
         return [pid for call in self.calls for pid in call]
 
+    def prefetch(self, batch: Sequence[EvalInput]) -> None:
+        pass
+
     def generate(self, batch: Sequence[EvalInput]) -> list[GenerationOutput]:
         ids = [item.problem_id for item in batch]
         if self.crash_after is not None and len(self.generated) + len(ids) > self.crash_after:
@@ -372,3 +375,20 @@ def test_unknown_methods_are_refused_with_the_known_names() -> None:
         resolve_method("marc@1.5")
     with pytest.raises(ValueError, match="checkpoint"):
         MethodSpec.model_validate({**METHODS["baseline-64f"].model_dump(), "checkpoint": "grpo"})
+
+
+class NoReadAheadAdapter:
+    """An adapter written without ``prefetch``: it reads each batch when it generates it."""
+
+    def __init__(self) -> None:
+        self.inner = ScriptedAdapter()
+
+    def generate(self, batch: Sequence[EvalInput]) -> list[GenerationOutput]:
+        return self.inner.generate(batch)
+
+
+def test_an_adapter_without_prefetch_is_run_batch_by_batch(rows: pl.DataFrame, tmp_path: Path) -> None:
+    adapter = NoReadAheadAdapter()
+    result = _run(rows, adapter, records_path(tmp_path / "scores", TASK.name, METHOD.name))
+    assert adapter.inner.calls == [["p0", "p1"], ["p2", "p3"], ["p4", "p5"], ["p6"]]
+    assert result.scores["accuracy"] == pytest.approx(4 / 7 * 100)

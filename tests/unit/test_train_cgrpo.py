@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,9 @@ from marc_ops.config.train import CGRPOTrainConfig
 from marc_ops.data import load_videor1
 from marc_ops.model import load_qwen2_5_vl, load_qwen2_5_vl_processor
 from marc_ops.rewards import completion_text, make_cgrpo_reward
-from marc_ops.train.cgrpo import CGRPOTrainer, cgrpo_dataset, train_cgrpo
-from marc_ops.train.inputs import whole_video_builder
-from marc_ops.video import VideoConfig
+from marc_ops.train.cgrpo import DECODED_KEY, CGRPOTrainer, DecodeAhead, cgrpo_dataset, train_cgrpo
+from marc_ops.train.inputs import TrainingSample, whole_video_builder, whole_video_sample
+from marc_ops.video import VideoConfig, VideoDecodeError
 
 VIDEO = VideoConfig(max_frames=8)
 TINY = CGRPOTrainConfig(
@@ -201,3 +202,65 @@ def test_a_video_without_teacher_reward_is_skipped(
     assert "no teacher reward" in skipped[0].reason
     image = dataset.filter(lambda row: row["data_type"] == "image")[0]
     assert image["a_full"] is None and image["prompt"][0]["content"][0]["type"] == "image"
+
+
+def test_dataloader_workers_decode_ahead_and_train_the_same_bytes(
+    tiny_model: Path, rows: pl.DataFrame, tmp_path: Path
+) -> None:
+    config = CGRPOTrainConfig(**{**TINY.model_dump(), "max_steps": 2})
+    train_rows = videos(rows, 2)
+
+    def train(run: CGRPOTrainConfig, out_dir: Path) -> bytes:
+        final = train_cgrpo(
+            run,
+            train_rows,
+            a_full_of(train_rows),
+            tiny_model,
+            out_dir,
+            sample_builder=whole_video_builder(VIDEO),
+        )
+        return (final / "model.safetensors").read_bytes()
+
+    with_workers = config.model_copy(update={"dataloader_num_workers": 2})
+    assert train(with_workers, tmp_path / "workers") == train(config, tmp_path / "alone")
+
+
+def test_decode_ahead_decodes_each_group_once_and_passes_unreadable_rows_on(rows: pl.DataFrame) -> None:
+    train = videos(rows, 2)
+    good, bad = train["problem_id"].to_list()
+    calls: list[str] = []
+
+    def builder(row: dict) -> TrainingSample:
+        calls.append(row["problem_id"])
+        if row["problem_id"] == bad:
+            raise VideoDecodeError(row["media_path"], "truncated")
+        return whole_video_sample(row, VIDEO)
+
+    batch = {
+        "problem_id": [good] * 4 + [bad] * 4,
+        "media_path": [train["media_path"][0]] * 4 + [train["media_path"][1]] * 4,
+        "data_type": ["video"] * 8,
+    }
+    decoded = DecodeAhead(builder)(batch)[DECODED_KEY]
+    assert calls == [good, bad]  # one decode a group
+    assert all(sample is decoded[0] for sample in decoded[:4]) and decoded[0].frames.shape[0] == 8
+    assert decoded[4:] == [None] * 4
+    assert pickle.loads(pickle.dumps(DecodeAhead(whole_video_builder(VIDEO)))).sample_builder.keywords == {
+        "video": VIDEO
+    }  # workers started by spawn get it too
+
+
+def test_media_unreadable_during_training_names_the_sample_with_workers(
+    tiny_model: Path, rows: pl.DataFrame, tmp_path: Path
+) -> None:
+    train_rows = videos(rows, 1)
+    run = TINY.model_copy(update={"dataloader_num_workers": 2})
+    with pytest.raises(RuntimeError, match=f"sample {train_rows['problem_id'][0]} passed the media check"):
+        train_cgrpo(
+            run, train_rows, a_full_of(train_rows), tiny_model, tmp_path, sample_builder=unreadable_sample
+        )
+
+
+def unreadable_sample(row: dict) -> TrainingSample:
+    """A sample builder for media that broke after the dataset was built."""
+    raise VideoDecodeError(row["media_path"], "truncated after the media check")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import torch
 from tests_support import assert_killed_runs_resume_to
 
 from marc_ops.compression import one_frame_compression
@@ -31,7 +34,7 @@ from marc_ops.train.sft import (
     train_sft,
     trained_batches,
 )
-from marc_ops.video import VideoConfig, open_video
+from marc_ops.video import VideoConfig, VideoDecodeError, open_video
 from marc_ops.vmr.retrieval import decode_frames
 
 VIDEO = VideoConfig(max_frames=8)
@@ -224,3 +227,61 @@ def test_a_run_killed_at_any_point_resumes_to_the_bytes_of_an_uninterrupted_one(
 
     train(tmp_path / "uninterrupted")
     assert_killed_runs_resume_to(tmp_path / "uninterrupted", train, last_step=3)
+
+
+def test_dataloader_workers_train_the_bytes_of_the_training_process_alone(
+    tiny_model: Path, cot_rows: pl.DataFrame, tmp_path: Path
+) -> None:
+    # 3 batches an epoch over 2 workers: worker 0 builds batches 0 and 2, worker 1 batch 1; the second epoch is
+    # a new pass (new workers), and the run resumed at step 2 skips two batches first. mix_uncompressed makes
+    # each batch's encoding depend on its number in the run.
+    config = SFTTrainConfig(
+        learning_rate=1e-3,
+        per_device_train_batch_size=1,
+        max_steps=4,
+        num_train_epochs=100,
+        logging_steps=1,
+        save_steps=2,
+        bf16=False,
+        gradient_checkpointing=False,
+        mix_uncompressed=True,
+        compression=one_frame_compression(),
+    )
+    rows = cot_rows.filter(pl.col("data_type") == "video").head(3)
+    with_workers = config.model_copy(update={"dataloader_num_workers": 2})
+
+    def train(run: SFTTrainConfig, out_dir: Path) -> bytes:
+        final = train_sft(run, rows, tiny_model, out_dir, sample_builder=whole_video_builder(VIDEO))
+        return (final / "model.safetensors").read_bytes()
+
+    alone = train(config, tmp_path / "alone")
+    assert train(with_workers, tmp_path / "workers") == alone
+    train(with_workers.model_copy(update={"max_steps": 2}), tmp_path / "resumed")
+    assert train(with_workers, tmp_path / "resumed") == alone
+
+
+def test_media_unreadable_during_training_names_the_sample_from_a_worker(
+    tiny_model: Path, cot_rows: pl.DataFrame, tmp_path: Path
+) -> None:
+    rows = cot_rows.filter(pl.col("data_type") == "video").head(1)
+    config = SFTTrainConfig(
+        per_device_train_batch_size=1, max_steps=1, bf16=False, gradient_checkpointing=False
+    )
+    gone = functools.partial(unreadable_sample, video=VIDEO)
+    for workers in (0, 2):
+        run = config.model_copy(update={"dataloader_num_workers": workers})
+        with pytest.raises(RuntimeError, match=f"sample {rows['problem_id'][0]} passed the media check"):
+            train_sft(run, rows, tiny_model, tmp_path / str(workers), sample_builder=gone)
+
+
+def unreadable_sample(row: dict, video: VideoConfig) -> None:
+    """A sample builder for media that broke after the dataset was built."""
+    raise VideoDecodeError(row["media_path"], "truncated after the media check")
+
+
+def test_the_collator_pickles_for_workers_started_by_spawn(tiny_model: Path, cot_rows: pl.DataFrame) -> None:
+    processor = load_qwen2_5_vl_processor(tiny_model)
+    dataset, _ = sft_dataset(cot_rows.filter(pl.col("data_type") == "video").head(1), grounded_clips=True)
+    collate = SFTCollator(processor, one_frame_compression(), view_builder(VIDEO), mix_uncompressed=True)
+    copy = pickle.loads(pickle.dumps(collate))
+    assert torch.equal(copy(list(dataset))["input_ids"], collate(list(dataset))["input_ids"])
