@@ -23,10 +23,11 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
+import yaml
 from pydantic import ValidationError
 
 from marc_ops.checks import ASSET_CHECKS
-from marc_ops.config import ProjectPaths, load_params, profile_path
+from marc_ops.config import ConfigError, Params, ProjectPaths, load_params, profile_path
 from marc_ops.data.synthetic.bad_inputs import CASES_FILE, generate_bad_inputs
 from marc_ops.errors import MarcError, UsageError
 from marc_ops.eval.gpu_check.checks import (
@@ -39,7 +40,7 @@ from marc_ops.eval.gpu_check.checks import (
 from marc_ops.eval.stages import eval_command
 from marc_ops.io import out_of_space, write_text
 from marc_ops.registry import STAGES, benchmark_method_key, partition_keys
-from marc_ops.registry.dvcfile import render_dvc_yaml
+from marc_ops.registry.dvcfile import missing_params, render_dvc_yaml
 from marc_ops.registry.runlock import AssetBusyError, running
 from marc_ops.tables import markdown_table
 from marc_ops.video.errors import MediaError
@@ -75,7 +76,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     """Make a profile the active one: copy configs/<name>.yaml to params.yaml after validating it."""
     paths = ProjectPaths(args.project_dir, args.params)
     source = profile_path(args.name, paths.project_dir)
-    load_params(source)
+    _check_profile(source)
     shutil.copyfile(source, paths.params_file)
     print(f"active profile: {args.name} ({source} -> {paths.params_file})")
     if paths.params_file == paths.project_dir / "params.yaml":  # the file DVC reads: its stages follow it
@@ -84,11 +85,25 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_profile(source: Path) -> Params:
+    """The profile's params, once it validates and spells out every param a DVC stage reads."""
+    params = load_params(source)
+    raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    missing = missing_params(raw)
+    if missing:
+        listed = ", ".join(f"{key} (read by {stage})" for key, stage in missing.items())
+        raise ConfigError(
+            f"{source}: {listed} not set: DVC records each stage's params from the profile file itself; "
+            "add them (configs/tiny.yaml sets every one)"
+        )
+    return params
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     """Validate profile files without activating them."""
     project_dir = Path(args.project_dir).resolve()
     for name in args.names:
-        params = load_params(profile_path(name, project_dir))
+        params = _check_profile(profile_path(name, project_dir))
         print(f"{name}: ok (data.source={params.data.source}, data_root={params.data.data_root})")
     return 0
 

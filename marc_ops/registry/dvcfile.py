@@ -12,6 +12,7 @@ keeps them; timings and host facts are metrics (``dvc metrics show``), cached an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,21 @@ def render_dvc_yaml(params: Params, project_dir: Path) -> str:
     }
     body = yaml.safe_dump({"stages": stages}, sort_keys=False, width=120, default_flow_style=False)
     return HEADER + body
+
+
+def missing_params(profile: Mapping[str, Any]) -> dict[str, str]:
+    """Each param a stage declares that the profile file leaves to its class default, with the first stage that
+    reads it: DVC reads params from the file itself, and refuses to record a stage whose param is absent."""
+    missing: dict[str, str] = {}
+    for name, stage in STAGES.items():
+        for key in stage.params:
+            node: Any = profile
+            for part in key.split("."):
+                if not isinstance(node, Mapping) or part not in node:
+                    missing.setdefault(key, name)
+                    break
+                node = node[part]
+    return missing
 
 
 def unreproducible_outputs(params: Params) -> dict[str, str]:

@@ -49,6 +49,13 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("where-params-missing", ["--params", "gone.yaml", "where"], 3, r"params file not found: .*gone\.yaml"),
     ("profile-unknown", ["profile", "nope"], 2, r"unknown profile 'nope': .*configs/nope\.yaml"),
     ("validate-profile-invalid", ["validate-profile", "broken"], 3, r"broken\.yaml: data\.source: "),
+    (
+        "profile-param-unset",
+        ["profile", "sparse"],
+        3,
+        r"sparse\.yaml: train\.launch\.teacher \(read by teacher_rewards\), eval\.sort_by_length \(read by "
+        r"benchmark_scores\) not set: DVC records",
+    ),
     ("eval-unknown-benchmark", ["eval", "--benchmark", "nope", "--method", "sft-1f"], 2, r"benchmark 'nope'"),
     ("eval-unknown-method", ["eval", "--benchmark", "synthetic", "--method", "nope"], 2, r"method 'nope'"),
     (
@@ -70,6 +77,10 @@ def project(small_project: Path) -> Path:
     (small_project / "invalid.yaml").write_text(yaml.safe_dump(params))
     (small_project / "configs").mkdir()
     (small_project / "configs" / "broken.yaml").write_text(BROKEN_PROFILE)
+    # valid (the class defaults fill them in) but without two keys that DVC stages read as params
+    del params["train"]["launch"]["teacher"], params["eval"]["sort_by_length"]
+    params["data"]["train_size"] = 8
+    (small_project / "configs" / "sparse.yaml").write_text(yaml.safe_dump(params))
     return small_project
 
 

@@ -12,7 +12,7 @@ from tests_support import DVC, REPO_ROOT, small_tiny_params, write_params
 
 from marc_ops.config import ProjectPaths
 from marc_ops.registry import STAGES
-from marc_ops.registry.dvcfile import dvc_name, render_dvc_yaml
+from marc_ops.registry.dvcfile import dvc_name, missing_params, render_dvc_yaml
 
 
 def test_committed_dvc_yaml_is_the_rendered_one():
@@ -90,3 +90,13 @@ def test_dvc_reads_the_rendered_file(tmp_path: Path):
     expected |= {dvc_name("cgrpo_checkpoint", f"{tau:g}") for tau in params["train"]["taus"]}
     expected |= {dvc_name("benchmark_scores", f"synthetic|{m}") for m in params["eval"]["methods"]}
     assert names == expected
+
+
+def test_every_shipped_profile_sets_every_param_a_stage_reads():
+    for profile in sorted((REPO_ROOT / "configs").glob("*.yaml")):
+        if profile.name == "dagster.yaml":
+            continue
+        assert missing_params(yaml.safe_load(profile.read_text())) == {}, profile
+    sparse = yaml.safe_load((REPO_ROOT / "configs" / "tiny.yaml").read_text())
+    del sparse["train"]["launch"]["teacher"], sparse["model"]
+    assert missing_params(sparse) == {"train.launch.teacher": "teacher_rewards", "model": "base_model"}
