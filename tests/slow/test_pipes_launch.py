@@ -2,7 +2,9 @@
 ``configs/accelerate/cpu_2proc.yaml``, Dagster materializes ``sft_checkpoint`` and ``cgrpo_checkpoint[0.6]``
 in a fresh clone (the fast lineage) by running ``accelerate launch`` through Dagster Pipes (gloo on the
 CPU). The trainer's log lines, world size, final metrics and checkpoint hash come back into each
-materialization, beside the keys the stage gives when it trains in its own process. 4 to 7 min on 2 cores.
+materialization, beside the keys the stage gives when it trains in its own process. ``teacher_rewards`` is
+launched the same way: each process scores half of the samples, and the merged table is the one its own
+process finds complete afterwards. 4 to 8 min on 2 cores.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import math
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -89,7 +92,11 @@ def _assert_trained_checkpoint(weights: Path, initial: Path) -> None:
 
 def test_training_assets_train_in_two_processes_through_pipes(tmp_path: Path):
     params = fast_lineage_params()
-    params["train"]["launch"] = {"sft": TWO_CPU_PROCESSES, "cgrpo": TWO_CPU_PROCESSES}
+    params["train"]["launch"] = {
+        "sft": TWO_CPU_PROCESSES,
+        "cgrpo": TWO_CPU_PROCESSES,
+        "teacher": TWO_CPU_PROCESSES,
+    }
     project = clone_project(tmp_path / "clone", params)
     instance = dg.DagsterInstance.ephemeral()
 
@@ -107,8 +114,17 @@ def test_training_assets_train_in_two_processes_through_pipes(tmp_path: Path):
     )
     _assert_trained_checkpoint(cgrpo_weights, sft_weights)
 
+    # The teacher scored half of the samples in each process; process 0 merged them and reported its line.
+    teacher = lineage.asset_materializations_for_node("teacher_rewards")[0].metadata
+    assert teacher["processes"].value == 2 and teacher["failed"].value == 0
+    messages = [entry.user_message for entry in instance.all_logs(lineage.run_id)]
+    assert any(m.startswith("teacher_rewards: process 0 of 2 scored ") for m in messages), messages
+    launched_table = pl.read_parquet(project / "assets/teacher_rewards/teacher_rewards.parquet")
+    assert launched_table.height == teacher["video_samples"].value > 1
+    assert not list((project / "assets/teacher_rewards").glob("teacher_rewards.rank*.jsonl"))
+
     # The same assets trained in their own process (nothing is left to train) show the same keys.
-    params["train"]["launch"] = {"sft": IN_PROCESS, "cgrpo": IN_PROCESS}
+    params["train"]["launch"] = {"sft": IN_PROCESS, "cgrpo": IN_PROCESS, "teacher": IN_PROCESS}
     write_params(project, params)
     for launched, selection, partition in (
         (sft, "sft_checkpoint", None),
@@ -119,3 +135,8 @@ def test_training_assets_train_in_two_processes_through_pipes(tmp_path: Path):
         assert set(in_process) == set(launched)
         assert in_process["processes"].value == 1 and in_process["world_size"].value is None
         assert in_process["checkpoint_sha256"].value == launched["checkpoint_sha256"].value
+    # In its own process the teacher finds every sample scored: it generates nothing and writes the same table.
+    again = _materialize(project, instance, ["teacher_rewards"])
+    metadata = again.asset_materializations_for_node("teacher_rewards")[0].metadata
+    assert metadata["generated_now"].value == 0 and metadata["resumed"].value == launched_table.height
+    assert pl.read_parquet(project / "assets/teacher_rewards/teacher_rewards.parquet").equals(launched_table)
