@@ -18,7 +18,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -28,6 +28,8 @@ from marc_ops.errors import MarcError
 from marc_ops.io import project_relative
 from marc_ops.train.dataset import RunFile
 from marc_ops.train.progress import TrainingProgress, configure_logging
+
+R = TypeVar("R", bound=RunFile)
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +43,10 @@ class TrainingLaunchError(MarcError, RuntimeError):
     """A launched training run failed, or ended without its final model."""
 
 
-def trainer_main(
-    argv: Sequence[str] | None,
-    progress: TrainingProgress | None,
-    *,
-    prog: str,
-    run_type: type[RunFile],
-    run_in_process: Callable[..., Path],
-    description: str,
-) -> int:
-    """A trainer's entry point ``prog`` (``python -m <module>``, the module ``accelerate launch -m`` starts):
-    ``--config RUN_FILE`` (a ``run_type`` YAML file, the ``run.yaml`` a stage writes), trained by
-    ``run_in_process(run, callbacks)``. ``progress`` watches the run (a driver's subclass of :class:`TrainingProgress` that reports it as it happens; by
-    default nothing is reported)."""
+def read_run_file(argv: Sequence[str] | None, *, prog: str, run_type: type[R], description: str) -> R:
+    """The ``--config RUN_FILE`` of an entry point ``prog`` that ``accelerate launch -m`` starts: a ``run_type``
+    YAML file (the ``run.yaml`` a stage writes), validated, with the run's logging configured. A missing file
+    is one usage line."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--config",
@@ -65,7 +58,23 @@ def trainer_main(
     if not args.config.is_file():
         parser.error(f"--config {args.config}: no such file")
     configure_logging()
-    run = run_type.model_validate(yaml.safe_load(args.config.read_text()))
+    return run_type.model_validate(yaml.safe_load(args.config.read_text()))
+
+
+def trainer_main(
+    argv: Sequence[str] | None,
+    progress: TrainingProgress | None,
+    *,
+    prog: str,
+    run_type: type[RunFile],
+    run_in_process: Callable[..., Path],
+    description: str,
+) -> int:
+    """A trainer's entry point ``prog`` (``python -m <module>``, the module ``accelerate launch -m`` starts):
+    ``--config RUN_FILE`` (:func:`read_run_file`), trained by ``run_in_process(run, callbacks)``. ``progress``
+    watches the run (a driver's subclass of :class:`TrainingProgress` that reports it as it happens; by
+    default nothing is reported)."""
+    run = read_run_file(argv, prog=prog, run_type=run_type, description=description)
     progress = TrainingProgress() if progress is None else progress
     final = run_in_process(run, callbacks=[progress])
     logger.info("final model: %s", final)

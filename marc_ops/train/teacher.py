@@ -25,7 +25,6 @@ goes on; a resumed run keeps it failed (delete its line to retry it).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -39,7 +38,6 @@ from typing import Any
 
 import polars as pl
 import torch
-import yaml
 from accelerate import PartialState
 from pydantic import ConfigDict, Field
 from tqdm import tqdm
@@ -66,8 +64,8 @@ from marc_ops.train.inputs import (
     vmr_builder,
     whole_video_builder,
 )
-from marc_ops.train.launch import Launcher, TrainingLaunchError, accelerate_command
-from marc_ops.train.progress import TrainingProgress, configure_logging
+from marc_ops.train.launch import Launcher, TrainingLaunchError, accelerate_command, read_run_file
+from marc_ops.train.progress import TrainingProgress
 from marc_ops.video import MediaError, VideoConfig
 
 logger = logging.getLogger(__name__)
@@ -480,17 +478,12 @@ def main(argv: Sequence[str] | None = None, progress: TrainingProgress | None = 
     """``python -m marc_ops.train.teacher --config RUN_FILE``, alone or as one of the processes
     ``accelerate launch`` starts (each scores its share; process 0 merges). ``progress`` hears the main
     process's summary line (a driver's :class:`TrainingProgress`, e.g. the Dagster Pipes one)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m marc_ops.train.teacher", description="Score the teacher's a_full per video sample."
+    run = read_run_file(
+        argv,
+        prog="python -m marc_ops.train.teacher",
+        run_type=TeacherRun,
+        description="Score the teacher's a_full per video sample.",
     )
-    parser.add_argument(
-        "--config", required=True, type=Path, help="a TeacherRun YAML file (a stage's run.yaml)"
-    )
-    args = parser.parse_args(argv)
-    if not args.config.is_file():
-        parser.error(f"--config {args.config}: no such file")
-    configure_logging()
-    run = TeacherRun.model_validate(yaml.safe_load(args.config.read_text()))
     state = PartialState(cpu=not run.device.startswith("cuda"))
     if run.device.startswith("cuda"):
         run = run.model_copy(update={"device": str(state.device)})  # each process its own GPU
